@@ -1,0 +1,1 @@
+namespace SpatialMllm.Research; internal static class Placeholder {}
