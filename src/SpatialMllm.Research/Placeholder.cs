@@ -1,1 +1,0 @@
-namespace SpatialMllm.Research; internal static class Placeholder {}
