@@ -1,0 +1,59 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Runtime;
+
+/// <summary>Loads libtorch once with a clear message when it cannot, and picks devices.</summary>
+public static class TorchRuntime
+{
+    static readonly Lazy<Exception?> LoadError = new(TryLoad);
+
+    /// <summary>Throws an explanation (not a deep libtorch error) when TorchSharp's native library cannot load.</summary>
+    public static void EnsureLoaded()
+    {
+        if (LoadError.Value is { } e)
+            throw new InvalidOperationException(
+                "TorchSharp could not load libtorch. On Debian 12 / Ubuntu 22.04 the shipped libLibTorchSharp.so needs " +
+                "GLIBCXX_3.4.32: build through this repository (its build step patches the output copy) rather than " +
+                "referencing TorchSharp from the NuGet cache directly. On the GPU machine, source .gpu/env.sh so that " +
+                "PyTorch's torch/lib is on LD_LIBRARY_PATH. Underlying error: " + e.Message, e);
+    }
+
+    static Exception? TryLoad()
+    {
+        try
+        {
+            using var probe = torch.zeros(1);
+            return null;
+        }
+        catch (Exception e) { return e; }
+    }
+
+    /// <summary><c>cuda</c> when a GPU is visible, else <c>cpu</c>.</summary>
+    public static Device DefaultDevice
+    {
+        get
+        {
+            EnsureLoaded();
+            return torch.cuda.is_available() ? torch.CUDA : torch.CPU;
+        }
+    }
+
+    /// <summary>Parses "cpu", "cuda", "cuda:1" or "auto" (the default device).</summary>
+    public static Device ParseDevice(string? name)
+    {
+        EnsureLoaded();
+        if (string.IsNullOrWhiteSpace(name) || name == "auto") return DefaultDevice;
+        try { return torch.device(name); }
+        catch (Exception e) { throw new ArgumentException($"Unknown device '{name}' (use cpu, cuda, cuda:N or auto).", e); }
+    }
+
+    /// <summary>Parses "float32"/"fp32", "bfloat16"/"bf16", "float16"/"fp16".</summary>
+    public static ScalarType ParseDType(string? name) => name?.ToLowerInvariant() switch
+    {
+        null or "" or "float32" or "fp32" or "f32" => ScalarType.Float32,
+        "bfloat16" or "bf16" => ScalarType.BFloat16,
+        "float16" or "fp16" or "half" => ScalarType.Float16,
+        _ => throw new ArgumentException($"Unknown dtype '{name}' (use float32, bfloat16 or float16)."),
+    };
+}
