@@ -1,0 +1,28 @@
+using SpatialMllm.Research.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Tests;
+
+/// <summary>TorchSharp's native library loads here (Debian 12 needs the build's GLIBCXX patch) and computes.</summary>
+public class TorchRuntimeTests
+{
+    [Fact]
+    public void Torch_initialises_and_runs_float32_and_bf16()
+    {
+        TorchRuntime.EnsureLoaded();
+        using var a = torch.ones(4, 4, dtype: ScalarType.BFloat16);
+        using var q = torch.randn(1, 2, 8, 16);
+        using var attention = nn.functional.scaled_dot_product_attention(q, q, q, is_casual: true);
+        Assert.Equal(4.0f, a.matmul(a)[0, 0].to(ScalarType.Float32).item<float>());
+        Assert.Equal(q.shape, attention.shape);
+    }
+
+    [Fact]
+    public void Device_and_dtype_names_parse()
+    {
+        Assert.Equal(DeviceType.CPU, TorchRuntime.ParseDevice("cpu").type);
+        Assert.Equal(ScalarType.BFloat16, TorchRuntime.ParseDType("bf16"));
+        Assert.Throws<ArgumentException>(() => TorchRuntime.ParseDType("int3"));
+    }
+}
