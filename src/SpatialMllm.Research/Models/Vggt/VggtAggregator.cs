@@ -17,7 +17,6 @@ public sealed class VggtAggregator : nn.Module
     static readonly double[] ImageNetMean = [0.485, 0.456, 0.406];
     static readonly double[] ImageNetStd = [0.229, 0.224, 0.225];
 
-    readonly int _patchSize;
     readonly int _numHeads;
 
     private readonly DinoVisionTransformer patch_embed;
@@ -28,7 +27,7 @@ public sealed class VggtAggregator : nn.Module
 
     public VggtAggregator(SpatialEncoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtAggregator))
     {
-        _patchSize = config.PatchSize;
+        PatchSize = config.PatchSize;
         _numHeads = config.NumHeads;
         Depth = config.Depth;
         EmbedDim = config.EmbedDim;
@@ -52,7 +51,7 @@ public sealed class VggtAggregator : nn.Module
     /// <summary>Where the patch tokens start in each frame's token list: after 1 camera and R register tokens (5).</summary>
     public int PatchStartIndex { get; }
 
-    public int PatchSize => _patchSize;
+    public int PatchSize { get; }
 
     /// <summary>
     /// The output of block pair <paramref name="layer"/> (negative counts from the end; −1 = the last, which
@@ -80,8 +79,8 @@ public sealed class VggtAggregator : nn.Module
             throw new ArgumentException($"VGGT expects images [S, 3, H, W] or [B, S, 3, H, W], got [{string.Join(", ", images.shape)}].");
         long b = batched ? images.shape[0] : 1, s = images.shape[^4], channels = images.shape[^3], h = images.shape[^2], w = images.shape[^1];
         if (channels != 3) throw new ArgumentException($"VGGT expects 3 colour channels, got images [{string.Join(", ", images.shape)}].");
-        if (h % _patchSize != 0 || w % _patchSize != 0)
-            throw new ArgumentException($"VGGT needs H and W divisible by the patch size {_patchSize}, got images [{string.Join(", ", images.shape)}].");
+        if (h % PatchSize != 0 || w % PatchSize != 0)
+            throw new ArgumentException($"VGGT needs H and W divisible by the patch size {PatchSize}, got images [{string.Join(", ", images.shape)}].");
 
         using var noGrad = torch.no_grad();   // VGGT is frozen in Spatial-MLLM; no autograd graph keeps block activations alive.
         using var scope = torch.NewDisposeScope();
@@ -100,8 +99,8 @@ public sealed class VggtAggregator : nn.Module
         long tokensPerFrame = tokens.shape[1];                                            // P' = 5 + P
 
         int headDim = (int)(d / _numHeads);
-        using var frameRope = Rope2D.Create(h / _patchSize, w / _patchSize, PatchStartIndex, 1, headDim, dtype, device);
-        using var globalRope = Rope2D.Create(h / _patchSize, w / _patchSize, PatchStartIndex, (int)s, headDim, dtype, device);
+        using var frameRope = Rope2D.Create(h / PatchSize, w / PatchSize, PatchStartIndex, 1, headDim, dtype, device);
+        using var globalRope = Rope2D.Create(h / PatchSize, w / PatchSize, PatchStartIndex, (int)s, headDim, dtype, device);
 
         var kept = new Dictionary<int, Tensor>();
         int last = keep.Max();

@@ -42,6 +42,18 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     }
 
     [Fact]
+    public void Batched_sequences_are_independent()
+    {
+        using var scope = torch.NewDisposeScope();
+        var batch = torch.stack([fixture.Frames, fixture.Frames]);                   // [2, S, 3, H, W]
+        var last = fixture.Model.Aggregator.ForwardLayer(batch);
+        Assert.Equal(new long[] { 2, 4, 53, 128 }, last.shape);
+        var expected = fixture.Io.Read("spatial_tokens_last");
+        TensorComparison.AssertClose("batch item 0", expected, last[0], Tolerance, output);
+        TensorComparison.AssertClose("batch item 1", expected, last[1], Tolerance, output);
+    }
+
+    [Fact]
     public void Heads_match_the_reference()
     {
         using var scope = torch.NewDisposeScope();
