@@ -54,9 +54,9 @@ internal sealed class CameraHead : nn.Module
         {
             var previous = poseEncoding ?? empty_pose_tokens.expand(b, s, -1);
             var modulation = poseLN_modulation.forward(embed_pose.forward(previous)).chunk(3, dim: -1);
-            Tensor shift = modulation[0], scaleMinusOne = modulation[1], gate = modulation[2];
+            Tensor shift = modulation[0], scale = modulation[1], gate = modulation[2];
             // DiT-style modulate: gate · (norm(x)·(1 + scale) + shift), plus the residual x.
-            var h = gate * (normalized * (1 + scaleMinusOne) + shift) + poseTokens;
+            var h = gate * (normalized * (1 + scale) + shift) + poseTokens;
             foreach (var block in trunk) h = block.Forward(h);
             var delta = pose_branch.forward(trunk_norm.forward(h));
             poseEncoding = poseEncoding is null ? delta : poseEncoding + delta;

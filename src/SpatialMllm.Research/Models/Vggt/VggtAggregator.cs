@@ -31,8 +31,9 @@ public sealed class VggtAggregator : nn.Module
         _numHeads = config.NumHeads;
         Depth = config.Depth;
         EmbedDim = config.EmbedDim;
-        patch_embed = new DinoVisionTransformer(config.ImgSize, config.PatchSize, config.NumRegisterTokens,
-            config.PatchEmbed with { EmbedDim = config.EmbedDim }, device, dtype);
+        if (config.PatchEmbed.EmbedDim != config.EmbedDim)
+            throw new ArgumentException($"The DINO patch embed width {config.PatchEmbed.EmbedDim} must equal the aggregator's embed_dim {config.EmbedDim}.");
+        patch_embed = new DinoVisionTransformer(config.ImgSize, config.PatchSize, config.NumRegisterTokens, config.PatchEmbed, device, dtype);
         frame_blocks = nn.ModuleList(Enumerable.Range(0, Depth)
             .Select(_ => new VggtBlock(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, device, dtype)).ToArray());
         global_blocks = nn.ModuleList(Enumerable.Range(0, Depth)

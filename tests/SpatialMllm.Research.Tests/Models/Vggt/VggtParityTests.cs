@@ -22,6 +22,47 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     }
 
     [Fact]
+    public void Track_head_keys_are_skipped_by_name_and_nothing_else()
+    {
+        // The tiny fixture has no track head; the released checkpoints do. Write the fixture's VGGT tensors plus
+        // a track-head tensor and an unrelated stray tensor into a fresh checkpoint folder.
+        string folder = TestPaths.NewTempDir("vggt-track-head");
+        File.Copy(Path.Combine(TestPaths.TinyFixture, "config.json"), Path.Combine(folder, "config.json"));
+        var tensors = fixture.Checkpoint.Keys.Where(k => k.StartsWith(VggtModel.CheckpointPrefix, StringComparison.Ordinal))
+            .ToDictionary(k => k, k => fixture.Checkpoint.Read(k));
+        tensors[VggtModel.CheckpointPrefix + "track_head.tracker.fmap_norm.weight"] = torch.ones(128);
+        tensors[VggtModel.CheckpointPrefix + "stray.weight"] = torch.ones(3);
+        WriteFloat32Safetensors(Path.Combine(folder, "model.safetensors"), tensors);
+        foreach (var t in tensors.Values) t.Dispose();
+
+        using var checkpoint = SpatialMllm.Research.Checkpoints.Checkpoint.Open(folder);
+        using var model = new VggtModel(checkpoint.Config.Spatial!);
+        var report = model.LoadWeights(checkpoint);
+        Assert.Equal([VggtModel.CheckpointPrefix + "track_head.tracker.fmap_norm.weight"], report.Skipped);
+        Assert.Equal([VggtModel.CheckpointPrefix + "stray.weight"], report.Unexpected);
+        Assert.Empty(report.Missing);
+    }
+
+    static void WriteFloat32Safetensors(string path, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        var header = new Dictionary<string, object>();
+        var data = new List<byte[]>();
+        long offset = 0;
+        foreach (var (key, tensor) in tensors)
+        {
+            var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(tensor.contiguous().data<float>().ToArray().AsSpan()).ToArray();
+            header[key] = new { dtype = "F32", shape = tensor.shape, data_offsets = new[] { offset, offset + bytes.Length } };
+            data.Add(bytes);
+            offset += bytes.Length;
+        }
+        byte[] json = System.Text.Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(header));
+        using var file = File.Create(path);
+        file.Write(BitConverter.GetBytes((ulong)json.Length));
+        file.Write(json);
+        foreach (var bytes in data) file.Write(bytes);
+    }
+
+    [Fact]
     public void Aggregator_first_and_last_layers_match_the_reference()
     {
         using var scope = torch.NewDisposeScope();
@@ -51,6 +92,15 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
         var expected = fixture.Io.Read("spatial_tokens_last");
         TensorComparison.AssertClose("batch item 0", expected, last[0], Tolerance, output);
         TensorComparison.AssertClose("batch item 1", expected, last[1], Tolerance, output);
+    }
+
+    [Fact]
+    public void A_single_frame_uses_the_first_frame_slots_only()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var predictions = fixture.Model.Forward(fixture.Frames[..1]);
+        Assert.Equal(new long[] { 1, 9 }, predictions.PoseEncoding.shape);
+        Assert.Equal(new long[] { 1, 84, 112, 3 }, predictions.WorldPoints.shape);
     }
 
     [Fact]
