@@ -4,7 +4,7 @@ namespace SpatialMllm.Research.Processing;
 /// qwen-vl-utils' size arithmetic (spec §2.2), in Python's semantics: <c>round</c> is half-to-even,
 /// divisions are in double precision, exactly as Python evaluates them.
 /// </summary>
-public static class SmartResize
+internal static class SmartResize
 {
     /// <summary>Largest allowed max(H,W)/min(H,W).</summary>
     public const double MaxAspectRatio = 200;

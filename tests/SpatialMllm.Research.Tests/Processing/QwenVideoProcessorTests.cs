@@ -179,6 +179,22 @@ public class QwenVideoProcessorTests(ITestOutputHelper output)
         Assert.NotEqual(0.0, MaxAbs(plain.to(ScalarType.Float32), QwenVideoProcessor.ResizeFrames(frames, 56, 84).to(ScalarType.Float32)));
     }
 
+    [Theory]
+    [InlineData(56, 84, "0122d9ebf9502206a49163f04d650f38b090a8a2bbc9c381f94adb2e93414d52")]
+    [InlineData(168, 196, "25b2a57cceed6651af45b140e10f9c405a8e5a15a82f197f30dead667bb7bae3")]
+    [InlineData(280, 392, "22dddf8b5413d06b51683f3b3ad8338b51942d569cc679823621bb5fba9f8b54")]
+    public void Resize_matches_torchvision_byte_for_byte(int h, int w, string torchvisionSha256)
+    {
+        // SHA-256 of torchvision 0.26 (torch 2.11) resize(v, [h, w], BICUBIC, antialias=True) on these frames:
+        // v[i] = ((i · 2654435761) >> 13) & 255 over [4, 3, 84, 112], flattened.
+        using var scope = NewDisposeScope();
+        var values = new byte[4 * 3 * 84 * 112];
+        for (long i = 0; i < values.Length; i++) values[i] = (byte)(((i * 2654435761L) >> 13) & 255);
+        var resized = QwenVideoProcessor.ResizeFrames(tensor(values, [4, 3, 84, 112]), h, w);
+        string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(resized.data<byte>().ToArray()));
+        Assert.Equal(torchvisionSha256, sha);
+    }
+
     [Fact]
     public void Config_reads_preprocessor_config_and_ignores_unknown_fields()
     {

@@ -111,13 +111,31 @@ public class Qwen2TokenizerTests
         Assert.Equal("Cửa Việt", Tokenizer.Decode(Tokenizer.Encode(decomposed)));
     }
 
-    [Fact]
-    public void Astral_characters_split_by_code_point_like_the_reference_regex()
+    // Pieces from Hugging Face tokenizers 0.23.2: pre_tokenizers.Split(Regex(Qwen2 pattern), "isolated").
+    // .NET's Regex alone matches UTF-16 units and would split "🚀abc" and "😁我想在apple" in two.
+    [Theory]
+    [InlineData("🚀abc 𝐀𝐁c", new[] { "🚀abc", " 𝐀𝐁c" })]
+    [InlineData("𝟏23", new[] { "𝟏", "2", "3" })]
+    [InlineData("😁我想在apple", new[] { "😁我想在apple" })]
+    [InlineData("x🦙y 🦙 🦙.cpp", new[] { "x", "🦙y", " 🦙", " 🦙.", "cpp" })]
+    [InlineData("a\u00a0\u3000b \u2028c", new[] { "a", "\u00a0", "\u3000b", " ", "\u2028c" })]
+    [InlineData("I'M HERE 'LL\t\n\n  x", new[] { "I", "'M", " HERE", " '", "LL", "\t\n\n", " ", " x" })]
+    [InlineData("𠀀𠀁字 𝒳", new[] { "𠀀𠀁字", " 𝒳" })]
+    [InlineData("😀😀!!", new[] { "😀😀!!" })]
+    [InlineData("ab\u200d🌫\ufe0f", new[] { "ab", "\u200d🌫\ufe0f" })]
+    [InlineData("12𝟘𝟙x", new[] { "1", "2", "𝟘", "𝟙", "x" })]
+    public void Pre_tokenizer_splits_by_code_point_like_hugging_face(string text, string[] expectedPieces)
     {
-        // Hugging Face's regex sees 🚀 as one code point: [^\r\n\p{L}\p{N}]?\p{L}+ takes "🚀abc" as one piece.
         var pre = new Qwen2PreTokenizer([]);
-        Assert.Equal([(0, 5), (5, 6)], pre.PreTokenize("🚀abc 𝐀𝐁c")); // " 𝐀𝐁c": astral letters join the word
-        Assert.Equal([(0, 2), (2, 1), (3, 1)], pre.PreTokenize("𝟏23")); // astral digit: one piece per digit
+        Assert.Equal(expectedPieces, pre.PreTokenize(text).Select(p => text.Substring(p.Offset, p.Length)));
+    }
+
+    [Fact]
+    public void Pre_tokenizer_cuts_added_tokens_out_whole()
+    {
+        var pre = new Qwen2PreTokenizer(["<|im_start|>", "<|im"]);
+        string text = "a<|im_start|>b<|im";
+        Assert.Equal(["a", "<|im_start|>", "b", "<|im"], pre.PreTokenize(text).Select(p => text.Substring(p.Offset, p.Length)));
     }
 
     [Fact]
