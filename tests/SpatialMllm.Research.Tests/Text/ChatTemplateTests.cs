@@ -16,7 +16,7 @@ public class ChatTemplateTests
     {
         // If Qwen's template changes, this fails: re-check Render against the new Jinja before updating QwenJinja.
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(ModelFolder, "chat_template.json")));
-        Assert.Equal(doc.RootElement.GetProperty("chat_template").GetString(), ChatTemplate.QwenJinja);
+        Assert.Equal(ChatTemplate.QwenJinja, doc.RootElement.GetProperty("chat_template").GetString());
         ChatTemplate.EnsureSupported(ModelFolder);
     }
 
