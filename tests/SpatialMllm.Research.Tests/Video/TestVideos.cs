@@ -16,7 +16,7 @@ internal static class TestVideos
     /// <summary>Variable frame rate: frames 0–9 at 10 fps, then 30 fps (timestamps say nothing about the index).</summary>
     public static string VariableFrameRate(string dir, string name, int frames) =>
         Ffmpeg(dir, name,
-            $"-f lavfi -i nullsrc=s=64x48:r=10,geq=r=N*8:g=X*4:b=Y*4,setpts='if(lt(N,10),N/10,1+(N-10)/30)/TB' " +
+            $"-f lavfi -i nullsrc=s=64x48:r=10,geq=r=N*8:g=X*4:b=Y*4,settb=1/1000,setpts='if(lt(N,10),N/10,1+(N-10)/30)/TB' " +
             $"-frames:v {frames} -fps_mode passthrough -c:v ffv1 -pix_fmt bgr0");
 
     /// <summary>An H.264 testsrc video (what most real videos are).</summary>
