@@ -5,5 +5,6 @@ var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in To
 {
     EnvCommand.Create(),
     InspectCommand.Create(),
+    SampleFramesCommand.Create(),
 };
 return root.Parse(args).Invoke();

@@ -1,3 +1,5 @@
+using SpatialMllm.Research.Models.Vggt;
+using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Tests.Video;
 using SpatialMllm.Research.Video;
@@ -62,21 +64,24 @@ public class SamplerTests
     }
 
     [Fact]
-    public void Space_aware_sampler_without_a_connected_vggt_says_so()
+    public void Space_aware_sampler_with_a_folder_that_is_no_model_names_its_config()
     {
-        string dir = TestPaths.NewTempDir("sampling-seam");
+        string dir = TestPaths.NewTempDir("sampling-no-model");
         var video = VideoSource.Open(TestVideos.Numbered(dir, "n.mkv", frames: 4));
         using var sampler = FrameSampler.SpaceAware(2, modelDir: dir);
-        var error = Assert.Throws<NotSupportedException>(() => sampler.Select(video));
-        Assert.Contains("PointMapPredictors.FromModelFolder", error.Message);
+        var error = Assert.Throws<CheckpointFormatException>(() => sampler.Select(video));
+        Assert.Contains("config.json", error.Message);
     }
 
-    [Fact(Skip = "SEAM: needs the C# VGGT (PointMapPredictors.FromModelFolder); the lead enables it after merging")]
+    [Fact]
     public void Tiny_vggt_end_to_end_selects_the_reference_frames()
     {
-        // The lead: decode nothing; run FrameSampler.SpaceAware(2, <tiny VGGT predictor>) over the fixture's
-        // `video_tchw` frames (they are already at model size), or SpaceAwareSelector.Select on the
-        // predictor's output, and expect io.safetensors `sa_selected_tiny_vggt_k2` = [1, 2].
+        using var vggt = VggtLoader.Load(TestPaths.TinyFixture, torch.CPU);
+        using var frames = FixtureIo.Read("video_tchw");
+        var (points, confidence) = vggt.Predict(frames);
+        var result = SpaceAwareSelector.Select(points, confidence, k: 2);
+        int[] expected = FixtureIo.Read("sa_selected_tiny_vggt_k2").data<long>().Select(i => (int)i).ToArray();
+        Assert.Equal(expected, result.Selected);
     }
 
     [Fact]
