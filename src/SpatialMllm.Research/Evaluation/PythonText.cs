@@ -30,6 +30,20 @@ internal static class PythonText
         return s[..end];
     }
 
+    /// <summary>str.split() with no argument: runs of whitespace separate, no empty pieces.</summary>
+    public static string[] SplitWhitespace(string s)
+    {
+        var pieces = new List<string>();
+        int start = -1;
+        for (int i = 0; i <= s.Length; i++)
+        {
+            bool space = i == s.Length || IsSpace(s[i]);
+            if (space && start >= 0) { pieces.Add(s[start..i]); start = -1; }
+            else if (!space && start < 0) start = i;
+        }
+        return [.. pieces];
+    }
+
     /// <summary>re.sub(r"\s+", " ", s).</summary>
     public static string CollapseWhitespace(string s)
     {
