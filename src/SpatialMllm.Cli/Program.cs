@@ -1,3 +1,8 @@
-using TorchSharp;
-var t = torch.ones(2, 3, dtype: torch.bfloat16);
-Console.WriteLine($"{torch.__version__} {(t * 2).sum().ToSingle()} cuda={torch.cuda.is_available()}");
+using System.CommandLine;
+using SpatialMllm.Cli.Commands;
+
+var root = new RootCommand("Spatial-MLLM (Qwen2.5-VL + VGGT) in .NET: evaluation on VSI-Bench and ScanQA.");
+root.Subcommands.Add(ScoreCommand.Create());
+root.Subcommands.Add(EvaluateCommand.Create());
+root.Subcommands.Add(MergeCommand.Create());
+return await root.Parse(args).InvokeAsync();
