@@ -76,7 +76,7 @@ internal static class CliSupport
 internal sealed class ConsoleProgress(TextWriter output, bool interactive)
 {
     static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(10);
-    TimeSpan _lastPlain = TimeSpan.MinValue;
+    TimeSpan? _lastPlain;
 
     public void Report(EvaluationProgress p)
     {
@@ -92,7 +92,7 @@ internal sealed class ConsoleProgress(TextWriter output, bool interactive)
             output.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {text}  {p.CurrentVideo}".PadRight(110));
             if (last) output.WriteLine();
         }
-        else if (last || p.Elapsed - _lastPlain >= PlainInterval)
+        else if (last || _lastPlain is not TimeSpan previous || p.Elapsed - previous >= PlainInterval)
         {
             _lastPlain = p.Elapsed;
             output.WriteLine($"progress {text}");
