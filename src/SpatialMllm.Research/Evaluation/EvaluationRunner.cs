@@ -7,7 +7,7 @@ using System.Text.Json.Nodes;
 namespace SpatialMllm.Research.Evaluation;
 
 /// <summary>One question to put to the answerer.</summary>
-internal sealed record EvaluationItem(string Id, VideoSource Video, string Prompt);
+internal sealed record EvaluationItem(string Id, BenchmarkVideo Video, string Prompt);
 
 /// <summary>Where a run stands: answered in this run, already done before it, and the total for this shard.</summary>
 internal sealed record EvaluationProgress(int AnsweredNow, int DoneBefore, int Total, TimeSpan Elapsed, string? CurrentVideo);

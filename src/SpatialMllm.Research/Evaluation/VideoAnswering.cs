@@ -2,7 +2,7 @@ namespace SpatialMllm.Research.Evaluation;
 
 /// <summary>A benchmark video: an .mp4 file, or (the seed's space-aware-sampling path) a folder of pre-selected PNG frames.</summary>
 /// <param name="Key">"{dataset}/{scene}": the grouping and sharding key.</param>
-internal sealed record VideoSource(string Key, string Path, bool IsFrameFolder);
+internal sealed record BenchmarkVideo(string Key, string Path, bool IsFrameFolder);
 
 /// <summary>How the answerer samples and decodes; the model-independent part of a run's configuration.</summary>
 internal sealed record AnswererOptions(int Frames, FrameSampler Sampler, int MaxNewTokens);
@@ -15,7 +15,7 @@ internal enum FrameSampler { Uniform, SpaceAware }
 /// </summary>
 internal interface IVideoAnswerer : IDisposable
 {
-    IPreparedVideo Prepare(VideoSource video);
+    IPreparedVideo Prepare(BenchmarkVideo video);
 }
 
 /// <summary>One video's visual features, ready for any number of questions.</summary>
@@ -42,7 +42,7 @@ internal static class AnswererFactory
 /// </summary>
 internal sealed class DryRunAnswerer(double secondsPerAnswer = 0) : IVideoAnswerer
 {
-    public IPreparedVideo Prepare(VideoSource video)
+    public IPreparedVideo Prepare(BenchmarkVideo video)
     {
         if (video.IsFrameFolder ? !Directory.Exists(video.Path) : !File.Exists(video.Path))
             throw new FileNotFoundException($"Video not found: {video.Path}", video.Path);

@@ -9,15 +9,15 @@ internal static class VsiBenchVideos
     /// space-aware-sampling layout). Every video is checked before any model time is spent; missing ones are listed.</summary>
     public static IReadOnlyList<EvaluationItem> Items(VsiBenchDataset dataset, string videoRoot)
     {
-        var videos = new Dictionary<string, VideoSource>();
+        var videos = new Dictionary<string, BenchmarkVideo>();
         var missing = new List<string>();
         foreach (var q in dataset.Questions)
         {
             if (videos.ContainsKey(q.VideoKey) || missing.Contains(q.VideoKey)) continue;
             string file = Path.Combine(videoRoot, q.Dataset, q.SceneName + ".mp4");
             string folder = Path.Combine(videoRoot, q.Dataset, q.SceneName);
-            if (File.Exists(file)) videos[q.VideoKey] = new VideoSource(q.VideoKey, file, false);
-            else if (Directory.Exists(folder)) videos[q.VideoKey] = new VideoSource(q.VideoKey, folder, true);
+            if (File.Exists(file)) videos[q.VideoKey] = new BenchmarkVideo(q.VideoKey, file, false);
+            else if (Directory.Exists(folder)) videos[q.VideoKey] = new BenchmarkVideo(q.VideoKey, folder, true);
             else missing.Add(q.VideoKey);
         }
         if (missing.Count > 0)

@@ -56,7 +56,7 @@ internal sealed class CountingAnswerer(int stopAfter = int.MaxValue, Cancellatio
     readonly int _stopAfter = stopAfter;
     readonly CancellationTokenSource? _stop = stop;
 
-    public IPreparedVideo Prepare(VideoSource video)
+    public IPreparedVideo Prepare(BenchmarkVideo video)
     {
         Prepared[video.Key] = Prepared.GetValueOrDefault(video.Key) + 1;
         return new Video(this, _inner.Prepare(video));
