@@ -7,6 +7,7 @@ var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in To
     EnvCommand.Create(),
     InspectCommand.Create(),
     SampleFramesCommand.Create(),
+    VerifyFixtureCommand.Create(),
     ScoreCommand.Create(),
     EvaluateCommand.Create(),
     MergeCommand.Create(),

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Checkpoints;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
@@ -151,6 +152,28 @@ public class CliEvaluationTests
             "--out", Path.Combine(mini.Root, "r.jsonl"));
         Assert.NotEqual(0, code);
         Assert.Contains("/nowhere", error);
+    }
+
+    [Fact]
+    public void Evaluate_WithTheTinyModel_AnswersEveryQuestionOnceAndResumes()
+    {
+        var mini = new MiniVsiBench("cli-tiny", realVideos: true);
+        string results = Path.Combine(mini.Root, "results.jsonl");
+        string model = TestPaths.NewTempDir("tiny-model");
+        TinyCheckpoint.Create(model);
+        string[] args = ["evaluate", "vsibench", "--model", model, "--data", mini.Root, "--frames", "4",
+            "--device", "cpu", "--max-new-tokens", "3", "--out", results];
+        var (code, output, error) = Invoke(args);
+        Assert.True(code == 0, output + error);
+        var first = Results(results);
+        Assert.Equal(MiniVsiBench.QuestionCount, first.Count);
+        Assert.True(File.Exists(Path.Combine(mini.Root, "results.metrics.json")));
+
+        // A rerun finds everything done: nothing is answered twice and nothing changes.
+        var (again, _, againError) = Invoke(args);
+        Assert.True(again == 0, againError);
+        Assert.Equal(MiniVsiBench.QuestionCount, File.ReadAllLines(results).Count(l => l.Trim().Length > 0));
+        Assert.Equal(first, Results(results));
     }
 
     [Fact]

@@ -12,7 +12,9 @@ internal sealed class MiniVsiBench
     public VsiBenchDataset Dataset => VsiBench.Load(DatasetPath);
     public const int QuestionCount = 6 + 7 + 8 + 9 + 10;
 
-    public MiniVsiBench(string name)
+    /// <param name="realVideos">Decodable videos and PNG frames made with ffmpeg (for runs with a real model) instead
+    /// of empty placeholder files.</param>
+    public MiniVsiBench(string name, bool realVideos = false)
     {
         Root = TestPaths.NewTempDir(name);
         var examples = File.ReadAllLines(Path.Combine(TestPaths.Shared, "fixtures", "vsibench-examples.jsonl"))
@@ -34,8 +36,10 @@ internal sealed class MiniVsiBench
             if (v == 3)
             {
                 string frames = Directory.CreateDirectory(Path.Combine(Root, dataset, scene)).FullName;
-                for (int f = 0; f < 16; f++) File.WriteAllBytes(Path.Combine(frames, $"{f:000}.png"), []);
+                if (realVideos) Video.TestVideos.NumberedPngs(frames, 16, prefix: "");
+                else for (int f = 0; f < 16; f++) File.WriteAllBytes(Path.Combine(frames, $"{f:000}.png"), []);
             }
+            else if (realVideos) Video.TestVideos.TestSrc(Path.Combine(Root, dataset), scene + ".mp4", frames: 12 + v, width: 96, height: 72);
             else File.WriteAllBytes(Path.Combine(Root, dataset, scene + ".mp4"), []);
         }
         // Row order must not matter: everything joins on id.

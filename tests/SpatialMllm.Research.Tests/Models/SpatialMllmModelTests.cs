@@ -1,0 +1,95 @@
+using System.Text.Json;
+using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Processing;
+using SpatialMllm.Research.Verification;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Tests.Models;
+
+public class SpatialMllmModelTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Full_size_model_on_meta_has_every_released_key_with_its_shape()
+    {
+        var qwen = SpatialMllmConfig.Load(Path.Combine(TestPaths.Data, "qwen2.5-vl-3b", "config.json"));
+        var config = qwen with { ModelType = "spatial-mllm", Spatial = SpatialEncoderConfig.Vggt1B, Connector = new ConnectorConfig("mlp_add", -1) };
+        using var model = SpatialMllmModel.Create(config, torch.META, ScalarType.BFloat16);
+        var ours = model.StateDictShapes().ToDictionary(k => k.Key, k => k.Shape);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(TestPaths.Data, "configs", "spatial-mllm-v1.1-keys.json")));
+        var released = doc.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.EnumerateArray().Select(d => d.GetInt64()).ToArray());
+        Assert.Equal(2626, released.Count);
+
+        var notInModel = released.Keys.Where(k => !ours.ContainsKey(k)).ToList();
+        // The track head is in the release but never run: the loader skips it by name.
+        Assert.All(notInModel, k => Assert.StartsWith("spatial_encoder.vggt_model.track_head.", k));
+        Assert.Empty(ours.Keys.Where(k => !released.ContainsKey(k)));
+        var wrongShape = released.Where(kv => ours.TryGetValue(kv.Key, out var s) && !s.SequenceEqual(kv.Value)).Select(kv => kv.Key).ToList();
+        Assert.Empty(wrongShape);
+        output.WriteLine($"{released.Count} released keys: {released.Count - notInModel.Count} match a parameter of the same shape, {notInModel.Count} track-head keys skipped");
+    }
+
+    [Fact]
+    public void Every_tensor_of_the_reference_fixture_is_within_tolerance()
+    {
+        var checks = FixtureVerifier.Verify(TestPaths.TinyFixture);
+        foreach (var c in checks) output.WriteLine($"{c.Name}: abs {c.MaxAbsError:E2} rel {c.MaxRelError:E2} {(c.Passed ? "pass" : "FAIL " + c.Note)}");
+        Assert.Equal(20, checks.Count);
+        Assert.All(checks, c => Assert.True(c.Passed, $"{c.Name}: {c.MaxRelError:E2} {c.Note}"));
+    }
+
+    [Fact]
+    public void A_fixture_whose_weights_differ_fails_verification()
+    {
+        string dir = TestPaths.NewTempDir("perturbed-fixture");
+        foreach (string f in new[] { "config.json", "io.safetensors" }) File.Copy(Path.Combine(TestPaths.TinyFixture, f), Path.Combine(dir, f));
+        using (var source = SafetensorsFile.Open(Path.Combine(TestPaths.TinyFixture, "model.safetensors")))
+        {
+            var tensors = source.Entries.Keys.ToDictionary(k => k, k => source.Read(k));
+            tensors["connector.mlp.2.bias"] = tensors["connector.mlp.2.bias"] + 0.01f;
+            SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors);
+        }
+        var failed = FixtureVerifier.Verify(dir).Where(c => !c.Passed).Select(c => c.Name).ToList();
+        Assert.Equal(["fused_embeds"], failed);
+    }
+
+    [Fact]
+    public void Fusion_switches_and_the_tensor_hook()
+    {
+        using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
+        var seen = new List<string>();
+        model.TensorHook = (name, _) => seen.Add(name);
+        using var pixels = FixtureIo.Read("pixel_values_videos");
+        using var frames = FixtureIo.Read("video_tchw");
+        using var vision = FixtureIo.Read("vision_embeds");
+        using var fused = FixtureIo.Read("fused_embeds");
+        var grid = new GridThw(2, 6, 8);
+        Tensor Encode(FusionMode mode, int? layer = null) => model.EncodeProcessed(pixels, grid, frames, new AnswerOptions(mode, layer), []);
+
+        using var full = Encode(FusionMode.Full);
+        Assert.True(full.allclose(fused, rtol: 1e-4, atol: 1e-4));
+        Assert.Equal(["pixel_values_videos", "vision_embeds", "spatial_tokens", "fused_embeds"], seen);
+        using var visionOnly = Encode(FusionMode.VisionOnly);
+        Assert.True(visionOnly.allclose(vision, rtol: 1e-4, atol: 1e-4));
+        using var spatialOnly = Encode(FusionMode.SpatialOnly);
+        Assert.True(spatialOnly.allclose(fused - vision, rtol: 1e-4, atol: 1e-4));
+        using var firstLayer = Encode(FusionMode.Full, layer: 0);
+        Assert.False(firstLayer.allclose(full, rtol: 1e-3, atol: 1e-3));
+    }
+
+    [Fact]
+    public void Repeated_encoding_does_not_leak_tensors()
+    {
+        using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
+        using var pixels = FixtureIo.Read("pixel_values_videos");
+        using var frames = FixtureIo.Read("video_tchw");
+        var grid = new GridThw(2, 6, 8);
+        var stats = DisposeScopeManager.Statistics.TensorStatistics;
+        model.EncodeProcessed(pixels, grid, frames, new AnswerOptions(), []).Dispose();
+        long before = stats.ThreadTotalLiveCount;
+        for (int i = 0; i < 100; i++) model.EncodeProcessed(pixels, grid, frames, new AnswerOptions(), []).Dispose();
+        Assert.Equal(before, stats.ThreadTotalLiveCount);
+    }
+}
