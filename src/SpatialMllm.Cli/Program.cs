@@ -1,3 +1,9 @@
-using TorchSharp;
-var t = torch.ones(2, 3, dtype: torch.bfloat16);
-Console.WriteLine($"{torch.__version__} {(t * 2).sum().ToSingle()} cuda={torch.cuda.is_available()}");
+using System.CommandLine;
+using SpatialMllm.Cli.Commands;
+
+var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in TorchSharp — run, verify, sample frames, evaluate.")
+{
+    EnvCommand.Create(),
+    InspectCommand.Create(),
+};
+return root.Parse(args).Invoke();

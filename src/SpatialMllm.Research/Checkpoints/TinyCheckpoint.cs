@@ -1,0 +1,63 @@
+using System.Reflection;
+using System.Text;
+using System.Text.Json;
+
+namespace SpatialMllm.Research.Checkpoints;
+
+/// <summary>
+/// The embedded default: a small Spatial-MLLM in the released layout (the fixture's sizes), with a byte-level
+/// tokenizer whose 256 byte tokens and 8 special tokens fit its 1000-entry vocabulary. Random weights, fixed seed:
+/// answers are noise, the pipeline is real.
+/// </summary>
+internal static class TinyCheckpoint
+{
+    /// <summary>Special tokens at the ids the tiny config names (bos 990, eos 991, vision 993–997).</summary>
+    static readonly (string Token, int Id)[] SpecialTokens =
+    [
+        ("<|endoftext|>", 990), ("<|im_end|>", 991), ("<|im_start|>", 992), ("<|vision_pad|>", 993),
+        ("<|vision_end|>", 994), ("<|vision_start|>", 995), ("<|image_pad|>", 996), ("<|video_pad|>", 997),
+    ];
+
+    internal static string ReadResource(string name)
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("SpatialMllm.Research.Resources." + name)
+            ?? throw new InvalidOperationException($"embedded resource {name} is missing from the library build.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>Writes config.json, generation_config.json, the processor and tokenizer files (everything but weights).</summary>
+    internal static void WriteConfigAndTokenizer(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, "config.json"), ReadResource("tiny-config.json"));
+        File.WriteAllText(Path.Combine(folder, "chat_template.json"), ReadResource("chat_template.json"));
+        File.WriteAllText(Path.Combine(folder, "preprocessor_config.json"), ReadResource("preprocessor_config.json"));
+        File.WriteAllText(Path.Combine(folder, "generation_config.json"), """
+            {
+              "bos_token_id": 990,
+              "pad_token_id": 990,
+              "do_sample": true,
+              "eos_token_id": [991, 990],
+              "repetition_penalty": 1.05,
+              "temperature": 1e-06
+            }
+            """);
+        var vocab = ByteLevelAlphabet().Select((symbol, id) => (symbol, id)).ToDictionary(p => p.symbol, p => p.id);
+        File.WriteAllText(Path.Combine(folder, "vocab.json"), JsonSerializer.Serialize(vocab));
+        File.WriteAllText(Path.Combine(folder, "merges.txt"), "#version: 0.2\n");
+        File.WriteAllText(Path.Combine(folder, "added_tokens.json"),
+            JsonSerializer.Serialize(SpecialTokens.ToDictionary(t => t.Token, t => t.Id), new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>GPT-2's byte-to-unicode table in its own order: printable bytes map to themselves, the rest to 256+n.</summary>
+    static IEnumerable<string> ByteLevelAlphabet()
+    {
+        var printable = Enumerable.Range('!', '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®', 'ÿ' - '®' + 1)).ToList();
+        var symbols = printable.Select(b => ((char)b).ToString()).ToList();
+        int n = 0;
+        for (int b = 0; b < 256; b++)
+            if (!printable.Contains(b)) symbols.Add(((char)(256 + n++)).ToString());
+        return symbols;
+    }
+}
