@@ -71,7 +71,7 @@ internal static class PngEncoder
             int predicted = candidate switch { 0 => 0, 1 => left, 2 => up, _ => Paeth(left, up, upLeft) };
             byte value = (byte)(row[i] - predicted);
             output[i] = value;
-            cost += Math.Abs((sbyte)value);
+            cost += value < 128 ? value : 256 - value;
         }
         return cost;
     }
