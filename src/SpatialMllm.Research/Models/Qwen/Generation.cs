@@ -1,0 +1,199 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Qwen;
+
+/// <summary>
+/// Decoding settings with transformers' <c>GenerationConfig</c> meanings and defaults. Sampling-only settings
+/// (temperature, top-k, top-p, seed) are ignored when <see cref="DoSample"/> is false, as in transformers.
+/// </summary>
+/// <param name="TopK">0 disables.</param>
+/// <param name="TopP">1 disables.</param>
+/// <param name="RepetitionPenalty">Applied over prompt + output ids; 1 disables.</param>
+/// <param name="PadTokenId">Written after a sequence has finished while others in the batch continue; null: the first
+/// eos id.</param>
+/// <param name="Seed">Seeds a private generator for sampling; null: torch's global generator.</param>
+/// <param name="ReturnStepLogits">Keep each step's raw last-position logits (fp32, before any processing).</param>
+public sealed record GenerationOptions(
+    IReadOnlyList<int> EosTokenIds,
+    int MaxNewTokens = 1024,
+    bool DoSample = false,
+    double Temperature = 1.0,
+    int TopK = 50,
+    double TopP = 1.0,
+    double RepetitionPenalty = 1.0,
+    int? PadTokenId = null,
+    ulong? Seed = null,
+    bool ReturnStepLogits = false)
+{
+    /// <summary>
+    /// What Spatial-MLLM's evaluation ends up running: <c>generate(do_sample=True, temperature=0.1, top_p=0.001)</c>
+    /// merged with Qwen2.5-VL-Instruct's generation_config.json (top_k 1, repetition_penalty 1.05), i.e. greedy after
+    /// the repetition penalty. Eos ids come from the checkpoint (Qwen2.5-VL: 151645 and 151643).
+    /// </summary>
+    public static GenerationOptions SpatialMllmEvaluation(IReadOnlyList<int> eosTokenIds, int maxNewTokens = 1024) =>
+        new(eosTokenIds, maxNewTokens, DoSample: true, Temperature: 0.1, TopK: 1, TopP: 0.001, RepetitionPenalty: 1.05);
+}
+
+public enum GenerationStopReason { EndOfSequence, MaxNewTokens, MaxPositionEmbeddings }
+
+/// <summary>New token ids [B, n] (prompt excluded; eos included) and, when asked for, each step's logits [B, vocab].</summary>
+public sealed class GenerationResult(Tensor sequences, IReadOnlyList<Tensor> stepLogits, GenerationStopReason stopReason) : IDisposable
+{
+    public Tensor Sequences { get; } = sequences;
+    public IReadOnlyList<Tensor> StepLogits { get; } = stepLogits;
+    public GenerationStopReason StopReason { get; } = stopReason;
+
+    public void Dispose()
+    {
+        Sequences.Dispose();
+        foreach (var t in StepLogits) t.Dispose();
+    }
+}
+
+/// <summary>
+/// transformers' <c>generate</c> for one prefill plus one cached token per step: raw logits → fp32 → repetition
+/// penalty → (sampling only) temperature → top-k → top-p → argmax or multinomial; stops when every sequence has
+/// produced an eos id or after <c>MaxNewTokens</c>.
+/// </summary>
+public static class Generation
+{
+    /// <summary>Text-only prompt: embeds the ids and uses 1D positions.</summary>
+    public static GenerationResult Generate(Qwen2CausalLm lm, Tensor inputIds, GenerationOptions options)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        long length = inputIds.shape[1];
+        var positions = torch.arange(length, ScalarType.Int64, inputIds.device).view(1, 1, length).expand(3, inputIds.shape[0], length);
+        var deltas = torch.zeros(inputIds.shape[0], ScalarType.Int64, inputIds.device);
+        return Generate(lm, inputIds, lm.Model.EmbedTokens(inputIds), positions, deltas, options);
+    }
+
+    /// <summary>
+    /// Multimodal prompt: <paramref name="inputsEmbeds"/> [B, L, hidden] (visual tokens already scattered in, see
+    /// <see cref="Qwen2CausalLm.EmbedWithVisualTokens"/>), <paramref name="positionIds"/> [3, B, L] and
+    /// <paramref name="ropeDeltas"/> [B] from <see cref="RopeIndex.Compute"/>. <paramref name="inputIds"/> [B, L] feed
+    /// the repetition penalty, as in transformers.
+    /// </summary>
+    public static GenerationResult Generate(Qwen2CausalLm lm, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds, Tensor ropeDeltas, GenerationOptions options)
+    {
+        Validate(options);
+        long batch = inputIds.shape[0], promptLength = inputIds.shape[1];
+        long maxPositions = lm.Config.MaxPositionEmbeddings;
+        if (promptLength >= maxPositions)
+            throw new ArgumentException(
+                $"The prompt has {promptLength} tokens but the model allows {maxPositions} (max_position_embeddings), leaving no room to " +
+                "generate. Shorten the question, or use fewer or smaller frames.");
+        int maxNew = (int)Math.Min(options.MaxNewTokens, maxPositions - promptLength);
+        var device = inputsEmbeds.device;
+
+        using var outer = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        using var cache = new Qwen2KvCache(lm.Config.NumHiddenLayers, promptLength + maxNew);
+        var generator = options.DoSample && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
+        // Prompt + output ids, preallocated: the repetition penalty reads the filled prefix each step.
+        var tokens = torch.cat([inputIds.to(ScalarType.Int64, device), torch.zeros(batch, maxNew, ScalarType.Int64, device)], 1);
+        var unfinished = torch.ones(batch, ScalarType.Bool, device);
+        var eos = torch.tensor(options.EosTokenIds.Select(i => (long)i).ToArray(), device: device);
+        long pad = options.PadTokenId ?? options.EosTokenIds[0];
+        var stepLogits = new List<Tensor>();
+
+        var logits = lm.forward(inputsEmbeds, positionIds, cache, lastPositionOnly: true);
+        int produced = 0;
+        var reason = GenerationStopReason.MaxNewTokens;
+        while (true)
+        {
+            using var step = torch.NewDisposeScope();
+            var scores = logits.select(1, 0).to(ScalarType.Float32); // [B, vocab]
+            if (options.ReturnStepLogits) stepLogits.Add(scores.clone().MoveToOuterDisposeScope());
+            scores = LogitsProcessing.Process(scores, tokens.narrow(1, 0, promptLength + produced), options);
+            var next = options.DoSample
+                ? torch.multinomial(torch.softmax(scores, -1), 1, generator: generator).squeeze(1)
+                : scores.argmax(-1);
+            next = torch.where(unfinished, next, torch.full_like(next, pad));
+            tokens.narrow(1, promptLength + produced, 1).copy_(next.unsqueeze(1));
+            produced++;
+            Replace(ref unfinished, unfinished.logical_and(torch.isin(next, eos).logical_not()));
+            // The one host sync per step: has every sequence stopped?
+            if (!unfinished.any().item<bool>()) { reason = GenerationStopReason.EndOfSequence; break; }
+            if (produced == maxNew)
+            {
+                if (maxNew < options.MaxNewTokens) reason = GenerationStopReason.MaxPositionEmbeddings;
+                break;
+            }
+            // Decoded tokens sit at cache length + rope delta on all three M-RoPE axes.
+            var position = (ropeDeltas.to(ScalarType.Int64, device) + cache.Length).view(1, batch, 1).expand(3, batch, 1);
+            Replace(ref logits, lm.forward(lm.Model.EmbedTokens(next.unsqueeze(1)), position, cache, lastPositionOnly: true));
+        }
+        var sequences = tokens.narrow(1, promptLength, produced).clone();
+        var kept = stepLogits.Select(t => t.DetachFromDisposeScope()).ToList();
+        return new GenerationResult(sequences.DetachFromDisposeScope(), kept, reason);
+    }
+
+    /// <summary>Carries a tensor into the next step (the enclosing scope) and frees the one it replaces, so the loop
+    /// holds O(1) tensors whatever the number of steps.</summary>
+    static void Replace(ref Tensor carried, Tensor value)
+    {
+        var previous = carried;
+        carried = value.MoveToOuterDisposeScope();
+        previous.Dispose();
+    }
+
+    static void Validate(GenerationOptions options)
+    {
+        if (options.EosTokenIds.Count == 0) throw new ArgumentException("At least one eos token id is needed.", nameof(options));
+        if (options.MaxNewTokens <= 0) throw new ArgumentException("MaxNewTokens must be positive.", nameof(options));
+        if (options.RepetitionPenalty <= 0) throw new ArgumentException("RepetitionPenalty must be positive.", nameof(options));
+        if (options.DoSample && options.Temperature <= 0) throw new ArgumentException("Temperature must be positive when sampling.", nameof(options));
+        if (options.DoSample && (options.TopP <= 0 || options.TopP > 1)) throw new ArgumentException("TopP must be in (0, 1].", nameof(options));
+        if (options.TopK < 0) throw new ArgumentException("TopK must be ≥ 0.", nameof(options));
+    }
+}
+
+/// <summary>transformers' logits processors and warpers in the order <c>generate</c> applies them.</summary>
+internal static class LogitsProcessing
+{
+    /// <summary>scores [B, vocab] fp32, ids [B, n] (prompt + generated so far) → processed scores.</summary>
+    public static Tensor Process(Tensor scores, Tensor ids, GenerationOptions options)
+    {
+        using var scope = torch.NewDisposeScope();
+        if (options.RepetitionPenalty != 1.0) scores = RepetitionPenalty(scores, ids, options.RepetitionPenalty);
+        if (options.DoSample)
+        {
+            if (options.Temperature != 1.0) scores = scores / options.Temperature;
+            if (options.TopK != 0) scores = TopK(scores, options.TopK);
+            if (options.TopP < 1.0) scores = TopP(scores, options.TopP);
+        }
+        return scores.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Every id already in the sequence: positive logits ÷ penalty, negative × penalty (CTRL).</summary>
+    public static Tensor RepetitionPenalty(Tensor scores, Tensor ids, double penalty)
+    {
+        using var scope = torch.NewDisposeScope();
+        var seen = scores.gather(1, ids);
+        var penalised = torch.where(seen < 0, seen * penalty, seen / penalty);
+        return scores.scatter(1, ids, penalised).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Keeps the scores ≥ the k-th largest (ties kept), the rest −∞.</summary>
+    public static Tensor TopK(Tensor scores, int k)
+    {
+        using var scope = torch.NewDisposeScope();
+        k = (int)Math.Min(Math.Max(k, 1), scores.shape[^1]);
+        var kth = scores.topk(k).values.narrow(-1, k - 1, 1);
+        return scores.masked_fill(scores < kth, float.NegativeInfinity).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Nucleus: drops the low tail whose cumulative probability is ≤ 1 − p, always keeping the top token.</summary>
+    public static Tensor TopP(Tensor scores, double p)
+    {
+        using var scope = torch.NewDisposeScope();
+        var (sorted, indices) = scores.sort(-1, descending: false);
+        var cumulative = sorted.softmax(-1).cumsum(-1);
+        var remove = cumulative <= (1 - p);
+        remove.narrow(-1, remove.shape[^1] - 1, 1).fill_(false);
+        var removeByIndex = remove.scatter(1, indices, remove);
+        return scores.masked_fill(removeByIndex, float.NegativeInfinity).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,91 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using SpatialMllm.Research.Checkpoints;
+
+namespace SpatialMllm.Research.Models.Qwen;
+
+/// <summary>
+/// Decoder self-attention with grouped-query heads and M-RoPE: q/k/v projections with bias, o_proj without. K/V are
+/// cached before the heads are expanded, so the cache holds kv_heads only.
+/// </summary>
+internal sealed class Qwen2Attention : nn.Module
+{
+    readonly Linear q_proj;
+    readonly Linear k_proj;
+    readonly Linear v_proj;
+    readonly Linear o_proj;
+    readonly int _numHeads, _numKvHeads, _headDim, _layerIndex;
+
+    public Qwen2Attention(Qwen2TextConfig config, int layerIndex, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2Attention))
+    {
+        if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
+            throw new ArgumentException($"num_attention_heads {config.NumAttentionHeads} is not a multiple of num_key_value_heads {config.NumKeyValueHeads}.");
+        _numHeads = config.NumAttentionHeads;
+        _numKvHeads = config.NumKeyValueHeads;
+        _headDim = config.HeadDim;
+        _layerIndex = layerIndex;
+        q_proj = nn.Linear(config.HiddenSize, (long)_numHeads * _headDim, hasBias: true, device, dtype);
+        k_proj = nn.Linear(config.HiddenSize, (long)_numKvHeads * _headDim, hasBias: true, device, dtype);
+        v_proj = nn.Linear(config.HiddenSize, (long)_numKvHeads * _headDim, hasBias: true, device, dtype);
+        o_proj = nn.Linear((long)_numHeads * _headDim, config.HiddenSize, hasBias: false, device, dtype);
+        RegisterComponents();
+    }
+
+    /// <param name="x">[B, L, hidden]</param>
+    /// <param name="cos">[B, 1, L, head_dim] in x's dtype</param>
+    /// <param name="sin">[B, 1, L, head_dim]</param>
+    /// <param name="cache">Keys/values of earlier tokens; this step's are appended. Null: attend within x only.</param>
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Qwen2KvCache? cache)
+    {
+        using var scope = torch.NewDisposeScope();
+        long batch = x.shape[0], length = x.shape[1];
+        // [B, L, heads·d] → [B, heads, L, d]
+        var q = q_proj.forward(x).view(batch, length, _numHeads, _headDim).transpose(1, 2);
+        var k = k_proj.forward(x).view(batch, length, _numKvHeads, _headDim).transpose(1, 2);
+        var v = v_proj.forward(x).view(batch, length, _numKvHeads, _headDim).transpose(1, 2);
+        q = RotaryEmbedding.Apply(q, cos, sin);
+        k = RotaryEmbedding.Apply(k, cos, sin);
+
+        long past = cache?.Length ?? 0;
+        if (cache is not null) (k, v) = cache.Update(_layerIndex, k, v);
+
+        int groups = _numHeads / _numKvHeads;
+        Tensor attended;
+        if (length == 1)
+        {
+            // One query token sees every cached key, so no mask is needed, and the query heads sharing a KV head can
+            // ride along the query-length axis: [B, heads, 1, d] → [B, kv_heads, groups, d]. No K/V copy per step.
+            var grouped = q.reshape(batch, _numKvHeads, groups, _headDim);
+            attended = nn.functional.scaled_dot_product_attention(grouped, k, v).reshape(batch, _numHeads, 1, _headDim);
+        }
+        else
+        {
+            var keys = RepeatKv(k, groups);
+            var values = RepeatKv(v, groups);
+            attended = past == 0
+                // SDPA's causal mask is aligned top-left, which is right only when queries and keys coincide.
+                ? nn.functional.scaled_dot_product_attention(q, keys, values, is_casual: true)
+                : nn.functional.scaled_dot_product_attention(q, keys, values, CausalMaskAfter(past, length, x.device));
+        }
+        // [B, heads, L, d] → [B, L, heads·d]
+        var merged = attended.transpose(1, 2).reshape(batch, length, (long)_numHeads * _headDim);
+        return o_proj.forward(merged).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[B, kv_heads, S, d] → [B, kv_heads·groups, S, d], query head h reading KV head h / groups.</summary>
+    static Tensor RepeatKv(Tensor x, int groups)
+    {
+        if (groups == 1) return x;
+        long b = x.shape[0], kvHeads = x.shape[1], s = x.shape[2], d = x.shape[3];
+        return x.unsqueeze(2).expand(b, kvHeads, groups, s, d).reshape(b, kvHeads * groups, s, d);
+    }
+
+    /// <summary>Boolean [L, past + L]: query i (absolute position past + i) may see keys 0 … past + i.</summary>
+    static Tensor CausalMaskAfter(long past, long length, Device device)
+    {
+        var keyPositions = torch.arange(past + length, ScalarType.Int64, device).unsqueeze(0);
+        var queryPositions = torch.arange(past, past + length, ScalarType.Int64, device).unsqueeze(1);
+        return keyPositions <= queryPositions;
+    }
+}

@@ -1,0 +1,65 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using SpatialMllm.Research.Checkpoints;
+
+namespace SpatialMllm.Research.Models.Qwen;
+
+/// <summary>
+/// The language half of Qwen2.5-VL: the decoder (<c>model.</c>) and its LM head (<c>lm_head.</c>, or the embedding
+/// table when <c>tie_word_embeddings</c>, in which case the checkpoint has no <c>lm_head.weight</c>).
+/// </summary>
+public sealed class Qwen2CausalLm : nn.Module
+{
+    readonly Qwen2TextModel model;
+    readonly Linear? lm_head;
+
+    public Qwen2CausalLm(Qwen2TextConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2CausalLm))
+    {
+        model = new Qwen2TextModel(config, device, dtype);
+        lm_head = config.TieWordEmbeddings ? null : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device, dtype);
+        RegisterComponents();
+    }
+
+    public Qwen2TextModel Model => model;
+    public Qwen2TextConfig Config => model.Config;
+
+    /// <summary>
+    /// Loads <c>model.*</c> and (untied) <c>lm_head.*</c>; other prefixes (visual, spatial encoder, connector) are
+    /// skipped. A tied checkpoint that still stores <c>lm_head.weight</c> has it skipped too, as transformers does.
+    /// </summary>
+    internal LoadReport LoadFrom(Checkpoint checkpoint) =>
+        StateDictLoader.Load(this, checkpoint, "", key => !key.StartsWith("model.", StringComparison.Ordinal)
+            && !(lm_head is not null && key.StartsWith("lm_head.", StringComparison.Ordinal)));
+
+    /// <summary>
+    /// inputs_embeds [B, L, hidden] + position_ids [3, B, L] → logits [B, L, vocab] in the model dtype, or [B, 1, vocab]
+    /// for the last position only (what generation needs; skips the vocab projection of the rest).
+    /// </summary>
+    public Tensor forward(Tensor inputsEmbeds, Tensor positionIds, Qwen2KvCache? cache = null, bool lastPositionOnly = false)
+    {
+        using var scope = torch.NewDisposeScope();
+        var hidden = model.forward(inputsEmbeds, positionIds, cache);
+        if (lastPositionOnly) hidden = hidden.narrow(1, hidden.shape[1] - 1, 1);
+        var logits = lm_head is null ? nn.functional.linear(hidden, model.EmbeddingWeight) : lm_head.forward(hidden);
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// embed(input_ids) with the rows at <paramref name="tokenId"/> (e.g. <c>video_token_id</c>) replaced, in order, by
+    /// <paramref name="visualEmbeds"/> [n, hidden] (transformers' masked_scatter). input_ids [B, L] → [B, L, hidden].
+    /// </summary>
+    public Tensor EmbedWithVisualTokens(Tensor inputIds, Tensor visualEmbeds, int tokenId)
+    {
+        using var scope = torch.NewDisposeScope();
+        var embeds = model.EmbedTokens(inputIds);
+        var isVisual = inputIds == tokenId;
+        long slots = isVisual.sum().item<long>();
+        if (visualEmbeds.dim() != 2 || slots != visualEmbeds.shape[0] || visualEmbeds.shape[1] != embeds.shape[2])
+            throw new ArgumentException(
+                $"input_ids has {slots} tokens with id {tokenId} but the visual embeddings are [{string.Join(", ", visualEmbeds.shape)}]; " +
+                $"expected [{slots}, {embeds.shape[2]}]. The prompt's video_pad count must equal the vision tower's output rows.");
+        var mask = isVisual.unsqueeze(-1).expand_as(embeds);
+        return embeds.masked_scatter(mask, visualEmbeds.to(embeds.dtype, embeds.device)).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,31 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using SpatialMllm.Research.Checkpoints;
+
+namespace SpatialMllm.Research.Models.Qwen;
+
+/// <summary>Pre-norm decoder layer: x += self_attn(input_layernorm(x)); x += mlp(post_attention_layernorm(x)).</summary>
+internal sealed class Qwen2DecoderLayer : nn.Module
+{
+    readonly Qwen2RmsNorm input_layernorm;
+    readonly Qwen2Attention self_attn;
+    readonly Qwen2RmsNorm post_attention_layernorm;
+    readonly Qwen2SwiGluMlp mlp;
+
+    public Qwen2DecoderLayer(Qwen2TextConfig config, int layerIndex, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2DecoderLayer))
+    {
+        input_layernorm = new Qwen2RmsNorm(config.HiddenSize, config.RmsNormEps, device, dtype);
+        self_attn = new Qwen2Attention(config, layerIndex, device, dtype);
+        post_attention_layernorm = new Qwen2RmsNorm(config.HiddenSize, config.RmsNormEps, device, dtype);
+        mlp = new Qwen2SwiGluMlp(config.HiddenSize, config.IntermediateSize, hasBias: false, config.HiddenAct, device, dtype);
+        RegisterComponents();
+    }
+
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Qwen2KvCache? cache)
+    {
+        using var scope = torch.NewDisposeScope();
+        x = x + self_attn.forward(input_layernorm.forward(x), cos, sin, cache);
+        x = x + mlp.forward(post_attention_layernorm.forward(x));
+        return x.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,74 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Qwen;
+
+/// <summary>
+/// Per-layer key/value buffers [B, kv_heads, capacity, head_dim], allocated once (on the first write, with the
+/// keys' dtype and device) and filled in place, so a decode step copies only its own token. When a write would pass
+/// the capacity the buffers double (amortised O(1) per token). Owns its buffers: dispose it after generation.
+/// </summary>
+public sealed class Qwen2KvCache : IDisposable
+{
+    readonly Tensor?[] _keys;
+    readonly Tensor?[] _values;
+    readonly long _initialCapacity;
+
+    /// <param name="numLayers">Decoder layers.</param>
+    /// <param name="capacity">Tokens to reserve (prompt + max new tokens avoids any regrowth).</param>
+    public Qwen2KvCache(int numLayers, long capacity)
+    {
+        if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "must be positive");
+        _keys = new Tensor?[numLayers];
+        _values = new Tensor?[numLayers];
+        _initialCapacity = capacity;
+    }
+
+    /// <summary>Tokens already cached (the position of the next token in the sequence).</summary>
+    public long Length { get; private set; }
+
+    /// <summary>
+    /// Writes this step's keys/values [B, kv_heads, q_len, head_dim] after the cached ones and returns views of all
+    /// of them [B, kv_heads, Length + q_len, head_dim]. <see cref="Length"/> moves on only at <see cref="Advance"/>,
+    /// once every layer has written.
+    /// </summary>
+    internal (Tensor Keys, Tensor Values) Update(int layer, Tensor keys, Tensor values)
+    {
+        long end = Length + keys.shape[2];
+        EnsureCapacity(ref _keys[layer], keys, end);
+        EnsureCapacity(ref _values[layer], values, end);
+        using (var _ = torch.no_grad())
+        {
+            _keys[layer]!.narrow(2, Length, keys.shape[2]).copy_(keys);
+            _values[layer]!.narrow(2, Length, values.shape[2]).copy_(values);
+        }
+        return (_keys[layer]!.narrow(2, 0, end), _values[layer]!.narrow(2, 0, end));
+    }
+
+    internal void Advance(long tokens) => Length += tokens;
+
+    void EnsureCapacity(ref Tensor? buffer, Tensor step, long needed)
+    {
+        if (buffer is not null && buffer.shape[2] >= needed) return;
+        long capacity = Math.Max(needed, buffer is null ? _initialCapacity : 2 * buffer.shape[2]);
+        var grown = torch.empty([step.shape[0], step.shape[1], capacity, step.shape[3]], step.dtype, step.device).DetachFromDisposeScope();
+        if (buffer is not null)
+        {
+            using var _ = torch.no_grad();
+            using var kept = grown.narrow(2, 0, Length);
+            using var old = buffer.narrow(2, 0, Length);
+            kept.copy_(old);
+            buffer.Dispose();
+        }
+        buffer = grown;
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _keys) t?.Dispose();
+        foreach (var t in _values) t?.Dispose();
+        Array.Clear(_keys);
+        Array.Clear(_values);
+        Length = 0;
+    }
+}

@@ -1,0 +1,34 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Qwen;
+
+/// <summary>
+/// The gated MLP of both Qwen2.5-VL towers: <c>down_proj(silu(gate_proj(x)) * up_proj(x))</c>. The vision blocks use
+/// biases, the decoder does not.
+/// </summary>
+internal sealed class Qwen2SwiGluMlp : nn.Module<Tensor, Tensor>
+{
+    readonly Linear gate_proj;
+    readonly Linear up_proj;
+    readonly Linear down_proj;
+
+    public Qwen2SwiGluMlp(long hiddenSize, long intermediateSize, bool hasBias, string hiddenAct, Device? device = null, ScalarType? dtype = null)
+        : base(nameof(Qwen2SwiGluMlp))
+    {
+        if (hiddenAct != "silu")
+            throw new NotSupportedException($"hidden_act '{hiddenAct}' is not supported (Qwen2.5-VL uses 'silu').");
+        gate_proj = nn.Linear(hiddenSize, intermediateSize, hasBias, device, dtype);
+        up_proj = nn.Linear(hiddenSize, intermediateSize, hasBias, device, dtype);
+        down_proj = nn.Linear(intermediateSize, hiddenSize, hasBias, device, dtype);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        var gated = nn.functional.silu(gate_proj.forward(x)) * up_proj.forward(x);
+        return down_proj.forward(gated).MoveToOuterDisposeScope();
+    }
+}

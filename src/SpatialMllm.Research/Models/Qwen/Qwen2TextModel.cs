@@ -1,0 +1,66 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using SpatialMllm.Research.Checkpoints;
+
+namespace SpatialMllm.Research.Models.Qwen;
+
+/// <summary>
+/// The Qwen2.5 decoder stack (checkpoint prefix <c>model.</c>): <c>embed_tokens</c>, <c>layers.{i}</c>, <c>norm</c>.
+/// Takes embeddings rather than ids so fused visual tokens can be placed in the sequence first.
+/// </summary>
+public sealed class Qwen2TextModel : nn.Module
+{
+    readonly Embedding embed_tokens;
+    readonly ModuleList<Qwen2DecoderLayer> layers;
+    readonly Qwen2RmsNorm norm;
+    readonly MultimodalRotaryEmbedding _rotary;
+    readonly Qwen2TextConfig _config;
+
+    public Qwen2TextModel(Qwen2TextConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2TextModel))
+    {
+        if (config.HiddenSize % config.NumAttentionHeads != 0)
+            throw new ArgumentException($"hidden_size {config.HiddenSize} is not a multiple of num_attention_heads {config.NumAttentionHeads}.");
+        _config = config;
+        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize, device: device, dtype: dtype);
+        layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new Qwen2DecoderLayer(config, i, device, dtype)).ToArray());
+        norm = new Qwen2RmsNorm(config.HiddenSize, config.RmsNormEps, device, dtype);
+        _rotary = new MultimodalRotaryEmbedding(config.HeadDim, config.RopeTheta, config.MropeSection);
+        RegisterComponents();
+    }
+
+    public Qwen2TextConfig Config => _config;
+
+    /// <summary>The token embedding table [vocab, hidden] (also the tied LM head).</summary>
+    public Tensor EmbeddingWeight => embed_tokens.weight!;
+
+    /// <summary>input_ids [B, L] → [B, L, hidden].</summary>
+    public Tensor EmbedTokens(Tensor inputIds) => embed_tokens.forward(inputIds);
+
+    /// <summary>
+    /// inputs_embeds [B, L, hidden], position_ids [3, B, L] (M-RoPE, see <see cref="RopeIndex"/>) → final-norm hidden
+    /// states [B, L, hidden]. With a cache, the L tokens follow the <see cref="Qwen2KvCache.Length"/> cached ones
+    /// (causal within the step) and are appended to it.
+    /// </summary>
+    public Tensor forward(Tensor inputsEmbeds, Tensor positionIds, Qwen2KvCache? cache = null)
+    {
+        if (inputsEmbeds.dim() != 3 || inputsEmbeds.shape[2] != _config.HiddenSize)
+            throw new ArgumentException($"inputs_embeds must be [B, L, {_config.HiddenSize}], got [{string.Join(", ", inputsEmbeds.shape)}].");
+        long batch = inputsEmbeds.shape[0], length = inputsEmbeds.shape[1];
+        if (positionIds.dim() != 3 || positionIds.shape[0] != 3 || positionIds.shape[1] != batch || positionIds.shape[2] != length)
+            throw new ArgumentException($"position_ids must be [3, {batch}, {length}], got [{string.Join(", ", positionIds.shape)}].");
+        long total = (cache?.Length ?? 0) + length;
+        if (total > _config.MaxPositionEmbeddings)
+            throw new ArgumentException(
+                $"The sequence would be {total} tokens long ({cache?.Length ?? 0} cached + {length} new), more than the model's " +
+                $"max_position_embeddings ({_config.MaxPositionEmbeddings}). Shorten the prompt, use fewer or smaller frames, or lower max_new_tokens.");
+
+        using var scope = torch.NewDisposeScope();
+        var (cos, sin) = _rotary.Compute(positionIds, inputsEmbeds.dtype);
+        var x = inputsEmbeds;
+        foreach (var layer in layers)
+            x = layer.forward(x, cos, sin, cache);
+        cache?.Advance(length);
+        return norm.forward(x).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,71 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Vggt;
+
+/// <summary>
+/// cos/sin tables of VGGT's 2D rotary embedding for one frame's tokens, [N, headDim] each: the first half of the
+/// head dims rotates with the token's row, the second half with its column (each half with rotate-half RoPE).
+/// </summary>
+internal sealed class Rope2D : IDisposable
+{
+    /// <summary>VGGT's <c>rope_freq</c>.</summary>
+    public const double BaseFrequency = 100.0;
+
+    readonly Tensor _cos, _sin;
+
+    Rope2D(Tensor cos, Tensor sin) { _cos = cos; _sin = sin; }
+
+    /// <summary>
+    /// Tables for <paramref name="specialTokens"/> tokens at position (0,0) followed by a
+    /// <paramref name="gridH"/>×<paramref name="gridW"/> patch grid at (row+1, col+1), repeated
+    /// <paramref name="repeats"/> times (the frames of a global-attention sequence).
+    /// </summary>
+    public static Rope2D Create(long gridH, long gridW, int specialTokens, int repeats, int headDim, ScalarType dtype, Device device)
+    {
+        if (headDim % 4 != 0) throw new ArgumentException($"2D RoPE needs a head dimension divisible by 4, got {headDim}.");
+        using var scope = torch.NewDisposeScope();
+        int half = headDim / 2;
+        // Reference: inv_freq = 1 / base^(arange(0, half, 2) / half), in fp32.
+        var exponents = torch.arange(0, half, 2, dtype: ScalarType.Float32, device: device).div(half);
+        var invFreq = torch.full_like(exponents, BaseFrequency).pow(exponents).reciprocal();
+
+        var rows = torch.arange(1, gridH + 1, dtype: ScalarType.Float32, device: device).repeat_interleave(gridW);
+        var cols = torch.arange(1, gridW + 1, dtype: ScalarType.Float32, device: device).repeat(gridH);
+        var special = torch.zeros(specialTokens, dtype: ScalarType.Float32, device: device);
+        rows = torch.cat([special, rows]);
+        cols = torch.cat([special, cols]);
+
+        (Tensor cos, Tensor sin) Half(Tensor positions)
+        {
+            // The reference casts the angles to the activation dtype before cos/sin (bf16 angles in Spatial-MLLM).
+            var angles = torch.outer(positions, invFreq).to(dtype);
+            angles = torch.cat([angles, angles], dim: -1);   // [N, half]
+            return (angles.cos(), angles.sin());
+        }
+        var (cosRow, sinRow) = Half(rows);
+        var (cosCol, sinCol) = Half(cols);
+        var cos = torch.cat([cosRow, cosCol], dim: -1);       // [N, headDim]
+        var sin = torch.cat([sinRow, sinCol], dim: -1);
+        if (repeats > 1) { cos = cos.repeat(repeats, 1); sin = sin.repeat(repeats, 1); }
+        return new Rope2D(cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Rotates <paramref name="x"/> [B, heads, N, headDim].</summary>
+    public Tensor Apply(Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        long headDim = x.shape[^1];
+        long quarter = headDim / 4;
+        // [.., N, 2 (row|col half), 2 (first|second part of the half), quarter]; rotate_half within each half.
+        var parts = x.reshape([.. x.shape[..^1], 2, 2, quarter]);
+        var rotated = torch.stack([parts.select(-2, 1).neg(), parts.select(-2, 0)], dim: -2).view(x.shape);
+        return (x * _cos + rotated * _sin).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        _cos.Dispose();
+        _sin.Dispose();
+    }
+}

@@ -1,0 +1,182 @@
+using SpatialMllm.Research.Checkpoints;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Vggt;
+
+/// <summary>
+/// The VGGT aggregator (Spatial-MLLM's spatial encoder): DINOv2 patch tokens plus a camera token and register
+/// tokens per frame, then <c>depth</c> rounds of frame attention (within each frame) followed by global attention
+/// (across all frames). Round i outputs concat(frame-block output, global-block output) [.., S, 5+P, 2·D].
+/// </summary>
+public sealed class VggtAggregator : nn.Module
+{
+    /// <summary>LayerNorm eps of the frame/global blocks (nn.LayerNorm's default).</summary>
+    const double BlockNormEps = 1e-5;
+    static readonly double[] ImageNetMean = [0.485, 0.456, 0.406];
+    static readonly double[] ImageNetStd = [0.229, 0.224, 0.225];
+
+    readonly int _numHeads;
+
+    private readonly DinoVisionTransformer patch_embed;
+    private readonly ModuleList<VggtBlock> frame_blocks;
+    private readonly ModuleList<VggtBlock> global_blocks;
+    private readonly Parameter camera_token;     // [1, 2, 1, D]: slot 0 for the first frame, slot 1 for the others
+    private readonly Parameter register_token;   // [1, 2, R, D]
+
+    public VggtAggregator(SpatialEncoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtAggregator))
+    {
+        PatchSize = config.PatchSize;
+        _numHeads = config.NumHeads;
+        Depth = config.Depth;
+        EmbedDim = config.EmbedDim;
+        if (config.PatchEmbed.EmbedDim != config.EmbedDim)
+            throw new ArgumentException($"The DINO patch embed width {config.PatchEmbed.EmbedDim} must equal the aggregator's embed_dim {config.EmbedDim}.");
+        patch_embed = new DinoVisionTransformer(config.ImgSize, config.PatchSize, config.NumRegisterTokens, config.PatchEmbed, device, dtype);
+        frame_blocks = nn.ModuleList(Enumerable.Range(0, Depth)
+            .Select(_ => new VggtBlock(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, device, dtype)).ToArray());
+        global_blocks = nn.ModuleList(Enumerable.Range(0, Depth)
+            .Select(_ => new VggtBlock(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, device, dtype)).ToArray());
+        camera_token = nn.Parameter(torch.zeros([1, 2, 1, EmbedDim], dtype: dtype, device: device));
+        register_token = nn.Parameter(torch.zeros([1, 2, config.NumRegisterTokens, EmbedDim], dtype: dtype, device: device));
+        PatchStartIndex = 1 + config.NumRegisterTokens;
+        RegisterComponents();
+    }
+
+    /// <summary>Number of frame/global block pairs (24 in VGGT-1B); valid layer indexes are −Depth..Depth−1.</summary>
+    public int Depth { get; }
+
+    public int EmbedDim { get; }
+
+    /// <summary>Where the patch tokens start in each frame's token list: after 1 camera and R register tokens (5).</summary>
+    public int PatchStartIndex { get; }
+
+    public int PatchSize { get; }
+
+    /// <summary>
+    /// The output of block pair <paramref name="layer"/> (negative counts from the end; −1 = the last, which
+    /// Spatial-MLLM uses) for images [S, 3, H, W] or [B, S, 3, H, W] with values in [0, 1]. Returns
+    /// [S, 5+P, 2·D] (or [B, S, 5+P, 2·D]). Stops after that block pair.
+    /// </summary>
+    public Tensor ForwardLayer(Tensor images, int layer = -1)
+    {
+        using var outputs = Forward(images, [layer]);
+        return outputs.Detach(layer);
+    }
+
+    /// <summary>
+    /// Runs the aggregator and keeps only the block-pair outputs in <paramref name="keepLayers"/> (negative indexes
+    /// count from the end). Only one block's activations are alive at a time besides the kept outputs, and the
+    /// loop stops after the deepest requested layer. Images: [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W
+    /// multiples of the patch size; outputs have the same leading dims.
+    /// </summary>
+    public VggtLayerOutputs Forward(Tensor images, IEnumerable<int> keepLayers)
+    {
+        var keep = keepLayers.Select(NormalizeLayer).ToHashSet();
+        if (keep.Count == 0) throw new ArgumentException("Ask for at least one aggregator layer.", nameof(keepLayers));
+        bool batched = images.dim() == 5;
+        if (!batched && images.dim() != 4)
+            throw new ArgumentException($"VGGT expects images [S, 3, H, W] or [B, S, 3, H, W], got [{string.Join(", ", images.shape)}].");
+        long b = batched ? images.shape[0] : 1, s = images.shape[^4], channels = images.shape[^3], h = images.shape[^2], w = images.shape[^1];
+        if (channels != 3) throw new ArgumentException($"VGGT expects 3 colour channels, got images [{string.Join(", ", images.shape)}].");
+        if (h % PatchSize != 0 || w % PatchSize != 0)
+            throw new ArgumentException($"VGGT needs H and W divisible by the patch size {PatchSize}, got images [{string.Join(", ", images.shape)}].");
+
+        using var noGrad = torch.no_grad();   // VGGT is frozen in Spatial-MLLM; no autograd graph keeps block activations alive.
+        using var scope = torch.NewDisposeScope();
+        var dtype = camera_token.dtype;
+        var device = camera_token.device;
+        var x = images.to(dtype, device).reshape(b * s, 3, h, w);
+        var mean = torch.tensor(ImageNetMean, dtype: dtype, device: device).view(1, 3, 1, 1);
+        var std = torch.tensor(ImageNetStd, dtype: dtype, device: device).view(1, 3, 1, 1);
+        x = (x - mean) / std;
+
+        var patchTokens = patch_embed.Forward(x);                                         // [B·S, P, D]
+        x.Dispose();
+        long d = patchTokens.shape[2];
+        var tokens = torch.cat([FrameSlots(camera_token, b, s), FrameSlots(register_token, b, s), patchTokens], dim: 1);
+        patchTokens.Dispose();
+        long tokensPerFrame = tokens.shape[1];                                            // P' = 5 + P
+
+        int headDim = (int)(d / _numHeads);
+        using var frameRope = Rope2D.Create(h / PatchSize, w / PatchSize, PatchStartIndex, 1, headDim, dtype, device);
+        using var globalRope = Rope2D.Create(h / PatchSize, w / PatchSize, PatchStartIndex, (int)s, headDim, dtype, device);
+
+        var kept = new Dictionary<int, Tensor>();
+        int last = keep.Max();
+        for (int i = 0; i <= last; i++)
+        {
+            using var blockScope = torch.NewDisposeScope();
+            var frameOut = frame_blocks[i].Forward(tokens.view(b * s, tokensPerFrame, d), frameRope);     // [B·S, P', D]
+            var globalOut = global_blocks[i].Forward(frameOut.view(b, s * tokensPerFrame, d), globalRope); // [B, S·P', D]
+            if (keep.Contains(i))
+            {
+                var concat = torch.cat([frameOut.view(b, s, tokensPerFrame, d), globalOut.view(b, s, tokensPerFrame, d)], dim: -1);
+                kept[i] = (batched ? concat : concat.squeeze(0)).MoveToOuterDisposeScope();
+            }
+            tokens.Dispose();
+            tokens = globalOut.MoveToOuterDisposeScope();
+        }
+        foreach (var t in kept.Values) t.MoveToOuterDisposeScope();
+        return new VggtLayerOutputs(kept, Depth, PatchStartIndex);
+    }
+
+    int NormalizeLayer(int layer)
+    {
+        int index = layer < 0 ? layer + Depth : layer;
+        if (index < 0 || index >= Depth)
+            throw new ArgumentOutOfRangeException(nameof(layer), $"Aggregator layer {layer} does not exist (depth {Depth}: use {-Depth}..{Depth - 1}).");
+        return index;
+    }
+
+    /// <summary>[1, 2, X, D] → [B·S, X, D] with slot 0 for each sequence's first frame and slot 1 for the rest.</summary>
+    static Tensor FrameSlots(Tensor slots, long b, long s)
+    {
+        using var scope = torch.NewDisposeScope();
+        var first = slots[.., ..1].expand(b, 1, slots.shape[2], slots.shape[3]);
+        var others = slots[.., 1..].expand(b, s - 1, slots.shape[2], slots.shape[3]);
+        return torch.cat([first, others], dim: 1).reshape(b * s, slots.shape[2], slots.shape[3]).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// Kept aggregator block-pair outputs by layer index (negative indexes count from the end). Owns the tensors:
+/// dispose it, or take a tensor out with <see cref="Detach"/>.
+/// </summary>
+public sealed class VggtLayerOutputs : IDisposable
+{
+    readonly Dictionary<int, Tensor> _layers;
+    readonly int _depth;
+
+    internal VggtLayerOutputs(Dictionary<int, Tensor> layers, int depth, int patchStartIndex)
+    {
+        _layers = layers;
+        _depth = depth;
+        PatchStartIndex = patchStartIndex;
+    }
+
+    public int PatchStartIndex { get; }
+
+    public IReadOnlyCollection<int> Layers => _layers.Keys;
+
+    /// <summary>Output of block pair <paramref name="layer"/> (negative = from the end).</summary>
+    public Tensor this[int layer] => _layers.TryGetValue(Normalize(layer), out var t) ? t
+        : throw new KeyNotFoundException($"Aggregator layer {layer} was not kept (kept: {string.Join(", ", _layers.Keys.Order())}).");
+
+    /// <summary>Removes a layer's tensor from this collection; the caller then owns it.</summary>
+    public Tensor Detach(int layer)
+    {
+        var t = this[layer];
+        _layers.Remove(Normalize(layer));
+        return t;
+    }
+
+    int Normalize(int layer) => layer < 0 ? layer + _depth : layer;
+
+    public void Dispose()
+    {
+        foreach (var t in _layers.Values) t.Dispose();
+        _layers.Clear();
+    }
+}

@@ -1,0 +1,59 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Vggt;
+
+/// <summary>
+/// Multi-head self-attention of VGGT and DINOv2: fused qkv projection, optional per-head LayerNorm on q and k
+/// (VGGT's frame/global blocks), optional 2D RoPE, then SDPA with the default 1/√headDim scale.
+/// </summary>
+internal sealed class VggtAttention : nn.Module
+{
+    readonly int _numHeads;
+    readonly int _headDim;
+
+    private readonly Linear qkv;
+    private readonly LayerNorm? q_norm;
+    private readonly LayerNorm? k_norm;
+    private readonly Linear proj;
+
+    public VggtAttention(int dim, int numHeads, bool qkNorm, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtAttention))
+    {
+        if (dim % numHeads != 0) throw new ArgumentException($"dim {dim} is not divisible by {numHeads} heads.");
+        _numHeads = numHeads;
+        _headDim = dim / numHeads;
+        qkv = nn.Linear(dim, 3 * dim, hasBias: true, device: device, dtype: dtype);
+        if (qkNorm)
+        {
+            // nn.LayerNorm defaults: eps 1e-5, affine.
+            q_norm = nn.LayerNorm(_headDim, eps: 1e-5, device: device, dtype: dtype);
+            k_norm = nn.LayerNorm(_headDim, eps: 1e-5, device: device, dtype: dtype);
+        }
+        proj = nn.Linear(dim, dim, hasBias: true, device: device, dtype: dtype);
+        RegisterComponents();
+    }
+
+    /// <summary><paramref name="x"/> [B, N, C] → [B, N, C].</summary>
+    public Tensor Forward(Tensor x, Rope2D? rope)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = x.shape[0], n = x.shape[1], c = x.shape[2];
+        // [B, N, 3C] → [3, B, heads, N, headDim]
+        var qkvHeads = qkv.forward(x).view(b, n, 3, _numHeads, _headDim).permute(2, 0, 3, 1, 4);
+        Tensor q = qkvHeads[0], k = qkvHeads[1], v = qkvHeads[2];
+        if (q_norm != null && k_norm != null)
+        {
+            q = q_norm.forward(q);
+            k = k_norm.forward(k);
+        }
+        if (rope != null)
+        {
+            q = rope.Apply(q);
+            k = rope.Apply(k);
+        }
+        var attended = nn.functional.scaled_dot_product_attention(q, k, v);   // [B, heads, N, headDim]
+        var merged = attended.transpose(1, 2).reshape(b, n, c);
+        return proj.forward(merged).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,74 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Vggt;
+
+/// <summary>
+/// The pre-norm transformer block shared by DINOv2 (LayerNorm eps 1e-6), the aggregator's frame/global blocks
+/// (eps 1e-5, QK-norm, RoPE) and the camera-head trunk (eps 1e-5): x += ls1·attn(norm1 x); x += ls2·mlp(norm2 x).
+/// </summary>
+internal sealed class VggtBlock : nn.Module
+{
+    private readonly LayerNorm norm1;
+    private readonly VggtAttention attn;
+    private readonly LayerScale ls1;
+    private readonly LayerNorm norm2;
+    private readonly VggtMlp mlp;
+    private readonly LayerScale ls2;
+
+    public VggtBlock(int dim, int numHeads, double mlpRatio, double normEps, bool qkNorm, Device? device = null, ScalarType? dtype = null)
+        : base(nameof(VggtBlock))
+    {
+        norm1 = nn.LayerNorm(dim, eps: normEps, device: device, dtype: dtype);
+        attn = new VggtAttention(dim, numHeads, qkNorm, device, dtype);
+        ls1 = new LayerScale(dim, device, dtype);
+        norm2 = nn.LayerNorm(dim, eps: normEps, device: device, dtype: dtype);
+        mlp = new VggtMlp(dim, (int)(dim * mlpRatio), dim, device, dtype);
+        ls2 = new LayerScale(dim, device, dtype);
+        RegisterComponents();
+    }
+
+    /// <summary><paramref name="x"/> [B, N, C] → [B, N, C].</summary>
+    public Tensor Forward(Tensor x, Rope2D? rope = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = x + ls1.forward(attn.Forward(norm1.forward(x), rope));
+        h = h + ls2.forward(mlp.forward(norm2.forward(h)));
+        return h.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Per-channel residual-branch scale (<c>gamma</c>).</summary>
+internal sealed class LayerScale : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter gamma;
+
+    public LayerScale(int dim, Device? device = null, ScalarType? dtype = null) : base(nameof(LayerScale))
+    {
+        gamma = nn.Parameter(torch.ones(dim, dtype: dtype, device: device));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => x * gamma;
+}
+
+/// <summary>fc1 → GELU (exact) → fc2.</summary>
+internal sealed class VggtMlp : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear fc1;
+    private readonly Linear fc2;
+
+    public VggtMlp(int inFeatures, int hiddenFeatures, int outFeatures, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtMlp))
+    {
+        fc1 = nn.Linear(inFeatures, hiddenFeatures, hasBias: true, device: device, dtype: dtype);
+        fc2 = nn.Linear(hiddenFeatures, outFeatures, hasBias: true, device: device, dtype: dtype);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        return fc2.forward(nn.functional.gelu(fc1.forward(x))).MoveToOuterDisposeScope();
+    }
+}

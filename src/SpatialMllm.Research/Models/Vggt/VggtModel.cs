@@ -1,0 +1,100 @@
+using SpatialMllm.Research.Checkpoints;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Vggt;
+
+/// <summary>
+/// The full VGGT model as Spatial-MLLM instantiates it (<c>spatial_encoder.vggt_model.</c>): the aggregator plus
+/// camera, depth and point heads. The track head's weights are in the checkpoints but it is never run, so it is
+/// not built; <see cref="LoadWeights"/> skips its keys by name.
+/// </summary>
+public sealed class VggtModel : nn.Module
+{
+    /// <summary>Where the VGGT weights live in a Spatial-MLLM checkpoint (a bare VGGT-1B file uses "").</summary>
+    public const string CheckpointPrefix = "spatial_encoder.vggt_model.";
+
+    private readonly VggtAggregator aggregator;
+    private readonly CameraHead camera_head;
+    private readonly DptHead depth_head;
+    private readonly DptHead point_head;
+
+    /// <summary>Builds the module tree (on <paramref name="device"/>, e.g. <c>meta</c> to check shapes without memory).</summary>
+    public VggtModel(SpatialEncoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtModel))
+    {
+        int dimIn = 2 * config.EmbedDim;
+        aggregator = new VggtAggregator(config, device, dtype);
+        camera_head = new CameraHead(dimIn, config.CameraHead, device: device, dtype: dtype);
+        depth_head = new DptHead(dimIn, 2, DptActivation.Exp, config.PatchSize, config.DptHead, device, dtype);
+        point_head = new DptHead(dimIn, 4, DptActivation.InverseLog, config.PatchSize, config.DptHead, device, dtype);
+        RegisterComponents();
+    }
+
+    public VggtAggregator Aggregator => aggregator;
+
+    /// <summary>
+    /// Copies the weights under <paramref name="prefix"/> into this model. <c>track_head.*</c> keys are skipped on
+    /// purpose (Spatial-MLLM and the frame sampler never run the track head); any other mismatch is reported.
+    /// </summary>
+    internal LoadReport LoadWeights(Checkpoint checkpoint, string prefix = CheckpointPrefix)
+    {
+        string trackHead = prefix + "track_head.";
+        return StateDictLoader.Load(this, checkpoint, prefix, skip: key => key.StartsWith(trackHead, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// All heads on images [S, 3, H, W] in [0, 1] (one sequence; frame 0 is the reference camera). Returns pose
+    /// encodings [S, 9], depth [S, H, W, 1], depth confidence [S, H, W], world points [S, H, W, 3] and their
+    /// confidence [S, H, W].
+    /// </summary>
+    public VggtPredictions Forward(Tensor images)
+    {
+        CheckFrames(images);
+        using var scope = torch.NewDisposeScope();
+        var batched = images.unsqueeze(0);
+        var cameraLayer = aggregator.Depth - 1;
+        using var layers = aggregator.Forward(batched, [cameraLayer, .. depth_head.LayerIndexes, .. point_head.LayerIndexes]);
+        long h = images.shape[2], w = images.shape[3];
+        var poseEncoding = camera_head.Forward(layers[cameraLayer]);
+        var (depth, depthConf) = depth_head.Forward(layers, h, w);
+        var (points, pointsConf) = point_head.Forward(layers, h, w);
+        return new VggtPredictions(
+            poseEncoding.squeeze(0).MoveToOuterDisposeScope(), depth.squeeze(0).MoveToOuterDisposeScope(),
+            depthConf.squeeze(0).MoveToOuterDisposeScope(), points.squeeze(0).MoveToOuterDisposeScope(),
+            pointsConf.squeeze(0).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Point-map prediction for the space-aware frame sampler (the shape of <c>IPointMapPredictor.Predict</c>):
+    /// frames [S, 3, H, W] in [0, 1] → world points [S, H, W, 3] and confidence [S, H, W]. Runs only the
+    /// aggregator layers and the head the point map needs.
+    /// </summary>
+    public (Tensor worldPoints, Tensor conf) Predict(Tensor frames)
+    {
+        CheckFrames(frames);
+        using var scope = torch.NewDisposeScope();
+        using var layers = aggregator.Forward(frames.unsqueeze(0), point_head.LayerIndexes);
+        var (points, conf) = point_head.Forward(layers, frames.shape[2], frames.shape[3]);
+        return (points.squeeze(0).MoveToOuterDisposeScope(), conf.squeeze(0).MoveToOuterDisposeScope());
+    }
+
+    static void CheckFrames(Tensor images)
+    {
+        if (images.dim() != 4 || images.shape[1] != 3)
+            throw new ArgumentException($"VGGT expects frames [S, 3, H, W] in [0, 1], got [{string.Join(", ", images.shape)}].");
+    }
+}
+
+/// <summary>What <see cref="VggtModel.Forward"/> predicts for one sequence of S frames of H × W pixels.</summary>
+public sealed record VggtPredictions(Tensor PoseEncoding, Tensor Depth, Tensor DepthConfidence, Tensor WorldPoints, Tensor WorldPointsConfidence)
+    : IDisposable
+{
+    public void Dispose()
+    {
+        PoseEncoding.Dispose();
+        Depth.Dispose();
+        DepthConfidence.Dispose();
+        WorldPoints.Dispose();
+        WorldPointsConfidence.Dispose();
+    }
+}

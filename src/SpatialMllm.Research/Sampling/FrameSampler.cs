@@ -1,0 +1,38 @@
+namespace SpatialMllm.Research.Sampling;
+
+/// <summary>
+/// The frame samplers, for notebooks and the CLI:
+/// <code>
+/// var video = VideoSource.Open("scene.mp4");
+/// FrameSelection uniform = FrameSampler.Uniform(16).Select(video);
+/// FrameSelection keyframes = FrameSampler.Keyframes(16).Select(video);
+/// using var spaceAware = FrameSampler.SpaceAware(16, modelDir: "checkpoints/Spatial-MLLM");
+/// FrameSelection sa = spaceAware.WithCache("cache/sampling").Select(video);
+/// </code>
+/// </summary>
+public static class FrameSampler
+{
+    /// <summary>Qwen2.5-VL's uniform rule: n rounded to even, round(linspace(0, N−1, n)).</summary>
+    public static IFrameSampler Uniform(int frames) => new UniformSampler(frames);
+
+    /// <summary>
+    /// Space-aware sampling with the VGGT of <paramref name="modelDir"/> (loaded on first use). Dispose the
+    /// sampler to release the model.
+    /// </summary>
+    public static SpaceAwareSampler SpaceAware(int k, string modelDir, int candidates = 128)
+    {
+        string fullPath = Path.GetFullPath(modelDir);
+        return new SpaceAwareSampler(k, candidates, () => PointMapPredictors.FromModelFolder(fullPath), fullPath, ownsPredictor: true);
+    }
+
+    /// <summary>Space-aware sampling with a given point-map predictor; <paramref name="predictorId"/> names it in the settings and cache key.</summary>
+    internal static SpaceAwareSampler SpaceAware(int k, IPointMapPredictor predictor, string predictorId, int candidates = 128) =>
+        new(k, candidates, () => predictor, predictorId, ownsPredictor: false);
+
+    /// <summary>Visual keyframes: greedy farthest-point selection on 32×32 thumbnails (see <see cref="KeyframeSampler"/>).</summary>
+    public static IFrameSampler Keyframes(int k, int candidates = 128) => new KeyframeSampler(k, candidates);
+
+    /// <summary>The same sampler, with results kept as JSON under <paramref name="cacheDir"/> (see <see cref="SelectionCache"/>).</summary>
+    public static IFrameSampler WithCache(this IFrameSampler sampler, string cacheDir) =>
+        new CachedFrameSampler(sampler, new SelectionCache(cacheDir));
+}

@@ -1,0 +1,58 @@
+namespace SpatialMllm.Research.Sampling;
+
+/// <summary>
+/// The frames a sampler chose, plus what it looked at to choose them (for plots and for comparing samplers).
+/// </summary>
+/// <param name="Sampler">The sampler and its settings, e.g. <c>space-aware(k=16,candidates=128,…)</c>.</param>
+/// <param name="SourceFrameCount">Frames in the video or frame folder.</param>
+/// <param name="Indices">Chosen frame numbers of the source, ascending (temporal order).</param>
+/// <param name="Candidates">Frame numbers the sampler considered, ascending; diagnostics index into this list.</param>
+/// <param name="PickOrder">The chosen frame numbers in the order a greedy sampler picked them (for uniform: <see cref="Indices"/>).</param>
+/// <param name="SpaceAware">Coverage diagnostics of the space-aware sampler, else null.</param>
+/// <param name="Keyframes">Visual-change diagnostics of the keyframe sampler, else null.</param>
+public sealed record FrameSelection(
+    string Sampler,
+    int SourceFrameCount,
+    IReadOnlyList<int> Indices,
+    IReadOnlyList<int> Candidates,
+    IReadOnlyList<int> PickOrder,
+    SpaceAwareDiagnostics? SpaceAware = null,
+    KeyframeDiagnostics? Keyframes = null);
+
+/// <summary>What the space-aware greedy maximum coverage saw.</summary>
+/// <param name="ConfidenceThreshold">τ: the 50th percentile of all confidences (numpy linear interpolation), as float32.</param>
+/// <param name="VoxelSize">Shortest side of the valid points' bounding box / 20.</param>
+/// <param name="BoundsMin">x, y, z minimum of the valid points.</param>
+/// <param name="BoundsMax">x, y, z maximum of the valid points.</param>
+/// <param name="VoxelsPerCandidate">Distinct voxels each candidate frame sees (|V_f|).</param>
+/// <param name="CoverageCurve">Voxels covered after each pick, in pick order.</param>
+/// <param name="TotalVoxels">Distinct voxels seen by all candidates together (the curve's ceiling).</param>
+/// <param name="Cloud">An evenly strided sample of the point map for 3-D plots.</param>
+public sealed record SpaceAwareDiagnostics(
+    float ConfidenceThreshold,
+    float VoxelSize,
+    IReadOnlyList<float> BoundsMin,
+    IReadOnlyList<float> BoundsMax,
+    IReadOnlyList<int> VoxelsPerCandidate,
+    IReadOnlyList<int> CoverageCurve,
+    int TotalVoxels,
+    PointCloudSample Cloud);
+
+/// <summary>
+/// Points of the predicted point map (all of them, valid or not, every <c>stride</c>-th in [S,H,W] order).
+/// <see cref="Valid"/> is the confidence mask, <see cref="Candidate"/> the position in <see cref="FrameSelection.Candidates"/>.
+/// </summary>
+public sealed record PointCloudSample(
+    IReadOnlyList<float> X,
+    IReadOnlyList<float> Y,
+    IReadOnlyList<float> Z,
+    IReadOnlyList<float> Confidence,
+    IReadOnlyList<bool> Valid,
+    IReadOnlyList<int> Candidate);
+
+/// <summary>What the keyframe sampler saw; distances are mean absolute differences of downscaled RGB in [0,1].</summary>
+/// <param name="ChangeFromPrevious">Per candidate: distance to the previous candidate (0 for the first).</param>
+/// <param name="DistanceAtPick">From the second pick on: the distance from the picked frame to the nearest frame picked before it.</param>
+public sealed record KeyframeDiagnostics(
+    IReadOnlyList<double> ChangeFromPrevious,
+    IReadOnlyList<double> DistanceAtPick);

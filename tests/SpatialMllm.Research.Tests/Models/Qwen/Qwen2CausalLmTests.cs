@@ -1,0 +1,91 @@
+using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Models.Qwen;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Tests.Models.Qwen;
+
+[Collection(TinyQwenCollection.Name)]
+public class Qwen2CausalLmTests(TinyQwenFixture fixture, ITestOutputHelper output)
+{
+    [Fact]
+    public void Checkpoint_keys_under_model_all_load_and_the_head_is_tied()
+    {
+        fixture.LmReport.ThrowIfIncomplete("model.");
+        Assert.Equal(26, fixture.LmReport.Loaded.Count);
+        Assert.DoesNotContain(fixture.LmReport.Loaded, k => k.StartsWith("lm_head"));
+    }
+
+    [Fact]
+    public void Logits_at_every_position_match_the_reference()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var (positions, _) = fixture.RopeIndexOfFixture();
+        var logits = fixture.Lm.forward(fixture.FusedInputsEmbeds(fixture.Lm), positions);
+        var expected = fixture.Read("logits");
+        double error = Parity.MaxError(logits.squeeze(0), expected);
+        output.WriteLine($"logits max error {error:E2}");
+        Assert.True(error < 1e-4, $"max error {error}");
+    }
+
+    [Fact]
+    public void Chunked_prefill_through_the_cache_equals_one_pass()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var (positions, _) = fixture.RopeIndexOfFixture();
+        var embeds = fixture.FusedInputsEmbeds(fixture.Lm);
+        var whole = fixture.Lm.forward(embeds, positions);
+        // Capacity 8 forces two regrowths.
+        using var cache = new Qwen2KvCache(fixture.Lm.Config.NumHiddenLayers, capacity: 8);
+        var parts = new List<Tensor>();
+        foreach (var (start, length) in new[] { (0, 20), (20, 1), (21, 23) })
+            parts.Add(fixture.Lm.forward(embeds.narrow(1, start, length), positions.narrow(2, start, length), cache));
+        Assert.Equal(44, cache.Length);
+        Assert.True(Parity.MaxError(torch.cat(parts, 1), whole) < 1e-5);
+    }
+
+    [Fact]
+    public void Bfloat16_forward_stays_close_to_float32()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        using var lm = new Qwen2CausalLm(fixture.Checkpoint.Config.Text, dtype: ScalarType.BFloat16);
+        lm.LoadFrom(fixture.Checkpoint).ThrowIfIncomplete("model.");
+        var (positions, _) = fixture.RopeIndexOfFixture();
+        var logits = lm.forward(fixture.FusedInputsEmbeds(lm), positions);
+        Assert.Equal(ScalarType.BFloat16, logits.dtype);
+        var expected = fixture.Read("logits");
+        var absolute = (logits.squeeze(0).to(ScalarType.Float32) - expected).abs();
+        double maxAbs = absolute.max().item<float>(), scale = expected.abs().max().item<float>();
+        output.WriteLine($"bf16 logits: max abs error {maxAbs:E2} (logit range ±{scale:F3}); argmax agreement {logits.squeeze(0).argmax(-1).eq(expected.argmax(-1)).to(ScalarType.Float32).mean().item<float>():P0}");
+        Assert.True(maxAbs < 0.05 * Math.Max(1, scale), $"bf16 max abs error {maxAbs}");
+    }
+
+    [Fact]
+    public void A_sequence_longer_than_max_position_embeddings_is_a_clear_error()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        int max = fixture.Lm.Config.MaxPositionEmbeddings;
+        var ids = torch.ones(1, max + 1, ScalarType.Int64);
+        var positions = torch.arange(max + 1).view(1, 1, -1).expand(3, 1, max + 1);
+        var e = Assert.Throws<ArgumentException>(() => fixture.Lm.forward(fixture.Lm.Model.EmbedTokens(ids), positions));
+        Assert.Contains("max_position_embeddings", e.Message);
+        Assert.Contains($"{max + 1}", e.Message);
+        var g = Assert.Throws<ArgumentException>(() => Generation.Generate(fixture.Lm, ids, new GenerationOptions([991], MaxNewTokens: 4)));
+        Assert.Contains("max_position_embeddings", g.Message);
+    }
+
+    [Fact]
+    public void Visual_token_count_mismatch_is_a_clear_error()
+    {
+        using var scope = torch.NewDisposeScope();
+        var ids = fixture.Read("input_ids");
+        var tooFew = torch.zeros(23, 64);
+        var e = Assert.Throws<ArgumentException>(() => fixture.Lm.EmbedWithVisualTokens(ids, tooFew, fixture.Checkpoint.Config.Tokens.VideoTokenId));
+        Assert.Contains("24 tokens", e.Message);
+    }
+}

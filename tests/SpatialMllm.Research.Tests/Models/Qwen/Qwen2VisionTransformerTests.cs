@@ -1,0 +1,70 @@
+using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Models.Qwen;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Tests.Models.Qwen;
+
+[Collection(TinyQwenCollection.Name)]
+public class Qwen2VisionTransformerTests(TinyQwenFixture fixture, ITestOutputHelper output)
+{
+    [Fact]
+    public void Checkpoint_keys_under_visual_all_load()
+    {
+        fixture.VisionReport.ThrowIfIncomplete("visual.");
+        Assert.Equal(54, fixture.VisionReport.Loaded.Count);
+    }
+
+    [Fact]
+    public void Vision_embeds_match_the_reference_with_window_padding()
+    {
+        using var _ = torch.no_grad();
+        using var pixels = fixture.Read("pixel_values_videos");
+        using var grid = fixture.Read("video_grid_thw");
+        using var expected = fixture.Read("vision_embeds");
+        using var actual = fixture.Vision.forward(pixels, grid);
+        double error = Parity.MaxError(actual, expected);
+        output.WriteLine($"vision_embeds max error {error:E2}");
+        Assert.True(error < 1e-4, $"max error {error}");
+    }
+
+    [Fact]
+    public void Two_videos_in_one_call_equal_two_separate_calls()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var pixels = fixture.Read("pixel_values_videos");
+        var grid = fixture.Read("video_grid_thw");
+        var single = fixture.Vision.forward(pixels, grid);
+        // A second, smaller video: the first temporal slice only (its 48 patches).
+        var firstSlice = pixels.narrow(0, 0, 48);
+        var smallGrid = torch.tensor(new long[] { 1, 6, 8 }).view(1, 3);
+        var small = fixture.Vision.forward(firstSlice, smallGrid);
+        var both = fixture.Vision.forward(torch.cat([pixels, firstSlice], 0), torch.cat([grid, smallGrid], 0));
+        Assert.True(Parity.MaxError(both, torch.cat([single, small], 0)) < 1e-5);
+    }
+
+    [Fact]
+    public void A_grid_that_divides_into_windows_runs()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        // 4×4 merged units tile exactly into 2×2 windows (the reference pads a whole empty window here).
+        var grid = torch.tensor(new long[] { 1, 8, 8 }).view(1, 3);
+        var pixels = torch.randn(64, 1176, generator: new torch.Generator(7, torch.CPU));
+        var embeds = fixture.Vision.forward(pixels, grid);
+        Assert.Equal(new long[] { 16, 64 }, embeds.shape);
+        Assert.False(embeds.isnan().any().item<bool>());
+    }
+
+    [Fact]
+    public void Mismatched_grid_is_a_clear_error()
+    {
+        using var _ = torch.no_grad();
+        using var pixels = fixture.Read("pixel_values_videos");
+        using var grid = torch.tensor(new long[] { 2, 6, 6 }).view(1, 3);
+        var e = Assert.Throws<ArgumentException>(() => fixture.Vision.forward(pixels, grid));
+        Assert.Contains("72 patches", e.Message);
+    }
+}

@@ -1,0 +1,29 @@
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Tests.Models;
+
+/// <summary>Fixture comparisons: absolute error, relative for values larger than 1.</summary>
+internal static class TensorComparison
+{
+    /// <summary>max |actual − expected| / max(1, |expected|), computed in float64.</summary>
+    public static double MaxError(Tensor expected, Tensor actual)
+    {
+        using var e = expected.to(ScalarType.Float64);
+        using var a = actual.to(ScalarType.Float64, expected.device);
+        using var diff = (a - e).abs();
+        using var scale = e.abs().clamp_min(1.0);
+        using var err = (diff / scale).max();
+        return err.item<double>();
+    }
+
+    /// <summary>Asserts the shapes match and the error is within <paramref name="tolerance"/>; logs the error.</summary>
+    public static double AssertClose(string name, Tensor expected, Tensor actual, double tolerance, ITestOutputHelper? output = null)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        double error = MaxError(expected, actual);
+        output?.WriteLine($"{name}: max error {error:E2} (tolerance {tolerance:E0})");
+        Assert.True(error <= tolerance, $"{name}: max error {error:E3} exceeds {tolerance:E0}.");
+        return error;
+    }
+}
