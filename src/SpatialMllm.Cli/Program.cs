@@ -5,5 +5,10 @@ var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in To
 {
     EnvCommand.Create(),
     InspectCommand.Create(),
+    SampleFramesCommand.Create(),
+    ScoreCommand.Create(),
+    EvaluateCommand.Create(),
+    MergeCommand.Create(),
 };
-return root.Parse(args).Invoke();
+// InvokeAsync: evaluate gets a cancellation token on Ctrl+C.
+return await root.Parse(args).InvokeAsync();

@@ -24,7 +24,14 @@ internal sealed class Checkpoint : IDisposable
     public static Checkpoint Open(string folder)
     {
         if (!Directory.Exists(folder)) throw new CheckpointFormatException($"{folder}: checkpoint folder not found.");
-        var config = SpatialMllmConfig.Load(System.IO.Path.Combine(folder, "config.json"));
+        return OpenWith(folder, SpatialMllmConfig.Load(System.IO.Path.Combine(folder, "config.json")));
+    }
+
+    /// <summary>A folder whose config.json is not a Spatial-MLLM/Qwen2.5-VL one (e.g. facebook/VGGT-1B), with the
+    /// config the caller derived from it.</summary>
+    internal static Checkpoint OpenWith(string folder, SpatialMllmConfig config)
+    {
+        if (!Directory.Exists(folder)) throw new CheckpointFormatException($"{folder}: checkpoint folder not found.");
         string single = System.IO.Path.Combine(folder, "model.safetensors");
         string index = System.IO.Path.Combine(folder, "model.safetensors.index.json");
         var files = new List<SafetensorsFile>();

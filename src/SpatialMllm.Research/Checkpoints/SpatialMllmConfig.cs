@@ -59,6 +59,9 @@ public sealed record SpatialMllmConfig(
 {
     public bool IsSpatialMllm => Spatial != null && Connector != null;
 
+    /// <summary>Qwen2.5-VL-3B's defaults with no spatial encoder (what an empty config.json means).</summary>
+    internal static SpatialMllmConfig Default { get; } = Parse(JsonDocument.Parse("""{"vision_config":{}}""").RootElement);
+
     public static SpatialMllmConfig Load(string path)
     {
         if (!File.Exists(path)) throw new CheckpointFormatException($"{path}: file not found.");
@@ -113,7 +116,7 @@ public sealed record SpatialMllmConfig(
         return new SpatialMllmConfig(modelType, textConfig, vision, tokens, spatial, connector);
     }
 
-    static SpatialEncoderConfig ParseSpatial(JsonElement s)
+    internal static SpatialEncoderConfig ParseSpatial(JsonElement s)
     {
         var d = SpatialEncoderConfig.Vggt1B;
         int embedDim = Int(s, "embed_dim", d.EmbedDim);

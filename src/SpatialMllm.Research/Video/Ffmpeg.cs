@@ -125,13 +125,18 @@ internal static class Ffmpeg
         readonly byte[] buffer = AllocateFor(path, (long)frames * width * height * 3);
         long received;
 
-        public async Task ReadAllAsync(Stream pipe, CancellationToken cancellation)
+        /// <remarks>
+        /// Ignores FFMpegCore's token on purpose: FFMpegCore cancels it as soon as ffmpeg exits, which can be
+        /// before everything ffmpeg wrote has been read from the socket (frames went missing under load).
+        /// Reading to end of stream is safe: ffmpeg's exit closes the writing end.
+        /// </remarks>
+        public async Task ReadAllAsync(Stream pipe, CancellationToken ffmpegExited)
         {
             byte[] overflow = new byte[1 << 16];
             while (true)
             {
                 Memory<byte> target = received < buffer.Length ? buffer.AsMemory((int)received) : overflow;
-                int n = await pipe.ReadAsync(target, cancellation).ConfigureAwait(false);
+                int n = await pipe.ReadAsync(target, CancellationToken.None).ConfigureAwait(false);
                 if (n == 0) return;
                 received += n;
             }

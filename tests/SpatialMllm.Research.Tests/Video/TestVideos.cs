@@ -4,19 +4,19 @@ namespace SpatialMllm.Research.Tests.Video;
 
 /// <summary>
 /// Videos made with the ffmpeg CLI for the tests. The lossless ones encode the frame number n in the red
-/// channel (8·n) and the pixel position in green (4·x) and blue (4·y), so a decoded frame says which
+/// channel (4·n, so up to 63 frames) and the pixel position in green (4·x) and blue (4·y), so a decoded frame says which
 /// frame it is, exactly.
 /// </summary>
 internal static class TestVideos
 {
-    /// <summary>A lossless video whose frame n has red = 8n; rate is the nominal frame rate.</summary>
+    /// <summary>A lossless video whose frame n has red = 4n; rate is the nominal frame rate.</summary>
     public static string Numbered(string dir, string name, int frames, int width = 64, int height = 48, int rate = 10) =>
-        Ffmpeg(dir, name, $"-f lavfi -i nullsrc=s={width}x{height}:r={rate},geq=r=N*8:g=X*4:b=Y*4 -frames:v {frames} -c:v ffv1 -pix_fmt bgr0");
+        Ffmpeg(dir, name, $"-f lavfi -i nullsrc=s={width}x{height}:r={rate},geq=r=N*4:g=X*4:b=Y*4 -frames:v {frames} -c:v ffv1 -pix_fmt bgr0");
 
     /// <summary>Variable frame rate: frames 0–9 at 10 fps, then 30 fps (timestamps say nothing about the index).</summary>
     public static string VariableFrameRate(string dir, string name, int frames) =>
         Ffmpeg(dir, name,
-            $"-f lavfi -i nullsrc=s=64x48:r=10,geq=r=N*8:g=X*4:b=Y*4,settb=1/1000,setpts='if(lt(N,10),N/10,1+(N-10)/30)/TB' " +
+            $"-f lavfi -i nullsrc=s=64x48:r=10,geq=r=N*4:g=X*4:b=Y*4,settb=1/1000,setpts='if(lt(N,10),N/10,1+(N-10)/30)/TB' " +
             $"-frames:v {frames} -fps_mode passthrough -c:v ffv1 -pix_fmt bgr0");
 
     /// <summary>An H.264 testsrc video (what most real videos are).</summary>
@@ -39,7 +39,7 @@ internal static class TestVideos
     /// <summary>Writes PNG frames with ffmpeg; frame i is the numbered pattern's frame i.</summary>
     public static string[] NumberedPngs(string dir, int frames, int width = 64, int height = 48, string prefix = "frame_")
     {
-        Ffmpeg(dir, $"{prefix}%04d.png", $"-f lavfi -i nullsrc=s={width}x{height}:r=10,geq=r=N*8:g=X*4:b=Y*4 -frames:v {frames} -start_number 0");
+        Ffmpeg(dir, $"{prefix}%04d.png", $"-f lavfi -i nullsrc=s={width}x{height}:r=10,geq=r=N*4:g=X*4:b=Y*4 -frames:v {frames} -start_number 0");
         return Enumerable.Range(0, frames).Select(i => Path.Combine(dir, $"{prefix}{i:D4}.png")).ToArray();
     }
 

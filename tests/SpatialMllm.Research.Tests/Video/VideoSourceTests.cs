@@ -6,8 +6,8 @@ namespace SpatialMllm.Research.Tests.Video;
 
 public class VideoSourceTests
 {
-    /// <summary>The frame number encoded in a numbered test frame (red = 8n at every pixel).</summary>
-    static int FrameNumber(Tensor frame) => frame[0].to(ScalarType.Int32).max().item<int>() / 8;
+    /// <summary>The frame number encoded in a numbered test frame (red = 4n at every pixel).</summary>
+    static int FrameNumber(Tensor frame) => frame[0].to(ScalarType.Int32).max().item<int>() / 4;
 
     static int[] FrameNumbers(Tensor frames) => Enumerable.Range(0, (int)frames.shape[0]).Select(t => FrameNumber(frames[t])).ToArray();
 

@@ -90,7 +90,7 @@ public static class Generation
         using var outer = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         using var cache = new Qwen2KvCache(lm.Config.NumHiddenLayers, promptLength + maxNew);
-        var generator = options.DoSample && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
+        using var generator = options.DoSample && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
         // Prompt + output ids, preallocated: the repetition penalty reads the filled prefix each step.
         var tokens = torch.cat([inputIds.to(ScalarType.Int64, device), torch.zeros(batch, maxNew, ScalarType.Int64, device)], 1);
         var unfinished = torch.ones(batch, ScalarType.Bool, device);

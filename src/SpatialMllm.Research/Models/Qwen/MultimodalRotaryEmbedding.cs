@@ -42,7 +42,7 @@ internal sealed class MultimodalRotaryEmbedding
     /// <summary>Cached per device, outside any dispose scope (see <see cref="RotaryEmbedding.InverseFrequencies"/>).</summary>
     Tensor InverseFrequencies(Device device)
     {
-        if (_invFreq is null || _invFreq.device != device)
+        if (_invFreq is null || _invFreq.device_type != device.type || _invFreq.device_index != device.index)
         {
             _invFreq?.Dispose();
             _invFreq = RotaryEmbedding.InverseFrequencies(_headDim, _theta, device).DetachFromDisposeScope();

@@ -21,7 +21,11 @@ public sealed class Qwen2CausalLm : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>The decoder (<c>model.*</c>). A parent module that must expose the checkpoint's flat key layout can
+    /// register this instance (and <see cref="LmHead"/>) as its own <c>model</c> / <c>lm_head</c> fields.</summary>
     public Qwen2TextModel Model => model;
+    /// <summary>The untied head (<c>lm_head.weight</c>); null when tied to the embedding table.</summary>
+    public Linear? LmHead => lm_head;
     public Qwen2TextConfig Config => model.Config;
 
     /// <summary>

@@ -7,11 +7,12 @@ namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>
 /// The Qwen2.5 decoder stack (checkpoint prefix <c>model.</c>): <c>embed_tokens</c>, <c>layers.{i}</c>, <c>norm</c>.
-/// Takes embeddings rather than ids so fused visual tokens can be placed in the sequence first.
+/// Takes embeddings rather than ids so fused visual tokens can be placed in the sequence first. There is no padding
+/// mask: the sequences of a batch must be unpadded and of equal length (Spatial-MLLM runs batch size 1).
 /// </summary>
 public sealed class Qwen2TextModel : nn.Module
 {
-    readonly Embedding embed_tokens;
+    readonly TokenEmbedding embed_tokens;
     readonly ModuleList<Qwen2DecoderLayer> layers;
     readonly Qwen2RmsNorm norm;
     readonly MultimodalRotaryEmbedding _rotary;
@@ -22,7 +23,7 @@ public sealed class Qwen2TextModel : nn.Module
         if (config.HiddenSize % config.NumAttentionHeads != 0)
             throw new ArgumentException($"hidden_size {config.HiddenSize} is not a multiple of num_attention_heads {config.NumAttentionHeads}.");
         _config = config;
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize, device: device, dtype: dtype);
+        embed_tokens = new TokenEmbedding(config.VocabSize, config.HiddenSize, device, dtype);
         layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new Qwen2DecoderLayer(config, i, device, dtype)).ToArray());
         norm = new Qwen2RmsNorm(config.HiddenSize, config.RmsNormEps, device, dtype);
         _rotary = new MultimodalRotaryEmbedding(config.HeadDim, config.RopeTheta, config.MropeSection);
@@ -32,7 +33,7 @@ public sealed class Qwen2TextModel : nn.Module
     public Qwen2TextConfig Config => _config;
 
     /// <summary>The token embedding table [vocab, hidden] (also the tied LM head).</summary>
-    public Tensor EmbeddingWeight => embed_tokens.weight!;
+    public Tensor EmbeddingWeight => embed_tokens.Weight;
 
     /// <summary>input_ids [B, L] → [B, L, hidden].</summary>
     public Tensor EmbedTokens(Tensor inputIds) => embed_tokens.forward(inputIds);

@@ -48,13 +48,13 @@ public static class RopeIndex
             {
                 var kept = Enumerable.Range(0, length).Where(i => mask[b * length + i] == 1).ToArray();
                 var sample = kept.Select(i => ids[b * length + i]).ToArray();
-                var sampleIds = Sample(sample, tokens, vision, videos, images, secondsPerGrid, ref videoIndex, ref imageIndex);
+                var samplePositions = Sample(sample, tokens, vision, videos, images, secondsPerGrid, ref videoIndex, ref imageIndex);
                 long max = long.MinValue;
                 for (int k = 0; k < kept.Length; k++)
                     for (int axis = 0; axis < 3; axis++)
                     {
-                        positions[(axis * batch + b) * length + kept[k]] = sampleIds[axis][k];
-                        max = Math.Max(max, sampleIds[axis][k]);
+                        positions[(axis * batch + b) * length + kept[k]] = samplePositions[axis][k];
+                        max = Math.Max(max, samplePositions[axis][k]);
                     }
                 for (int i = 0; i < length; i++)
                     if (mask[b * length + i] != 1)
@@ -81,11 +81,7 @@ public static class RopeIndex
             next += count;
         }
 
-        int st = 0;
         // A block counts when its vision_start is directly followed by the image or video token, as in transformers.
-        int blocks = 0;
-        for (int i = 0; i + 1 < ids.Length; i++)
-            if (ids[i] == tokens.VisionStartTokenId && (ids[i + 1] == tokens.ImageTokenId || ids[i + 1] == tokens.VideoTokenId)) blocks++;
         int remainingImages = 0, remainingVideos = 0;
         for (int i = 0; i + 1 < ids.Length; i++)
             if (ids[i] == tokens.VisionStartTokenId)
@@ -93,6 +89,7 @@ public static class RopeIndex
                 if (ids[i + 1] == tokens.ImageTokenId) remainingImages++;
                 else if (ids[i + 1] == tokens.VideoTokenId) remainingVideos++;
             }
+        int st = 0, blocks = remainingImages + remainingVideos;
         for (int block = 0; block < blocks; block++)
         {
             int edImage = remainingImages > 0 ? IndexOf(ids, tokens.ImageTokenId, st) : int.MaxValue;

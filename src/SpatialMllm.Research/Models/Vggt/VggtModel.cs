@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -9,7 +10,7 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// camera, depth and point heads. The track head's weights are in the checkpoints but it is never run, so it is
 /// not built; <see cref="LoadWeights"/> skips its keys by name.
 /// </summary>
-public sealed class VggtModel : nn.Module
+public sealed class VggtModel : nn.Module, IPointMapPredictor
 {
     /// <summary>Where the VGGT weights live in a Spatial-MLLM checkpoint (a bare VGGT-1B file uses "").</summary>
     public const string CheckpointPrefix = "spatial_encoder.vggt_model.";
@@ -69,7 +70,7 @@ public sealed class VggtModel : nn.Module
     /// frames [S, 3, H, W] in [0, 1] → world points [S, H, W, 3] and confidence [S, H, W]. Runs only the
     /// aggregator layers and the head the point map needs.
     /// </summary>
-    public (Tensor worldPoints, Tensor conf) Predict(Tensor frames)
+    public (Tensor WorldPoints, Tensor Confidence) Predict(Tensor frames)
     {
         CheckFrames(frames);
         using var scope = torch.NewDisposeScope();

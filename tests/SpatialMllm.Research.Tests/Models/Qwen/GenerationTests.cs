@@ -67,6 +67,18 @@ public class GenerationTests(TinyQwenFixture fixture, ITestOutputHelper output)
     }
 
     [Fact]
+    public void Generation_leaves_no_live_tensors_behind()
+    {
+        using var ids = fixture.Read("input_ids");
+        // Warm-up: the decoder caches its rotary frequencies on first use, which is not a leak.
+        Generation.Generate(fixture.Lm, ids, new GenerationOptions(Eos, MaxNewTokens: 1)).Dispose();
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var result = Generation.Generate(fixture.Lm, ids, new GenerationOptions(Eos, MaxNewTokens: 12, RepetitionPenalty: 1.1, ReturnStepLogits: true)))
+            Assert.Equal(12, result.StepLogits.Count);
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+    }
+
+    [Fact]
     public void Repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_ids()
     {
         using var scope = torch.NewDisposeScope();

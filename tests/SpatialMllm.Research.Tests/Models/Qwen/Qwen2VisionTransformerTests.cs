@@ -30,6 +30,21 @@ public class Qwen2VisionTransformerTests(TinyQwenFixture fixture, ITestOutputHel
     }
 
     [Fact]
+    public void Bfloat16_vision_embeds_stay_close_to_float32()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        using var vision = new Qwen2VisionTransformer(fixture.Checkpoint.Config.Vision, dtype: ScalarType.BFloat16);
+        StateDictLoader.Load(vision, fixture.Checkpoint, "visual.").ThrowIfIncomplete("visual.");
+        var embeds = vision.forward(fixture.Read("pixel_values_videos"), fixture.Read("video_grid_thw"));
+        Assert.Equal(ScalarType.BFloat16, embeds.dtype);
+        var expected = fixture.Read("vision_embeds");
+        double maxAbs = (embeds.to(ScalarType.Float32) - expected).abs().max().item<float>(), scale = expected.abs().max().item<float>();
+        output.WriteLine($"bf16 vision_embeds: max abs error {maxAbs:E2} (values up to ±{scale:F3})");
+        Assert.True(maxAbs < 0.05 * Math.Max(1, scale), $"bf16 max abs error {maxAbs}");
+    }
+
+    [Fact]
     public void Two_videos_in_one_call_equal_two_separate_calls()
     {
         using var _ = torch.no_grad();

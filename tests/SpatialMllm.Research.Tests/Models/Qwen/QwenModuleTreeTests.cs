@@ -15,6 +15,7 @@ public class QwenModuleTreeTests
     public void Full_size_towers_build_on_the_meta_device_with_checkpoint_keys_and_shapes()
     {
         var config = FullSize();
+        long peakBefore = PeakResidentBytes();
         using var vision = new Qwen2VisionTransformer(config.Vision, torch.META);
         using var lm = new Qwen2CausalLm(config.Text, torch.META, ScalarType.BFloat16);
         var visual = vision.state_dict().ToDictionary(kv => "visual." + kv.Key, kv => kv.Value);
@@ -35,6 +36,15 @@ public class QwenModuleTreeTests
         Assert.Equal(new long[] { 11008, 2048 }, language["model.layers.0.mlp.up_proj.weight"].shape);
         Assert.Equal(ScalarType.BFloat16, language["model.norm.weight"].dtype);
         Assert.False(language.ContainsKey("lm_head.weight"));
+        // Real tensors would take 7.5 GB (bf16) to 15 GB; a CPU detour of the 151936×2048 table alone is 1.2 GB.
+        Assert.True(PeakResidentBytes() - peakBefore < 400L << 20, "building on the meta device allocated host memory");
+    }
+
+    /// <summary>The process's peak resident set (VmHWM), in bytes.</summary>
+    static long PeakResidentBytes()
+    {
+        string line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:"));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
     }
 
     [Fact]

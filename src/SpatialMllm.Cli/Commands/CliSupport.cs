@@ -1,0 +1,103 @@
+using System.CommandLine;
+using SpatialMllm.Research.Evaluation;
+
+namespace SpatialMllm.Cli.Commands;
+
+/// <summary>What the evaluation commands share: exit codes, error reporting, default file locations, progress display.</summary>
+internal static class CliSupport
+{
+    public const int Ok = 0;
+    public const int Failed = 1;
+    public const int Interrupted = 130;
+
+    /// <summary>Runs a command body; known data problems become a message on stderr and exit code 1, not a stack trace.</summary>
+    public static int Guard(ParseResult parse, Func<TextWriter, int> body)
+    {
+        var output = parse.InvocationConfiguration.Output;
+        var error = parse.InvocationConfiguration.Error;
+        try { return body(output); }
+        catch (Exception e) when (e is DataFileException or PredictionMismatchException or FileNotFoundException
+                                    or InvalidOperationException or FormatException or ArgumentException or NotImplementedException)
+        {
+            error.WriteLine("error: " + e.Message);
+            return Failed;
+        }
+    }
+
+    public static Option<string> MissingOption() => new Option<string>("--missing")
+    {
+        Description = "Questions without a prediction: error (default), wrong (score them as wrong answers) or skip (score only the answered ones).",
+        DefaultValueFactory = _ => "error",
+    }.AcceptOnlyFromAmong("error", "wrong", "skip");
+
+    public static MissingPredictions ParseMissing(string value) => value switch
+    {
+        "wrong" => MissingPredictions.CountAsWrong,
+        "skip" => MissingPredictions.Skip,
+        _ => MissingPredictions.Error,
+    };
+
+    public static Option<string> SubsetOption() => new Option<string>("--subset")
+    {
+        Description = "full (default), debiased (pruned == false) or pruned; needs a 'pruned' column or pruned_ids.txt beside the file.",
+        DefaultValueFactory = _ => "full",
+    }.AcceptOnlyFromAmong("full", "debiased", "pruned");
+
+    public static VsiBenchSubset ParseSubset(string value) => Enum.Parse<VsiBenchSubset>(value, ignoreCase: true);
+
+    /// <summary>The first file that exists among <paramref name="names"/> in each of <paramref name="folders"/>, searched in
+    /// that order; also tried under every parent of the current directory, so the commands work from anywhere in a clone.</summary>
+    public static string Locate(string what, string? explicitPath, IReadOnlyList<string> folders, IReadOnlyList<string> names)
+    {
+        if (explicitPath != null) return explicitPath;
+        var tried = new List<string>();
+        foreach (string folder in folders)
+            for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir != null; dir = Path.IsPathRooted(folder) ? null : dir.Parent)
+                foreach (string name in names)
+                {
+                    string candidate = Path.Combine(dir.FullName, folder, name);
+                    if (File.Exists(candidate)) return candidate;
+                    tried.Add(candidate);
+                }
+        throw new FileNotFoundException($"No {what} given and none found (looked for {string.Join(", ", names)} under {string.Join(", ", folders)} " +
+                                        "and the parents of the current directory); pass it explicitly.");
+    }
+
+    public static readonly string[] VsiBenchFileNames = ["test.jsonl", "test-00000-of-00001.parquet"];
+
+    /// <summary>metrics path beside a results file: results.jsonl → results.metrics.json.</summary>
+    public static string MetricsPathFor(string resultsPath) => Path.ChangeExtension(resultsPath, null) + ".metrics.json";
+}
+
+/// <summary>
+/// Progress of a run: a redrawn bar with rate and ETA on a terminal; plain lines (at most one per 10 s, plus the last)
+/// when the output is piped or redirected, as under a cluster scheduler or from a parent evaluate process.
+/// </summary>
+internal sealed class ConsoleProgress(TextWriter output, bool interactive)
+{
+    static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(10);
+    TimeSpan? _lastPlain;
+
+    public void Report(EvaluationProgress p)
+    {
+        int done = p.DoneBefore + p.AnsweredNow;
+        bool last = done >= p.Total;
+        double rate = p.Elapsed.TotalSeconds > 0 ? p.AnsweredNow / p.Elapsed.TotalSeconds : 0;
+        string eta = rate > 0 ? FormatSpan(TimeSpan.FromSeconds((p.Total - done) / rate)) : "?";
+        string text = $"{done}/{p.Total} ({(p.Total == 0 ? 100 : 100.0 * done / p.Total):F1}%)  {rate:F2} q/s  ETA {eta}";
+        if (interactive)
+        {
+            const int width = 30;
+            int filled = p.Total == 0 ? width : (int)((long)width * done / p.Total);
+            output.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {text}  {p.CurrentVideo}".PadRight(110));
+            if (last) output.WriteLine();
+        }
+        else if (last || _lastPlain is not TimeSpan previous || p.Elapsed - previous >= PlainInterval)
+        {
+            _lastPlain = p.Elapsed;
+            output.WriteLine($"progress {text}");
+        }
+    }
+
+    static string FormatSpan(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t.Minutes:00}:{t.Seconds:00}" : $"{t.Minutes}:{t.Seconds:00}";
+}

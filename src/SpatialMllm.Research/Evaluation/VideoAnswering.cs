@@ -1,0 +1,74 @@
+namespace SpatialMllm.Research.Evaluation;
+
+/// <summary>A benchmark video: an .mp4 file, or (the seed's space-aware-sampling path) a folder of pre-selected PNG frames.</summary>
+/// <param name="Key">"{dataset}/{scene}": the grouping and sharding key.</param>
+internal sealed record BenchmarkVideo(string Key, string Path, bool IsFrameFolder);
+
+/// <summary>How the answerer samples and decodes; the model-independent part of a run's configuration.</summary>
+internal sealed record AnswererOptions(int Frames, FrameSampler Sampler, int MaxNewTokens);
+
+internal enum FrameSampler { Uniform, SpaceAware }
+
+/// <summary>
+/// A model that answers questions about videos. The runner prepares each video once (decoding, frame sampling and the
+/// visual encoders run there) and asks all of that video's questions against the prepared features.
+/// </summary>
+internal interface IVideoAnswerer : IDisposable
+{
+    IPreparedVideo Prepare(BenchmarkVideo video);
+}
+
+/// <summary>One video's visual features, ready for any number of questions.</summary>
+internal interface IPreparedVideo : IDisposable
+{
+    /// <summary>The model's raw text answer to the question text (the chat template is the answerer's business).</summary>
+    string Answer(string prompt);
+}
+
+/// <summary>The single seam where the real model is plugged into evaluation.</summary>
+internal static class AnswererFactory
+{
+    /// <summary>Loads the checkpoint in <paramref name="modelDir"/> on <paramref name="device"/> ("cpu", "cuda:0", …).</summary>
+    public static IVideoAnswerer Create(string modelDir, string device, AnswererOptions options) =>
+        throw new NotImplementedException(
+            $"No model is wired into evaluation yet (AnswererFactory.Create, model '{modelDir}', device {device}). " +
+            "Use --dry-run to exercise the pipeline without a model.");
+}
+
+/// <summary>
+/// Answers without a model, deterministically from the video key and the question text: an option letter for a
+/// multiple-choice prompt, a small number otherwise. For checking data paths, sharding, resume and merging on a
+/// machine before spending GPU time; <paramref name="secondsPerAnswer"/> simulates a model's pace.
+/// </summary>
+internal sealed class DryRunAnswerer(double secondsPerAnswer = 0) : IVideoAnswerer
+{
+    public IPreparedVideo Prepare(BenchmarkVideo video)
+    {
+        if (video.IsFrameFolder ? !Directory.Exists(video.Path) : !File.Exists(video.Path))
+            throw new FileNotFoundException($"Video not found: {video.Path}", video.Path);
+        return new Prepared(video.Key, secondsPerAnswer);
+    }
+
+    public void Dispose() { }
+
+    sealed class Prepared(string videoKey, double secondsPerAnswer) : IPreparedVideo
+    {
+        public string Answer(string prompt)
+        {
+            if (secondsPerAnswer > 0) Thread.Sleep(TimeSpan.FromSeconds(secondsPerAnswer));
+            uint hash = Fnv1a(videoKey + "\n" + prompt);
+            int options = prompt.Split('\n').Count(line => line.Length > 2 && line[1] == '.' && line[0] is >= 'A' and <= 'Z');
+            return options > 0 ? ((char)('A' + hash % (uint)options)).ToString() : (1 + hash % 20).ToString();
+        }
+
+        public void Dispose() { }
+
+        /// <summary>A hash that is the same in every process and run (string.GetHashCode is randomised per process).</summary>
+        static uint Fnv1a(string s)
+        {
+            uint h = 2166136261;
+            foreach (char c in s) { h ^= c; h *= 16777619; }
+            return h;
+        }
+    }
+}

@@ -1,0 +1,59 @@
+using System.Globalization;
+
+namespace SpatialMllm.Research.Evaluation;
+
+/// <summary>One question whose score differs between two profiles, and why.</summary>
+public sealed record VsiBenchScoreChange(
+    int Id, string QuestionType, string Prediction, string GroundTruth,
+    double ScoreA, double ScoreB, string ReadingA, string ReadingB);
+
+/// <summary>Entry points for notebooks and the CLI: load VSI-Bench, score predictions, compare profiles.</summary>
+public static class VsiBench
+{
+    /// <summary>Loads test.jsonl or test-*.parquet (row order is irrelevant; everything joins on id) and selects a subset.</summary>
+    public static VsiBenchDataset Load(string path, VsiBenchSubset subset = VsiBenchSubset.Full) =>
+        new VsiBenchDataset(path, VsiBenchLoader.Load(path), VsiBenchSubset.Full).Select(subset);
+
+    /// <summary>Scores predictions (joined on id) with a profile. Duplicate or unknown ids always throw
+    /// <see cref="PredictionMismatchException"/>; missing ones do unless <paramref name="missing"/> says otherwise.</summary>
+    public static VsiBenchScores Score(IReadOnlyList<Prediction> predictions, VsiBenchDataset dataset,
+        VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error) =>
+        VsiBenchScores.Aggregate(profile.Name, ScoreEach(predictions, dataset, profile, missing));
+
+    public static VsiBenchScores Score(string predictionsPath, VsiBenchDataset dataset,
+        VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error) =>
+        Score(PredictionFile.Read(predictionsPath), dataset, profile, missing);
+
+    /// <summary>The questions whose score changes between profile <paramref name="a"/> and <paramref name="b"/>, with what
+    /// each profile read from the answer.</summary>
+    public static IReadOnlyList<VsiBenchScoreChange> Diff(IReadOnlyList<Prediction> predictions, VsiBenchDataset dataset,
+        VsiBenchScoringProfile a, VsiBenchScoringProfile b, MissingPredictions missing = MissingPredictions.Error)
+    {
+        var scoresA = ScoreEach(predictions, dataset, a, missing);
+        var scoresB = ScoreEach(predictions, dataset, b, missing);
+        return [.. scoresA.Zip(scoresB)
+            .Where(p => p.First.Score != p.Second.Score)
+            .Select(p => new VsiBenchScoreChange(p.First.Id, p.First.QuestionType, p.First.Prediction, p.First.GroundTruth,
+                p.First.Score, p.Second.Score, p.First.Reading, p.Second.Reading))];
+    }
+
+    /// <summary>One score per question, in id order.</summary>
+    static List<VsiBenchQuestionScore> ScoreEach(IReadOnlyList<Prediction> predictions, VsiBenchDataset dataset,
+        VsiBenchScoringProfile profile, MissingPredictions missing)
+    {
+        var ids = dataset.Questions.Select(q => q.Id.ToString(CultureInfo.InvariantCulture)).ToHashSet();
+        var coverage = PredictionCoverage.Of(predictions, ids);
+        if (coverage.HasDuplicatesOrUnknown || (coverage.MissingIds.Count > 0 && missing == MissingPredictions.Error))
+            throw new PredictionMismatchException(coverage, coverage.HasDuplicatesOrUnknown
+                ? "Fix the predictions file (or `spatial-mllm merge` shard files, which resolves identical duplicates)."
+                : "Finish the run, or choose to count missing answers as wrong or to score only the answered questions.");
+        var byId = predictions.ToDictionary(p => int.Parse(p.Id, CultureInfo.InvariantCulture), p => p.Text);
+        var scores = new List<VsiBenchQuestionScore>(dataset.Count);
+        foreach (var question in dataset.Questions.OrderBy(q => q.Id))
+        {
+            if (byId.TryGetValue(question.Id, out string? text)) scores.Add(profile.Score(question, text));
+            else if (missing == MissingPredictions.CountAsWrong) scores.Add(profile.Score(question, ""));
+        }
+        return scores;
+    }
+}

@@ -1,0 +1,75 @@
+using System.Text.Json;
+using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Sampling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Models.Vggt;
+
+/// <summary>Loads VGGT (with its heads) from a Spatial-MLLM checkpoint or a facebook/VGGT-1B folder.</summary>
+internal static class VggtLoader
+{
+    /// <summary>
+    /// A Spatial-MLLM folder (config.json with <c>vision_config</c>; keys under <c>spatial_encoder.vggt_model.</c>) or a
+    /// VGGT-1B folder (config.json with img_size/patch_size/embed_dim; keys without prefix). On cuda the aggregator
+    /// runs in bf16 and the heads in fp32, as the reference's bf16 autocast over fp32 weights does.
+    /// </summary>
+    public static IPointMapPredictor PointMapPredictor(string folder, Device? device = null)
+    {
+        TorchRuntime.EnsureLoaded();
+        device ??= TorchRuntime.DefaultDevice;
+        var model = Load(folder, device);
+        var aggregatorType = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
+        model.Aggregator.to(aggregatorType);
+        return new DevicePointMapPredictor(model, device, aggregatorType);
+    }
+
+    public static VggtModel Load(string folder, Device device, ScalarType dtype = ScalarType.Float32)
+    {
+        string configPath = Path.Combine(folder, "config.json");
+        if (!File.Exists(configPath)) throw new CheckpointFormatException($"{configPath}: file not found.");
+        SpatialEncoderConfig spatial;
+        string prefix;
+        using (var doc = ParseJson(configPath))
+        {
+            if (doc.RootElement.TryGetProperty("vision_config", out _))
+            {
+                spatial = SpatialMllmConfig.Load(configPath).Spatial
+                    ?? throw new CheckpointFormatException($"{configPath}: a plain Qwen2.5-VL checkpoint has no VGGT (no spatial_config).");
+                prefix = VggtModel.CheckpointPrefix;
+            }
+            else
+            {
+                spatial = SpatialMllmConfig.ParseSpatial(doc.RootElement);
+                prefix = "";
+            }
+        }
+        // The Qwen parts of this config are defaults: only its spatial section is used.
+        using var checkpoint = Checkpoint.OpenWith(folder, SpatialMllmConfig.Default with { Spatial = spatial });
+        var model = new VggtModel(spatial, device, dtype);
+        model.eval();
+        model.LoadWeights(checkpoint, prefix).ThrowIfIncomplete(folder);
+        return model;
+    }
+
+    static JsonDocument ParseJson(string path)
+    {
+        try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
+        catch (JsonException e) { throw new CheckpointFormatException($"{path}: malformed JSON ({e.Message}).", e); }
+    }
+
+    /// <summary>Moves frames to the model's device and aggregator dtype; returns float32 CPU point maps.</summary>
+    sealed class DevicePointMapPredictor(VggtModel model, Device device, ScalarType aggregatorType) : IPointMapPredictor, IDisposable
+    {
+        public (Tensor WorldPoints, Tensor Confidence) Predict(Tensor frames)
+        {
+            using var scope = torch.NewDisposeScope();
+            var (points, confidence) = model.Predict(frames.to(aggregatorType, device));
+            return (points.to(ScalarType.Float32, torch.CPU).MoveToOuterDisposeScope(),
+                    confidence.to(ScalarType.Float32, torch.CPU).MoveToOuterDisposeScope());
+        }
+
+        public void Dispose() => model.Dispose();
+    }
+}

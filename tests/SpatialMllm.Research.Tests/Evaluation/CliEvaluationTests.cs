@@ -1,0 +1,175 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using SpatialMllm.Cli.Commands;
+using SpatialMllm.Research.Evaluation;
+
+namespace SpatialMllm.Research.Tests.Evaluation;
+
+/// <summary>The CLI commands: in-process through System.CommandLine, and as real processes (kill and resume, workers).</summary>
+public class CliEvaluationTests
+{
+    static (int Code, string Output, string Error) Invoke(params string[] args)
+    {
+        var root = new RootCommand { ScoreCommand.Create(), EvaluateCommand.Create(), MergeCommand.Create() };
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
+        return (code, output.ToString(), error.ToString());
+    }
+
+    static string CliDll => Path.Combine(AppContext.BaseDirectory, "spatial-mllm.dll");
+
+    static Process Start(string workingDirectory, params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
+        start.ArgumentList.Add(CliDll);
+        foreach (string a in args) start.ArgumentList.Add(a);
+        return Process.Start(start)!;
+    }
+
+    static Dictionary<string, string> Results(string path) => PredictionFile.Read(path).ToDictionary(p => p.Id, p => p.Text);
+
+    [Fact]
+    public void ScoreVsiBench_Json_ReproducesFixture()
+    {
+        string fixture = Path.Combine(TestPaths.Shared, "fixtures", "vsibench-scoring");
+        var (code, output, error) = Invoke("score", "vsibench", "--predictions", Path.Combine(fixture, "vsibench-predictions-a.jsonl"),
+            "--dataset", Path.Combine(TestPaths.Data, "vsibench", "test.jsonl"), "--json");
+        Assert.True(code == 0, error);
+        using var got = JsonDocument.Parse(output);
+        using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(fixture, "vsibench-expected-a.json")));
+        foreach (string key in new[] { "acc", "mra", "all" })
+            foreach (string avg in new[] { "micro", "macro" })
+                Assert.Equal(expected.RootElement.GetProperty(key).GetProperty(avg).GetDouble(), got.RootElement.GetProperty(key).GetProperty(avg).GetDouble(), 1e-6);
+        Assert.Equal(5130, got.RootElement.GetProperty("rewards").EnumerateObject().Count());
+    }
+
+    [Fact]
+    public void ScoreVsiBench_Table_AndCompare()
+    {
+        string examples = Path.Combine(TestPaths.Shared, "fixtures", "vsibench-examples.jsonl");
+        string dir = TestPaths.NewTempDir("cli-compare");
+        string predictions = Path.Combine(dir, "p.jsonl");
+        File.WriteAllLines(predictions, new (int, string)[] { (900001, "three"), (900002, "2.2 meters"), (900003, "165"), (900004, "25"), (900005, "B. table"),
+            (900006, "A"), (900007, "(C)"), (900008, "d."), (900009, "The answer is B."), (900010, "<answer>A</answer>") }
+            .Select(p => JsonSerializer.Serialize(new { id = p.Item1, prediction = p.Item2 })));
+        var (code, output, error) = Invoke("score", "vsibench", "--predictions", predictions, "--dataset", examples, "--profile", "official", "--compare", "spatial-mllm");
+        Assert.True(code == 0, error);
+        Assert.Contains("All               44.00    38.33", output);   // spatial-mllm micro/macro
+        Assert.Contains("All               54.00    50.83", output);   // official
+        Assert.Contains("5 question(s) score differently", output);
+    }
+
+    [Fact]
+    public void ScoreVsiBench_DuplicatesAndMissing_ExitOneWithCounts()
+    {
+        string dir = TestPaths.NewTempDir("cli-dup");
+        string predictions = Path.Combine(dir, "p.jsonl");
+        File.WriteAllText(predictions, "{\"id\": 900001, \"prediction\": \"3\"}\n{\"id\": 900001, \"prediction\": \"3\"}\n{\"id\": 7, \"prediction\": \"A\"}\n");
+        var (code, _, error) = Invoke("score", "vsibench", "--predictions", predictions, "--dataset", Path.Combine(TestPaths.Shared, "fixtures", "vsibench-examples.jsonl"));
+        Assert.Equal(1, code);
+        Assert.Contains("1 id(s) predicted more than once: 900001", error);
+        Assert.Contains("1 prediction id(s) not in the question set: 7", error);
+        Assert.Contains("9 question(s) without a prediction", error);
+    }
+
+    [Fact]
+    public void ScoreScanQa_SeedResultsJson()
+    {
+        var data = ScanQa.Load(Path.Combine(TestPaths.Data, "scanqa", "ScanQA_v1.0_val.json"));
+        string dir = TestPaths.NewTempDir("cli-scanqa");
+        string predictions = Path.Combine(dir, "results.json");
+        File.WriteAllText(predictions, JsonSerializer.Serialize(data.Questions.Select(q => new { sample_id = q.Id, pred_response = q.Answers[0] })));
+        var (code, output, error) = Invoke("score", "scanqa", "--predictions", predictions, "--dataset", data.SourcePath, "--json");
+        Assert.True(code == 0, error);
+        using var json = JsonDocument.Parse(output);
+        Assert.Equal(1.0, json.RootElement.GetProperty("EM").GetDouble());
+        Assert.Equal(4675, json.RootElement.GetProperty("count").GetInt32());
+    }
+
+    [Fact]
+    public void Evaluate_RealProcessKilledMidRun_ResumesToTheUninterruptedResult()
+    {
+        var mini = new MiniVsiBench("cli-kill");
+        string reference = Path.Combine(mini.Root, "reference.jsonl");
+        EvaluationRunner.Run(mini.Items(), new DryRunAnswerer(), reference, TextWriter.Null);
+        string results = Path.Combine(mini.Root, "results.jsonl");
+        string[] args = ["evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results];
+
+        using (var run = Start(mini.Root, [.. args, "--dry-run-seconds", "0.1"]))
+        {
+            var clock = Stopwatch.StartNew();
+            while (CountLines(results) < 5 && clock.Elapsed < TimeSpan.FromSeconds(60) && !run.HasExited) Thread.Sleep(20);
+            if (run.HasExited) Assert.Fail("the run finished before it could be killed: " + run.StandardError.ReadToEnd());
+            run.Kill(entireProcessTree: true);
+            run.WaitForExit();
+        }
+        int answeredBeforeKill = CountLines(results);
+        Assert.InRange(answeredBeforeKill, 5, MiniVsiBench.QuestionCount - 1);
+        File.AppendAllText(results, "{\"id\": 14");   // what a kill during a write leaves
+
+        using var resume = Start(mini.Root, args);
+        string output = resume.StandardOutput.ReadToEnd();
+        resume.WaitForExit();
+        Assert.True(resume.ExitCode == 0, output + resume.StandardError.ReadToEnd());
+        Assert.Contains("incomplete", output);
+        Assert.Contains($"{answeredBeforeKill} of 40 already answered", output);
+        Assert.Contains("progress 40/40", output);   // piped: plain progress lines
+
+        var ids = PredictionFile.Read(results).Select(p => p.Id).ToList();
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.Equal(Results(reference), Results(results));
+        Assert.True(File.Exists(Path.Combine(mini.Root, "results.metrics.json")));
+    }
+
+    [Fact]
+    public void Evaluate_TwoWorkerProcesses_MergeToTheSingleRun()
+    {
+        var mini = new MiniVsiBench("cli-workers");
+        string reference = Path.Combine(mini.Root, "reference.jsonl");
+        EvaluationRunner.Run(mini.Items(), new DryRunAnswerer(), reference, TextWriter.Null);
+        string results = Path.Combine(mini.Root, "results.jsonl");
+
+        using var run = Start(mini.Root, "evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results, "--workers", "2", "--profile", "official");
+        string output = run.StandardOutput.ReadToEnd();
+        run.WaitForExit();
+        Assert.True(run.ExitCode == 0, output + run.StandardError.ReadToEnd());
+        Assert.Contains("[worker 0]", output);
+        Assert.Contains("[worker 1]", output);
+        Assert.Equal(Results(reference), Results(results));
+        Assert.Empty(Directory.GetFiles(mini.Root, "results.shard-*"));
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(mini.Root, "results.metrics.json")));
+        Assert.Equal("official", metrics.RootElement.GetProperty("profile").GetString());
+    }
+
+    [Fact]
+    public void Evaluate_WithoutAModel_SaysWhereItPlugsIn()
+    {
+        var mini = new MiniVsiBench("cli-nomodel");
+        var (code, _, error) = Invoke("evaluate", "vsibench", "--model", "/nowhere", "--data", mini.Root, "--device", "cpu",
+            "--out", Path.Combine(mini.Root, "r.jsonl"));
+        Assert.Equal(1, code);
+        Assert.Contains("AnswererFactory.Create", error);
+    }
+
+    [Fact]
+    public void Merge_Command_ReportsConflicts()
+    {
+        string dir = TestPaths.NewTempDir("cli-merge");
+        File.WriteAllText(Path.Combine(dir, "a.jsonl"), "{\"id\": 1, \"prediction\": \"A\"}\n");
+        File.WriteAllText(Path.Combine(dir, "b.jsonl"), "{\"id\": 1, \"prediction\": \"B\"}\n");
+        var (code, _, error) = Invoke("merge", "--out", Path.Combine(dir, "m.jsonl"), Path.Combine(dir, "a.jsonl"), Path.Combine(dir, "b.jsonl"));
+        Assert.Equal(1, code);
+        Assert.Contains("1 id(s) have different answers", error);
+    }
+
+    static int CountLines(string path)
+    {
+        if (!File.Exists(path)) return 0;
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        int n = 0, b;
+        while ((b = stream.ReadByte()) >= 0) if (b == '\n') n++;
+        return n;
+    }
+}
