@@ -10,7 +10,8 @@ namespace SpatialMllm.Research.Tests.Notebooks;
 /// Runs every notebook in <c>notebooks/</c> top to bottom in the real notebook kernel: dotnet-repl, the local tool
 /// pinned in .config/dotnet-tools.json, built on the same .NET Interactive as VS Code's kernel (an in-process
 /// harness would load this test's assemblies instead, e.g. another FSharp.Core). A notebook fails on any cell error,
-/// and on an empty output from a cell that contains the line <c>// expect: output</c> (charts and tables).
+/// and on an empty output from a cell that contains the line <c>// expect: output</c> (charts and tables; by
+/// convention the cell's last line, so that tools which name cells by their first line, like dotnet-repl's TRX, show code).
 /// </summary>
 public class NotebookExecutionTests(ITestOutputHelper log)
 {
