@@ -3,6 +3,7 @@ using SpatialMllm.Cli.Commands;
 
 var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in TorchSharp — run, verify, sample frames, evaluate.")
 {
+    DemoCommand.Create(),
     EnvCommand.Create(),
     InspectCommand.Create(),
     SampleFramesCommand.Create(),

@@ -55,7 +55,7 @@ public static class EvaluateCommand
             string? modelDir = parse.GetValue(model);
             if (modelDir == null && !isDryRun) throw new ArgumentException("--model is required (or --dry-run).");
             var options = new AnswererOptions(parse.GetValue(frames),
-                parse.GetValue(sampler) == "space-aware" ? FrameSampler.SpaceAware : FrameSampler.Uniform, parse.GetValue(maxNewTokens));
+                parse.GetValue(sampler) == "space-aware" ? SamplerKind.SpaceAware : SamplerKind.Uniform, parse.GetValue(maxNewTokens));
 
             if (parse.GetValue(shard) is string shardText)
             {

@@ -1,6 +1,9 @@
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
+using SpatialMllm.Research.Models;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Checkpoints;
 
@@ -17,6 +20,22 @@ internal static class TinyCheckpoint
         ("<|endoftext|>", 990), ("<|im_end|>", 991), ("<|im_start|>", 992), ("<|vision_pad|>", 993),
         ("<|vision_end|>", 994), ("<|vision_start|>", 995), ("<|image_pad|>", 996), ("<|video_pad|>", 997),
     ];
+
+    /// <summary>Writes the whole checkpoint (files and random weights drawn with <paramref name="seed"/>) into
+    /// <paramref name="folder"/>.</summary>
+    internal static void Create(string folder, long seed = 1234)
+    {
+        WriteConfigAndTokenizer(folder);
+        var config = SpatialMllmConfig.Load(Path.Combine(folder, "config.json"));
+        torch.manual_seed(seed);
+        using var model = SpatialMllmModel.Create(config, torch.CPU, ScalarType.Float32);
+        var tensors = model.Components()
+            .SelectMany(c => c.Module.state_dict().Select(kv => new KeyValuePair<string, Tensor>(c.Prefix + kv.Key, kv.Value)))
+            .ToList();
+        string weights = Path.Combine(folder, "model.safetensors");
+        SafetensorsWriter.Write(weights + ".partial", tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        File.Move(weights + ".partial", weights, overwrite: true);
+    }
 
     internal static string ReadResource(string name)
     {
@@ -44,11 +63,20 @@ internal static class TinyCheckpoint
             }
             """);
         var vocab = ByteLevelAlphabet().Select((symbol, id) => (symbol, id)).ToDictionary(p => p.symbol, p => p.id);
+        foreach (var (left, right) in CommonMerges) vocab.TryAdd(left + right, vocab.Count);
         File.WriteAllText(Path.Combine(folder, "vocab.json"), JsonSerializer.Serialize(vocab));
-        File.WriteAllText(Path.Combine(folder, "merges.txt"), "#version: 0.2\n");
+        File.WriteAllText(Path.Combine(folder, "merges.txt"),
+            "#version: 0.2\n" + string.Join("", CommonMerges.Select(m => $"{m.Left} {m.Right}\n")));
         File.WriteAllText(Path.Combine(folder, "added_tokens.json"),
             JsonSerializer.Serialize(SpecialTokens.ToDictionary(t => t.Token, t => t.Id), new JsonSerializerOptions { WriteIndented = true }));
     }
+
+    /// <summary>A few English merges (Ġ is the byte-level space), so the BPE has merges to apply.</summary>
+    static readonly (string Left, string Right)[] CommonMerges =
+    [
+        ("Ġ", "t"), ("h", "e"), ("Ġ", "a"), ("i", "n"), ("r", "e"), ("o", "n"), ("Ġt", "he"), ("e", "r"), ("Ġ", "s"),
+        ("a", "t"), ("Ġ", "w"), ("Ġ", "o"), ("e", "n"), ("Ġ", "c"), ("i", "s"), ("o", "r"), ("Ġ", "h"), ("Ġ", "m"),
+    ];
 
     /// <summary>GPT-2's byte-to-unicode table in its own order: printable bytes map to themselves, the rest to 256+n.</summary>
     static IEnumerable<string> ByteLevelAlphabet()

@@ -1,3 +1,7 @@
+using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Sampling;
+
 namespace SpatialMllm.Research.Evaluation;
 
 /// <summary>A benchmark video: an .mp4 file, or (the seed's space-aware-sampling path) a folder of pre-selected PNG frames.</summary>
@@ -5,9 +9,9 @@ namespace SpatialMllm.Research.Evaluation;
 internal sealed record BenchmarkVideo(string Key, string Path, bool IsFrameFolder);
 
 /// <summary>How the answerer samples and decodes; the model-independent part of a run's configuration.</summary>
-internal sealed record AnswererOptions(int Frames, FrameSampler Sampler, int MaxNewTokens);
+internal sealed record AnswererOptions(int Frames, SamplerKind Sampler, int MaxNewTokens);
 
-internal enum FrameSampler { Uniform, SpaceAware }
+internal enum SamplerKind { Uniform, SpaceAware }
 
 /// <summary>
 /// A model that answers questions about videos. The runner prepares each video once (decoding, frame sampling and the
@@ -30,9 +34,43 @@ internal static class AnswererFactory
 {
     /// <summary>Loads the checkpoint in <paramref name="modelDir"/> on <paramref name="device"/> ("cpu", "cuda:0", …).</summary>
     public static IVideoAnswerer Create(string modelDir, string device, AnswererOptions options) =>
-        throw new NotImplementedException(
-            $"No model is wired into evaluation yet (AnswererFactory.Create, model '{modelDir}', device {device}). " +
-            "Use --dry-run to exercise the pipeline without a model.");
+        new ModelAnswerer(SpatialMllmModel.Load(modelDir, TorchRuntime.ParseDevice(device)), modelDir, options);
+}
+
+/// <summary>
+/// Spatial-MLLM (or plain Qwen2.5-VL) as an evaluation answerer: per video, frame sampling and the visual encoders run
+/// once in <see cref="Prepare"/>; each question then only runs the decoder over the cached fused tokens.
+/// </summary>
+internal sealed class ModelAnswerer : IVideoAnswerer
+{
+    readonly SpatialMllmModel _model;
+    readonly IFrameSampler _sampler;
+    readonly AnswerOptions _answerOptions;
+
+    public ModelAnswerer(SpatialMllmModel model, string modelDir, AnswererOptions options)
+    {
+        _model = model;
+        _sampler = options.Sampler == SamplerKind.SpaceAware
+            ? Sampling.FrameSampler.SpaceAware(options.Frames, modelDir)
+            : Sampling.FrameSampler.Uniform(options.Frames);
+        _answerOptions = new AnswerOptions(MaxNewTokens: options.MaxNewTokens);
+    }
+
+    public IPreparedVideo Prepare(BenchmarkVideo video) =>
+        new Prepared(_model, _model.EncodeVideo(video.Path, _sampler, _answerOptions), _answerOptions);
+
+    public void Dispose()
+    {
+        (_sampler as IDisposable)?.Dispose();
+        _model.Dispose();
+    }
+
+    sealed class Prepared(SpatialMllmModel model, VideoFeatures features, AnswerOptions options) : IPreparedVideo
+    {
+        public string Answer(string prompt) => model.Answer(features, prompt, options).Text;
+
+        public void Dispose() => features.Dispose();
+    }
 }
 
 /// <summary>

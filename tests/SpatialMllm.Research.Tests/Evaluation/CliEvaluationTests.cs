@@ -144,13 +144,13 @@ public class CliEvaluationTests
     }
 
     [Fact]
-    public void Evaluate_WithoutAModel_SaysWhereItPlugsIn()
+    public void Evaluate_WithAMissingModelFolder_NamesIt()
     {
         var mini = new MiniVsiBench("cli-nomodel");
         var (code, _, error) = Invoke("evaluate", "vsibench", "--model", "/nowhere", "--data", mini.Root, "--device", "cpu",
             "--out", Path.Combine(mini.Root, "r.jsonl"));
-        Assert.Equal(1, code);
-        Assert.Contains("AnswererFactory.Create", error);
+        Assert.NotEqual(0, code);
+        Assert.Contains("/nowhere", error);
     }
 
     [Fact]

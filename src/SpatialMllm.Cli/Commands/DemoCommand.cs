@@ -1,0 +1,67 @@
+using System.CommandLine;
+using System.Diagnostics;
+using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Sampling;
+using SpatialMllm.Research.Video;
+
+namespace SpatialMllm.Cli.Commands;
+
+/// <summary>
+/// <c>spatial-mllm demo</c>: the main job on its embedded default. Makes the tiny random-weight checkpoint and a
+/// synthetic video when absent, loads the model, answers one question and prints the time of each stage.
+/// </summary>
+internal static class DemoCommand
+{
+    const string TinyFolder = "checkpoints/tiny";
+
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model folder; the default is made if absent.", DefaultValueFactory = _ => TinyFolder };
+        var video = new Option<string?>("--video") { Description = "Video file or frame folder; default: a synthetic video beside the tiny checkpoint." };
+        var question = new Option<string>("--question") { Description = "The question.", DefaultValueFactory = _ => "How many chairs are in the room? Please answer the question using a single word or phrase." };
+        var frames = new Option<int>("--frames") { Description = "Frames sampled uniformly (the paper uses 16).", DefaultValueFactory = _ => 8 };
+        var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "auto" };
+        var dtype = new Option<string?>("--dtype") { Description = "float32 or bfloat16 (default: bf16 on cuda, fp32 on cpu)" };
+        var maxNewTokens = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 16 };
+        var command = new Command("demo", "Answer a question about a video (default: the tiny checkpoint and a synthetic video, on CPU).")
+            { model, video, question, frames, device, dtype, maxNewTokens };
+        command.SetAction(parse => CliErrors.Run(() =>
+        {
+            string modelDir = parse.GetValue(model)!;
+            if (modelDir == TinyFolder && !File.Exists(Path.Combine(modelDir, "model.safetensors")))
+            {
+                Console.WriteLine($"making {modelDir} (tiny Spatial-MLLM, random weights, seed 1234)");
+                TinyCheckpoint.Create(modelDir);
+            }
+            string videoPath = parse.GetValue(video) ?? Path.Combine(modelDir, "synthetic.mp4");
+            if (parse.GetValue(video) == null && !File.Exists(videoPath))
+            {
+                Console.WriteLine($"making {videoPath} (ffmpeg testsrc2, 4 s at 8 fps)");
+                SyntheticVideo.Create(videoPath);
+            }
+
+            var clock = Stopwatch.StartNew();
+            var d = TorchRuntime.ParseDevice(parse.GetValue(device));
+            string? dtypeName = parse.GetValue(dtype);
+            using var spatial = SpatialMllmModel.Load(modelDir, d, dtypeName == null ? null : TorchRuntime.ParseDType(dtypeName));
+            double loadMs = clock.Elapsed.TotalMilliseconds;
+            using (var checkpoint = Checkpoint.Open(modelDir)) Console.Write(CheckpointSummary.Describe(checkpoint));
+            var report = spatial.LoadReport!;
+            Console.WriteLine($"  key check: {report.Loaded.Count} loaded, {report.Missing.Count} missing, {report.Unexpected.Count} unexpected, {report.Skipped.Count} skipped by name");
+            Console.WriteLine($"loaded on {spatial.Device} ({spatial.DType}) in {loadMs:F0} ms");
+
+            var answer = spatial.Answer(videoPath, parse.GetValue(question)!, FrameSampler.Uniform(parse.GetValue(frames)),
+                new AnswerOptions(MaxNewTokens: parse.GetValue(maxNewTokens)));
+            Console.WriteLine($"video: {videoPath}");
+            Console.WriteLine($"question: {parse.GetValue(question)}");
+            Console.WriteLine($"answer: {answer.Text}");
+            Console.WriteLine($"tokens: {answer.PromptTokens} in the prompt ({answer.VideoTokens} video), {answer.GeneratedIds.Count} generated ({answer.StopReason})");
+            foreach (var t in answer.Timings) Console.WriteLine($"  {t.Stage,-28} {t.Milliseconds,10:F1} ms");
+            Console.WriteLine($"  {"total",-28} {answer.TotalMilliseconds,10:F1} ms");
+            return 0;
+        }));
+        return command;
+    }
+}
