@@ -25,4 +25,13 @@ public class TorchRuntimeTests
         Assert.Equal(ScalarType.BFloat16, TorchRuntime.ParseDType("bf16"));
         Assert.Throws<ArgumentException>(() => TorchRuntime.ParseDType("int3"));
     }
+
+    [Fact]
+    public void The_native_layer_comes_from_the_build_output_not_the_nuget_cache()
+    {
+        var loaded = TorchRuntime.LoadedNativeLibraries();
+
+        string shim = Assert.Single(loaded, path => Path.GetFileName(path) == "libLibTorchSharp.so");
+        Assert.Equal(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory), Path.GetDirectoryName(shim));
+    }
 }

@@ -29,6 +29,25 @@ public static class TorchRuntime
         catch (Exception e) { return e; }
     }
 
+    /// <summary>
+    /// The libtorch and TorchSharp native libraries this process has loaded, by path (Linux, from /proc/self/maps;
+    /// empty elsewhere): shows which copy is in use, e.g. the patched one in the build output rather than the NuGet
+    /// cache's, or PyTorch's libraries on the GPU machine.
+    /// </summary>
+    public static IReadOnlyList<string> LoadedNativeLibraries()
+    {
+        EnsureLoaded();
+        const string maps = "/proc/self/maps";
+        if (!File.Exists(maps)) return [];
+        return File.ReadLines(maps)
+            .Select(line => line.IndexOf('/') is var start and >= 0 ? line[start..] : "")
+            .Where(path => Path.GetFileName(path) is var name
+                && (name.StartsWith("libtorch", StringComparison.Ordinal) || name.StartsWith("libc10", StringComparison.Ordinal)
+                    || name.StartsWith("libLibTorchSharp", StringComparison.Ordinal)))
+            .Distinct()
+            .ToList();
+    }
+
     /// <summary><c>cuda</c> when a GPU is visible, else <c>cpu</c>.</summary>
     public static Device DefaultDevice
     {

@@ -1,0 +1,72 @@
+using System.Collections;
+using System.Globalization;
+using System.Net;
+using System.Reflection;
+using System.Text;
+
+namespace SpatialMllm.Research.Display;
+
+/// <summary>Rows as an HTML table: records or anonymous objects (public properties and fields, in declaration order) or dictionaries (keys, in order of first appearance).</summary>
+public static class ResultsTable
+{
+    /// <summary>One column per member or key; numbers are right-aligned with up to 4 decimals; missing values are blank.</summary>
+    public static HtmlView From<T>(IEnumerable<T> rows, string? caption = null)
+    {
+        var cellsByRow = rows.Select(row => Cells(row)).ToList();
+        var columns = cellsByRow.SelectMany(cells => cells.Select(c => c.Column)).Distinct().ToList();
+
+        var html = new StringBuilder("<table style=\"border-collapse:collapse;font-size:12px\">");
+        if (caption != null) html.Append($"<caption style=\"font-weight:bold;text-align:left\">{WebUtility.HtmlEncode(caption)}</caption>");
+        html.Append("<thead><tr>");
+        foreach (var column in columns) html.Append($"<th style=\"text-align:left;padding:2px 8px\">{WebUtility.HtmlEncode(column)}</th>");
+        html.Append("</tr></thead><tbody>");
+        foreach (var cells in cellsByRow)
+        {
+            var byColumn = cells.ToDictionary(c => c.Column, c => c.Value);
+            html.Append("<tr>");
+            foreach (var column in columns)
+            {
+                object? value = byColumn.GetValueOrDefault(column);
+                string align = IsNumber(value) ? "right" : "left";
+                html.Append($"<td style=\"text-align:{align};padding:2px 8px\">{WebUtility.HtmlEncode(Format(value))}</td>");
+            }
+            html.Append("</tr>");
+        }
+        return new HtmlView(html.Append("</tbody></table>").ToString());
+    }
+
+    static List<(string Column, object? Value)> Cells(object? row) => row switch
+    {
+        null => [],
+        IEnumerable<KeyValuePair<string, object?>> pairs => pairs.Select(p => (p.Key, p.Value)).ToList(),
+        IDictionary dictionary => dictionary.Cast<DictionaryEntry>().Select(e => (e.Key.ToString() ?? "", e.Value)).ToList(),
+        _ => Members(row.GetType()).Select(m => (m.Name, m switch
+        {
+            PropertyInfo p => p.GetValue(row),
+            FieldInfo f => f.GetValue(row),
+            _ => null,
+        })).ToList(),
+    };
+
+    /// <summary>Public readable instance properties and fields, in declaration order (the order records and anonymous types list them).</summary>
+    static IEnumerable<MemberInfo> Members(Type type) =>
+        type.GetMembers(BindingFlags.Public | BindingFlags.Instance)
+            .Where(m => m is FieldInfo || m is PropertyInfo { CanRead: true } p && p.GetIndexParameters().Length == 0)
+            .OrderBy(m => m.MetadataToken);
+
+    static bool IsNumber(object? value) => value is sbyte or byte or short or ushort or int or uint or long or ulong or float or double or decimal;
+
+    static string Format(object? value) => value switch
+    {
+        null => "",
+        double d => FormatReal(d),
+        float f => FormatReal(f),
+        decimal m => m.ToString("0.####", CultureInfo.InvariantCulture),
+        IFormattable formattable => formattable.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+
+    static string FormatReal(double value) =>
+        value == 0 || Math.Abs(value) >= 1e-4 && Math.Abs(value) < 1e9 ? value.ToString("0.####", CultureInfo.InvariantCulture)
+        : value.ToString("G4", CultureInfo.InvariantCulture);
+}
