@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Evaluation;
 
 namespace SpatialMllm.Cli.Commands;
@@ -16,8 +17,9 @@ internal static class CliSupport
         var output = parse.InvocationConfiguration.Output;
         var error = parse.InvocationConfiguration.Error;
         try { return body(output); }
-        catch (Exception e) when (e is DataFileException or PredictionMismatchException or FileNotFoundException
-                                    or InvalidOperationException or FormatException or ArgumentException or NotImplementedException)
+        catch (Exception e) when (e is DataFileException or PredictionMismatchException or CheckpointFormatException
+                                    or IOException or InvalidDataException or InvalidOperationException or FormatException
+                                    or ArgumentException or NotSupportedException)
         {
             error.WriteLine("error: " + e.Message);
             return Failed;

@@ -27,18 +27,18 @@ internal static class DemoCommand
         var maxNewTokens = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 16 };
         var command = new Command("demo", "Answer a question about a video (default: the tiny checkpoint and a synthetic video, on CPU).")
             { model, video, question, frames, device, dtype, maxNewTokens };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             string modelDir = parse.GetValue(model)!;
             if (modelDir == TinyFolder && !File.Exists(Path.Combine(modelDir, "model.safetensors")))
             {
-                Console.WriteLine($"making {modelDir} (tiny Spatial-MLLM, random weights, seed 1234)");
+                output.WriteLine($"making {modelDir} (tiny Spatial-MLLM, random weights, seed 1234)");
                 TinyCheckpoint.Create(modelDir);
             }
             string videoPath = parse.GetValue(video) ?? Path.Combine(modelDir, "synthetic.mp4");
             if (parse.GetValue(video) == null && !File.Exists(videoPath))
             {
-                Console.WriteLine($"making {videoPath} (ffmpeg testsrc2, 4 s at 8 fps)");
+                output.WriteLine($"making {videoPath} (ffmpeg testsrc2, 4 s at 8 fps)");
                 SyntheticVideo.Create(videoPath);
             }
 
@@ -47,19 +47,19 @@ internal static class DemoCommand
             string? dtypeName = parse.GetValue(dtype);
             using var spatial = SpatialMllmModel.Load(modelDir, d, dtypeName == null ? null : TorchRuntime.ParseDType(dtypeName));
             double loadMs = clock.Elapsed.TotalMilliseconds;
-            using (var checkpoint = Checkpoint.Open(modelDir)) Console.Write(CheckpointSummary.Describe(checkpoint));
+            using (var checkpoint = Checkpoint.Open(modelDir)) output.Write(CheckpointSummary.Describe(checkpoint));
             var report = spatial.LoadReport!;
-            Console.WriteLine($"  key check: {report.Loaded.Count} loaded, {report.Missing.Count} missing, {report.Unexpected.Count} unexpected, {report.Skipped.Count} skipped by name");
-            Console.WriteLine($"loaded on {spatial.Device} ({spatial.DType}) in {loadMs:F0} ms");
+            output.WriteLine($"  key check: {report.Loaded.Count} loaded, {report.Missing.Count} missing, {report.Unexpected.Count} unexpected, {report.Skipped.Count} skipped by name");
+            output.WriteLine($"loaded on {spatial.Device} ({spatial.DType}) in {loadMs:F0} ms");
 
             var answer = spatial.Answer(videoPath, parse.GetValue(question)!, FrameSampler.Uniform(parse.GetValue(frames)),
                 new AnswerOptions(MaxNewTokens: parse.GetValue(maxNewTokens)));
-            Console.WriteLine($"video: {videoPath}");
-            Console.WriteLine($"question: {parse.GetValue(question)}");
-            Console.WriteLine($"answer: {answer.Text}");
-            Console.WriteLine($"tokens: {answer.PromptTokens} in the prompt ({answer.VideoTokens} video), {answer.GeneratedIds.Count} generated ({answer.StopReason})");
-            foreach (var t in answer.Timings) Console.WriteLine($"  {t.Stage,-28} {t.Milliseconds,10:F1} ms");
-            Console.WriteLine($"  {"total",-28} {answer.TotalMilliseconds,10:F1} ms");
+            output.WriteLine($"video: {videoPath}");
+            output.WriteLine($"question: {parse.GetValue(question)}");
+            output.WriteLine($"answer: {answer.Text.ReplaceLineEndings("⏎")}");
+            output.WriteLine($"tokens: {answer.PromptTokens} in the prompt ({answer.VideoTokens} video), {answer.GeneratedIds.Count} generated ({answer.StopReason})");
+            foreach (var t in answer.Timings) output.WriteLine($"  {t.Stage,-28} {t.Milliseconds,10:F1} ms");
+            output.WriteLine($"  {"total",-28} {answer.TotalMilliseconds,10:F1} ms");
             return 0;
         }));
         return command;

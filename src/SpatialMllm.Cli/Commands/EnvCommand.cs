@@ -13,11 +13,11 @@ internal static class EnvCommand
     {
         var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "auto" };
         var command = new Command("env", "Check the Torch runtime: libtorch, devices, a bf16 matmul and attention.") { device };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             TorchRuntime.EnsureLoaded();
             var d = TorchRuntime.ParseDevice(parse.GetValue(device));
-            Console.WriteLine($"TorchSharp libtorch {torch.__version__}; CUDA available: {torch.cuda.is_available()} ({torch.cuda.device_count()} devices); using {d}");
+            output.WriteLine($"TorchSharp libtorch {torch.__version__}; CUDA available: {torch.cuda.is_available()} ({torch.cuda.device_count()} devices); using {d}");
             using var scope = torch.NewDisposeScope();
             var a = torch.randn(4096, 4096, dtype: ScalarType.BFloat16, device: d);
             var q = torch.randn(1, 16, 4096, 128, dtype: ScalarType.BFloat16, device: d);
@@ -32,8 +32,8 @@ internal static class EnvCommand
             for (int i = 0; i < runs; i++) nn.functional.scaled_dot_product_attention(q, q, q, is_casual: true);
             Synchronize(d);
             double sdpaSeconds = clock.Elapsed.TotalSeconds / runs;
-            Console.WriteLine($"bf16 matmul 4096³: {matmulSeconds * 1e3:F2} ms ({2.0 * Math.Pow(4096, 3) / matmulSeconds / 1e12:F1} TFLOP/s)");
-            Console.WriteLine($"bf16 causal SDPA 16×4096×128: {sdpaSeconds * 1e3:F2} ms");
+            output.WriteLine($"bf16 matmul 4096³: {matmulSeconds * 1e3:F2} ms ({2.0 * Math.Pow(4096, 3) / matmulSeconds / 1e12:F1} TFLOP/s)");
+            output.WriteLine($"bf16 causal SDPA 16×4096×128: {sdpaSeconds * 1e3:F2} ms");
             return 0;
         }));
         return command;

@@ -10,7 +10,7 @@ namespace SpatialMllm.Cli.Commands;
 /// (and no --shard) it starts one worker process per GPU, each `--shard i/N --device cuda:i` on its own results file,
 /// and merges them; with one device it runs in this process.
 /// </summary>
-public static class EvaluateCommand
+internal static class EvaluateCommand
 {
     public static Command Create()
     {

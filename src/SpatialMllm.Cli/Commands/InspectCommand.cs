@@ -10,10 +10,10 @@ internal static class InspectCommand
     {
         var folder = new Argument<string>("DIR") { Description = "A Hugging Face model folder (config.json + safetensors)." };
         var command = new Command("inspect", "Print a checkpoint's config and its parameters per component.") { folder };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             using var checkpoint = Checkpoint.Open(parse.GetValue(folder)!);
-            Console.Write(CheckpointSummary.Describe(checkpoint));
+            output.Write(CheckpointSummary.Describe(checkpoint));
             return 0;
         }));
         return command;

@@ -4,7 +4,7 @@ using SpatialMllm.Research.Evaluation;
 namespace SpatialMllm.Cli.Commands;
 
 /// <summary><c>spatial-mllm merge --out FILE SHARD...</c>: join results files of shards or of interrupted runs.</summary>
-public static class MergeCommand
+internal static class MergeCommand
 {
     public static Command Create()
     {

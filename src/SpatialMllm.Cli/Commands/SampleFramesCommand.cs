@@ -11,7 +11,7 @@ namespace SpatialMllm.Cli.Commands;
 /// (<c>{video}_frame_{index:000000}.png</c>, as <c>sa_sampling.py</c> names them) and <c>selection.json</c>
 /// (indices and the sampler's diagnostics) into the output folder.
 /// </summary>
-public static class SampleFramesCommand
+internal static class SampleFramesCommand
 {
     public static Command Create()
     {

@@ -5,7 +5,7 @@ using SpatialMllm.Research.Evaluation;
 namespace SpatialMllm.Cli.Commands;
 
 /// <summary><c>spatial-mllm score vsibench|scanqa</c>: score a predictions file.</summary>
-public static class ScoreCommand
+internal static class ScoreCommand
 {
     public static Command Create()
     {

@@ -14,14 +14,14 @@ internal static class VerifyFixtureCommand
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var command = new Command("verify-fixture", "Compare every tensor of a reference fixture with what this implementation computes (float32).")
             { folder, tolerance, device };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             var checks = FixtureVerifier.Verify(parse.GetValue(folder)!, parse.GetValue(tolerance), TorchRuntime.ParseDevice(parse.GetValue(device)));
-            Console.WriteLine($"{"tensor",-26} {"max abs err",12} {"max rel err",12} {"tolerance",10}  result");
+            output.WriteLine($"{"tensor",-26} {"max abs err",12} {"max rel err",12} {"tolerance",10}  result");
             foreach (var c in checks)
-                Console.WriteLine($"{c.Name,-26} {c.MaxAbsError,12:E2} {c.MaxRelError,12:E2} {(c.Exact ? "exact" : c.Tolerance.ToString("E0")),10}  {(c.Passed ? "pass" : "FAIL")}{(c.Note is null ? "" : "  " + c.Note)}");
+                output.WriteLine($"{c.Name,-26} {c.MaxAbsError,12:E2} {c.MaxRelError,12:E2} {(c.Exact ? "exact" : c.Tolerance.ToString("E0")),10}  {(c.Passed ? "pass" : "FAIL")}{(c.Note is null ? "" : "  " + c.Note)}");
             int passed = checks.Count(c => c.Passed);
-            Console.WriteLine($"{passed} of {checks.Count} tensors within tolerance");
+            output.WriteLine($"{passed} of {checks.Count} tensors within tolerance");
             return passed == checks.Count ? 0 : 1;
         }));
         return command;

@@ -27,11 +27,23 @@ internal static class TinyCheckpoint
     {
         WriteConfigAndTokenizer(folder);
         var config = SpatialMllmConfig.Load(Path.Combine(folder, "config.json"));
-        torch.manual_seed(seed);
         using var model = SpatialMllmModel.Create(config, torch.CPU, ScalarType.Float32);
         var tensors = model.Components()
             .SelectMany(c => c.Module.state_dict().Select(kv => new KeyValuePair<string, Tensor>(c.Prefix + kv.Key, kv.Value)))
+            .OrderBy(kv => kv.Key, StringComparer.Ordinal)
             .ToList();
+        // transformers' _init_weights from a private generator (the global one is shared with whatever else runs):
+        // matrices ~ N(0, 0.02), biases 0; constant tensors (norm weights, LayerScale) keep their init.
+        using var generator = new torch.Generator((ulong)seed);
+        using (torch.no_grad())
+        {
+            foreach (var (_, t) in tensors)
+            {
+                if (t.NumberOfElements > 1 && (t.max() - t.min()).item<float>() == 0) continue;
+                if (t.dim() >= 2) t.copy_(torch.randn(t.shape, generator: generator) * 0.02f);
+                else t.zero_();
+            }
+        }
         string weights = Path.Combine(folder, "model.safetensors");
         SafetensorsWriter.Write(weights + ".partial", tensors, new Dictionary<string, string> { ["format"] = "pt" });
         File.Move(weights + ".partial", weights, overwrite: true);

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Video;
 
 namespace SpatialMllm.Research.Sampling;
@@ -13,8 +14,8 @@ internal sealed class UniformSampler : IFrameSampler
 
     public UniformSampler(int frames)
     {
-        this.frames = FrameIndexRules.RoundToEven(frames);
-        if (this.frames < 2)
+        this.frames = SmartResize.RoundByFactor(frames, VideoFrameSampling.FrameFactor);
+        if (this.frames < VideoFrameSampling.FrameFactor)
             throw new ArgumentOutOfRangeException(nameof(frames), $"uniform sampling needs at least 2 frames after rounding to even; {frames} rounds to {this.frames}");
     }
 
@@ -25,7 +26,7 @@ internal sealed class UniformSampler : IFrameSampler
         int total = video.Info.FrameCount;
         if (frames > total)
             throw new ArgumentException($"{video.Info.Path}: uniform sampling of {frames} frames needs at least {frames} frames; it has {total}");
-        int[] indices = FrameIndexRules.RoundedLinspace(total, frames);
+        int[] indices = VideoFrameSampling.Indices(0, total - 1, frames).Select(i => (int)i).ToArray();
         return new FrameSelection(Settings, total, indices, indices, indices);
     }
 }

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Verification;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
@@ -7,15 +8,7 @@ namespace SpatialMllm.Research.Tests.Models;
 internal static class TensorComparison
 {
     /// <summary>max |actual − expected| / max(1, |expected|), computed in float64.</summary>
-    public static double MaxError(Tensor expected, Tensor actual)
-    {
-        using var e = expected.to(ScalarType.Float64);
-        using var a = actual.to(ScalarType.Float64, expected.device);
-        using var diff = (a - e).abs();
-        using var scale = e.abs().clamp_min(1.0);
-        using var err = (diff / scale).max();
-        return err.item<double>();
-    }
+    public static double MaxError(Tensor expected, Tensor actual) => FixtureVerifier.Errors(expected, actual).Rel;
 
     /// <summary>Asserts the shapes match and the error is within <paramref name="tolerance"/>; logs the error.</summary>
     public static double AssertClose(string name, Tensor expected, Tensor actual, double tolerance, ITestOutputHelper? output = null)

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Tests.Video;
 using SpatialMllm.Research.Video;
@@ -13,14 +14,16 @@ public class UniformSamplingTests
     [InlineData(7, 8)]
     [InlineData(2, 2)]
     public void Frame_count_rounds_to_even_like_python(int asked, int used) =>
-        Assert.Equal(used, FrameIndexRules.RoundToEven(asked));
+        Assert.Equal($"uniform(n={used})", FrameSampler.Uniform(asked).Settings);
+
+    static int[] Uniform(int total, int n) => VideoFrameSampling.Indices(0, total - 1, n).Select(i => (int)i).ToArray();
 
     [Fact]
     public void Rounded_linspace_rounds_half_to_even()
     {
-        Assert.Equal(new[] { 0, 2, 3 }, FrameIndexRules.RoundedLinspace(4, 3));   // 0, 1.5, 3
-        Assert.Equal(new[] { 0, 2, 5 }, FrameIndexRules.RoundedLinspace(6, 3));   // 0, 2.5, 5
-        Assert.Equal(new[] { 0, 2, 5, 7 }, FrameIndexRules.RoundedLinspace(8, 4));
+        Assert.Equal(new[] { 0, 2, 3 }, Uniform(4, 3));   // 0, 1.5, 3
+        Assert.Equal(new[] { 0, 2, 5 }, Uniform(6, 3));   // 0, 2.5, 5
+        Assert.Equal(new[] { 0, 2, 5, 7 }, Uniform(8, 4));
     }
 
     [Fact]
@@ -30,7 +33,7 @@ public class UniformSamplingTests
         for (int total = 16; total <= 3000; total++)
         {
             int[] expected = Enumerable.Range(0, 16).Select(i => (int)Math.Round(i * (total - 1) / 15.0, MidpointRounding.ToEven)).ToArray();
-            Assert.Equal(expected, FrameIndexRules.RoundedLinspace(total, 16));
+            Assert.Equal(expected, Uniform(total, 16));
         }
     }
 

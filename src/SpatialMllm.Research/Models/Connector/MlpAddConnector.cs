@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Models.Qwen;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,7 +19,7 @@ public sealed class MlpAddConnector : nn.Module
     readonly int _temporalMerge;
     readonly int _spatialMerge;
 
-    private readonly RmsNorm ln_q;
+    private readonly Qwen2RmsNorm ln_q;
     private readonly Sequential mlp;   // Linear, GELU, Linear (indexes 0, 1, 2)
 
     /// <param name="spatialDim">Channels per VGGT token: frame ‖ global attention output, 2 × embed_dim (2048).</param>
@@ -31,7 +32,7 @@ public sealed class MlpAddConnector : nn.Module
         _temporalMerge = temporalMergeSize;
         _spatialMerge = spatialMergeSize;
         int merged = MergedDim;
-        ln_q = new RmsNorm(merged, 1e-6, device, dtype);
+        ln_q = new Qwen2RmsNorm(merged, 1e-6, device, dtype);
         mlp = nn.Sequential(
             ("0", nn.Linear(merged, merged, hasBias: true, device: device, dtype: dtype)),
             ("1", nn.GELU()),

@@ -21,6 +21,8 @@ internal sealed class Qwen2RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    public ScalarType DType => weight.dtype;
+
     public override Tensor forward(Tensor input)
     {
         using var scope = torch.NewDisposeScope();

@@ -1,0 +1,69 @@
+using System.CommandLine;
+using SpatialMllm.Cli.Commands;
+using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Tests.Video;
+
+namespace SpatialMllm.Research.Tests.Cli;
+
+public class CliCommandTests
+{
+    static (int Code, string Output, string Error) Invoke(params string[] args)
+    {
+        var root = new RootCommand { DemoCommand.Create(), InspectCommand.Create(), VerifyFixtureCommand.Create() };
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void Verify_fixture_passes_every_tensor_and_ends_with_the_count()
+    {
+        var (code, output, error) = Invoke("verify-fixture", TestPaths.TinyFixture);
+        Assert.True(code == 0, output + error);
+        Assert.Equal("20 of 20 tensors within tolerance", output.TrimEnd().Split('\n')[^1]);
+    }
+
+    [Fact]
+    public void Verify_fixture_without_io_names_the_file()
+    {
+        string dir = TestPaths.NewTempDir("no-io");
+        File.Copy(Path.Combine(TestPaths.TinyFixture, "config.json"), Path.Combine(dir, "config.json"));
+        var (code, _, error) = Invoke("verify-fixture", dir);
+        Assert.Equal(1, code);
+        Assert.Contains("io.safetensors", error);
+    }
+
+    [Fact]
+    public void Inspect_counts_parameters_per_component()
+    {
+        var (code, output, _) = Invoke("inspect", TestPaths.TinyFixture);
+        Assert.Equal(0, code);
+        Assert.Contains("VGGT aggregator", output);
+        Assert.Matches(@"total\s+418\s+2,391,720", output);
+    }
+
+    [Fact]
+    public void Demo_answers_about_a_video_with_stage_timings()
+    {
+        string dir = TestPaths.NewTempDir("demo");
+        string model = Path.Combine(dir, "tiny");
+        TinyCheckpoint.Create(model);
+        string video = TestVideos.TestSrc(dir, "v.mp4", frames: 12, width: 96, height: 72);
+        var (code, output, error) = Invoke("demo", "--model", model, "--video", video, "--frames", "4", "--device", "cpu", "--max-new-tokens", "3");
+        Assert.True(code == 0, output + error);
+        Assert.Contains("key check: 418 loaded, 0 missing, 0 unexpected", output);
+        Assert.Contains("answer: ", output);
+        foreach (string stage in new[] { "decode frames", "preprocess", "vision tower", "VGGT aggregator", "connector", "generate (3 tokens)" })
+            Assert.Contains(stage, output);
+    }
+
+    [Fact]
+    public void Tiny_checkpoint_is_deterministic_for_a_seed()
+    {
+        string a = TestPaths.NewTempDir("tiny-a"), b = TestPaths.NewTempDir("tiny-b");
+        TinyCheckpoint.Create(a);
+        TinyCheckpoint.Create(b);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, "model.safetensors")), File.ReadAllBytes(Path.Combine(b, "model.safetensors")));
+    }
+}
