@@ -21,7 +21,10 @@ internal static class SampleFramesCommand
         var k = new Option<int>("--k") { Description = "Frames to select (uniform rounds it to even)", DefaultValueFactory = _ => 16 };
         var output = new Option<string?>("--out") { Description = "Output folder (default: ./<video>-<sampler>-k<k>)" };
         var model = new Option<string?>("--model") { Description = "Model folder whose VGGT space-aware sampling uses" };
-        var cache = new Option<string?>("--cache") { Description = "Folder caching selections by video content and sampler settings" };
+        var cache = new Option<string?>("--cache")
+        {
+            Description = "Folder caching selections by video content and sampler settings (space-aware default: ~/.cache/spatial-mllm/frame-selections; 'none' disables)",
+        };
 
         var command = new Command("sample-frames", "Select frames of a video and write them as PNG plus a JSON of indices")
         {
@@ -33,6 +36,11 @@ internal static class SampleFramesCommand
         return command;
     }
 
+    static string DefaultCacheFolder => Path.Combine(
+        Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+        "spatial-mllm", "frame-selections");
+
     static int Run(string videoPath, string samplerName, int k, string? outDir, string? modelDir, string? cacheDir, TextWriter stdout, TextWriter stderr)
     {
         try
@@ -43,7 +51,9 @@ internal static class SampleFramesCommand
 
             IFrameSampler sampler = CreateSampler(samplerName, k, modelDir);
             using var ownedModel = sampler as IDisposable; // the space-aware sampler's VGGT
-            if (cacheDir is not null) sampler = sampler.WithCache(cacheDir);
+            // VGGT over 128 candidates is the expensive part: cache it unless told not to.
+            cacheDir ??= samplerName == "space-aware" ? DefaultCacheFolder : null;
+            if (cacheDir is not null && cacheDir != "none") sampler = sampler.WithCache(cacheDir);
             FrameSelection selection = sampler.Select(video);
 
             Directory.CreateDirectory(outDir);

@@ -22,10 +22,10 @@ internal static class TinyCheckpoint
     ];
 
     /// <summary>Writes the whole checkpoint (files and random weights drawn with <paramref name="seed"/>) into
-    /// <paramref name="folder"/>.</summary>
-    internal static void Create(string folder, long seed = 1234)
+    /// <paramref name="folder"/>; without the spatial encoder it is a plain Qwen2.5-VL (the paper's baseline layout).</summary>
+    internal static void Create(string folder, long seed = 1234, bool withSpatialEncoder = true)
     {
-        WriteConfigAndTokenizer(folder);
+        WriteConfigAndTokenizer(folder, withSpatialEncoder);
         var config = SpatialMllmConfig.Load(Path.Combine(folder, "config.json"));
         using var model = SpatialMllmModel.Create(config, torch.CPU, ScalarType.Float32);
         var tensors = model.Components()
@@ -58,10 +58,18 @@ internal static class TinyCheckpoint
     }
 
     /// <summary>Writes config.json, generation_config.json, the processor and tokenizer files (everything but weights).</summary>
-    internal static void WriteConfigAndTokenizer(string folder)
+    internal static void WriteConfigAndTokenizer(string folder, bool withSpatialEncoder = true)
     {
         Directory.CreateDirectory(folder);
-        File.WriteAllText(Path.Combine(folder, "config.json"), ReadResource("tiny-config.json"));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(ReadResource("tiny-config.json"))!.AsObject();
+        if (!withSpatialEncoder)
+        {
+            config.Remove("spatial_config");
+            config.Remove("connector_config");
+            config["model_type"] = "qwen2_5_vl";
+            config["architectures"] = new System.Text.Json.Nodes.JsonArray("Qwen2_5_VLForConditionalGeneration");
+        }
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         File.WriteAllText(Path.Combine(folder, "chat_template.json"), ReadResource("chat_template.json"));
         File.WriteAllText(Path.Combine(folder, "preprocessor_config.json"), ReadResource("preprocessor_config.json"));
         File.WriteAllText(Path.Combine(folder, "generation_config.json"), """

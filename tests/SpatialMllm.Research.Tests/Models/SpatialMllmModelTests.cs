@@ -93,3 +93,35 @@ public class SpatialMllmModelTests(ITestOutputHelper output)
         Assert.Equal(before, stats.ThreadTotalLiveCount);
     }
 }
+
+public class PlainQwenBaselineTests
+{
+    [Fact]
+    public void A_plain_qwen25vl_folder_loads_without_a_spatial_encoder_and_answers()
+    {
+        string dir = TestPaths.NewTempDir("plain-qwen");
+        TinyCheckpoint.Create(dir, withSpatialEncoder: false);
+        using var model = SpatialMllmModel.Load(dir, torch.CPU);
+        Assert.False(model.HasSpatialEncoder);
+        Assert.True(model.LoadReport!.IsComplete);
+        Assert.DoesNotContain(model.LoadReport.Loaded, k => k.StartsWith("spatial_encoder.") || k.StartsWith("connector."));
+
+        using var frames = FixtureIo.Read("frames_uint8_tchw");
+        using var features = model.EncodeFrames(frames, new AnswerOptions(FusionMode.Full));
+        Assert.Equal(FusionMode.VisionOnly, features.Fusion);
+        var answer = model.Answer(features, "What is in the room?", new AnswerOptions(MaxNewTokens: 3));
+        Assert.Equal(3, answer.GeneratedIds.Count);
+        Assert.Equal(features.TokenCount, answer.VideoTokens); // frames upscaled to the video minimum of 128·28² px
+    }
+
+    [Fact]
+    public void Spatial_weights_in_a_plain_folder_are_reported_as_unexpected_by_name()
+    {
+        string dir = TestPaths.NewTempDir("plain-with-extra");
+        TinyCheckpoint.Create(dir);
+        TinyCheckpoint.WriteConfigAndTokenizer(dir, withSpatialEncoder: false);
+        var e = Assert.Throws<CheckpointFormatException>(() => SpatialMllmModel.Load(dir, torch.CPU).Dispose());
+        Assert.Contains("unexpected", e.Message);
+        Assert.Contains("connector.", e.Message);
+    }
+}
