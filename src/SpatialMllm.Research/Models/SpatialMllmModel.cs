@@ -158,7 +158,6 @@ public sealed class SpatialMllmModel : IDisposable
         var loaded = new List<string>();
         var missing = new List<string>();
         var skipped = new List<string>();
-        loaded.AddRange(StateDictLoader.Load(Visual, checkpoint, "visual.").Loaded);
         foreach (var report in new[]
                  {
                      StateDictLoader.Load(Visual, checkpoint, "visual."),
