@@ -147,6 +147,7 @@ public sealed class SpatialMllmModel : IDisposable
         device ??= TorchRuntime.DefaultDevice;
         var type = dtype ?? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32);
         using var checkpoint = Checkpoint.Open(folder);
+        ChatTemplate.EnsureSupported(folder);
         var model = Create(checkpoint.Config, device, type, folder);
         model.LoadReport = model.LoadWeights(checkpoint);
         model.LoadReport.ThrowIfIncomplete(folder);
