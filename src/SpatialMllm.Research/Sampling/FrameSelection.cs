@@ -23,6 +23,25 @@ public sealed record FrameSelection(
     KeyframeDiagnostics? Keyframes = null)
 {
     /// <summary>
+    /// The voxel coverage curve of <paramref name="other"/>'s frames taken in its pick order, on this space-aware
+    /// selection's voxel grid (each frame counted as the nearest of this selection's candidates, the same frame when
+    /// it is one), e.g. to plot uniform and keyframe sampling against space-aware sampling.
+    /// </summary>
+    public IReadOnlyList<int> CoverageCurveOf(FrameSelection other)
+    {
+        var diagnostics = SpaceAware ?? throw new InvalidOperationException($"{Sampler} has no space-aware diagnostics (only the space-aware sampler measures coverage).");
+        return diagnostics.CoverageCurveOf(other.PickOrder.Select(NearestCandidate));
+    }
+
+    int NearestCandidate(int frame)
+    {
+        int best = 0;
+        for (int i = 1; i < Candidates.Count; i++)
+            if (Math.Abs(Candidates[i] - frame) < Math.Abs(Candidates[best] - frame)) best = i;
+        return best;
+    }
+
+    /// <summary>
     /// The space-aware point-cloud sample for a 3-D plot: the points whose voxel a chosen frame covers, [M, 3], and for
     /// each the source frame number that covered it first in the greedy order, [M] (float, for <c>Chart.PointCloud</c>).
     /// </summary>
@@ -46,6 +65,8 @@ public sealed record FrameSelection(
 /// <param name="CoverageCurve">Voxels covered after each pick, in pick order.</param>
 /// <param name="TotalVoxels">Distinct voxels seen by all candidates together (the curve's ceiling).</param>
 /// <param name="Cloud">An evenly strided sample of the point map for 3-D plots.</param>
+/// <param name="VoxelsOfCandidate">Per candidate, the ids (0..TotalVoxels−1) of the voxels it sees, ascending: what
+/// <see cref="CoverageCurveOf"/> needs to score any other choice of frames. Null in selections cached before it existed.</param>
 public sealed record SpaceAwareDiagnostics(
     float ConfidenceThreshold,
     float VoxelSize,
@@ -54,7 +75,27 @@ public sealed record SpaceAwareDiagnostics(
     IReadOnlyList<int> VoxelsPerCandidate,
     IReadOnlyList<int> CoverageCurve,
     int TotalVoxels,
-    PointCloudSample Cloud);
+    PointCloudSample Cloud,
+    IReadOnlyList<int[]>? VoxelsOfCandidate = null)
+{
+    /// <summary>
+    /// Voxels covered after each frame of <paramref name="candidatePositions"/> (positions in
+    /// <see cref="FrameSelection.Candidates"/>, in the order taken): the coverage curve of any frame choice, on the same
+    /// voxel grid as the space-aware one.
+    /// </summary>
+    public IReadOnlyList<int> CoverageCurveOf(IEnumerable<int> candidatePositions)
+    {
+        var voxels = VoxelsOfCandidate ?? throw new InvalidOperationException("This selection was cached before the diagnostics kept each candidate's voxels; delete the cache entry to recompute it.");
+        var covered = new HashSet<int>();
+        var curve = new List<int>();
+        foreach (int position in candidatePositions)
+        {
+            covered.UnionWith(voxels[position]);
+            curve.Add(covered.Count);
+        }
+        return curve;
+    }
+}
 
 /// <summary>
 /// Points of the predicted point map (all of them, valid or not, every <c>stride</c>-th in [S,H,W] order).

@@ -80,7 +80,8 @@ public static class SpaceAwareSelector
             VoxelsPerCandidate: voxelsPerFrame,
             CoverageCurve: coverage,
             TotalVoxels: (int)voxelCount,
-            Cloud: SampleCloud(points, conf, valid, pointCoveredAt, pointsPerFrame, cloudPoints));
+            Cloud: SampleCloud(points, conf, valid, pointCoveredAt, pointsPerFrame, cloudPoints),
+            VoxelsOfCandidate: SplitByFrame(ToInts(pairVoxel), voxelsPerFrame));
         return new Result(pickOrder.Order().ToArray(), pickOrder, diagnostics);
     }
 
@@ -162,6 +163,19 @@ public static class SpaceAwareSelector
             Valid: valid.index_select(0, at).cpu().data<bool>().ToArray(),
             Candidate: ToInts(at.div(pointsPerFrame, rounding_mode: RoundingMode.floor)),
             CoveredAtPick: ToInts(coveredAt.index_select(0, at)));
+    }
+
+    /// <summary>Voxel ids of the (frame, voxel) pairs, which come sorted by frame then voxel, cut into one array per frame.</summary>
+    static int[][] SplitByFrame(int[] voxels, int[] countPerFrame)
+    {
+        var result = new int[countPerFrame.Length][];
+        int start = 0;
+        for (int f = 0; f < countPerFrame.Length; f++)
+        {
+            result[f] = voxels[start..(start + countPerFrame[f])];
+            start += countPerFrame[f];
+        }
+        return result;
     }
 
     static float[] ToFloats(Tensor t) => t.contiguous().cpu().data<float>().ToArray();

@@ -116,6 +116,13 @@ public class SpaceAwareSelectorTests
         Assert.Equal(new[] { 10f, 10f, 10f, 10f, 10f, 40f, 40f }, frame.data<float>().ToArray());
         Assert.Equal(new[] { 10f, 10f, 10f }, cloud[6].data<float>().ToArray());
         Assert.Throws<InvalidOperationException>(() => (selection with { SpaceAware = null }).CoveredCloud());
+
+        // Coverage of other frame choices on the same voxel grid: voxels 0 = (0,0,0), 1 = (10,…), 2 = (20,…).
+        Assert.Equal([[0, 2], [0], [0, 2], [1]], all.Diagnostics.VoxelsOfCandidate!);
+        Assert.Equal(all.Diagnostics.CoverageCurve, all.Diagnostics.CoverageCurveOf([0, 3]));
+        Assert.Equal(new[] { 1, 2, 3 }, all.Diagnostics.CoverageCurveOf([1, 2, 3]));
+        var uniform = new FrameSelection("uniform", 50, [12, 29], [12, 29], [12, 29]); // nearest candidates: 10, 30
+        Assert.Equal(new[] { 2, 2 }, selection.CoverageCurveOf(uniform));
     }
 
     [Fact]
