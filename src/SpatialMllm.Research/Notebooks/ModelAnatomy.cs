@@ -45,18 +45,17 @@ public static class ModelAnatomy
 
     /// <summary>
     /// How the connector regroups VGGT patch tokens into one row per merged Qwen token, run through
-    /// <see cref="MlpAddConnector.MergeSpatialTokens"/> on tokens labelled by (frame, patch row, patch col) with one
+    /// <see cref="MlpAddConnector.Regroup"/> (what <see cref="MlpAddConnector.MergeSpatialTokens"/> runs) on tokens labelled by (frame, patch row, patch col) with one
     /// channel: row k of the result lists, slot by slot, which frame and patch each of its features comes from.
     /// </summary>
     /// <returns>[merged tokens][temporal merge × spatial merge²] labels like <c>f1 (0,1)</c>.</returns>
     public static string[][] SpatialMergeLayout(int frames, int patchRows, int patchCols, int temporalMerge = 2, int spatialMerge = 2)
     {
         using var scope = torch.NewDisposeScope();
-        using var connector = new MlpAddConnector(spatialDim: 1, languageDim: 1, temporalMerge, spatialMerge);
         long p = patchRows * patchCols;
         // label = frame · P + patch: exact in float32 for any grid a notebook shows.
         var labels = torch.arange(frames * p, dtype: float32).reshape(frames, p, 1);
-        var merged = connector.MergeSpatialTokens(labels, 0, frames / temporalMerge, patchRows, patchCols);
+        var merged = MlpAddConnector.Regroup(labels, 0, frames / temporalMerge, patchRows, patchCols, temporalMerge, spatialMerge);
         var values = merged.data<float>().ToArray();
         int width = (int)merged.shape[1];
         return Enumerable.Range(0, (int)merged.shape[0])

@@ -1,5 +1,6 @@
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Models.Connector;
 using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Notebooks;
 using SpatialMllm.Research.Processing;
@@ -46,6 +47,18 @@ public class NotebookHelperTests
         Assert.Equal(["f0 (0,0)", "f1 (0,0)", "f0 (0,1)", "f1 (0,1)", "f0 (1,0)", "f1 (1,0)", "f0 (1,1)", "f1 (1,1)"], layout[0]);
         Assert.Equal("f0 (0,2)", layout[1][0]);                                    // next token: the block to the right
         Assert.Equal(["f2 (2,2)", "f3 (2,2)"], layout[7][..2]);                    // last token: frames 2-3, bottom right
+    }
+
+    [Fact]
+    public void Regroup_without_a_connector_is_what_the_connector_merges()
+    {
+        using var tokens = torch.randn(4, 5 + 16, 6);
+        using var connector = new MlpAddConnector(spatialDim: 6, languageDim: 8);
+        using var merged = connector.MergeSpatialTokens(tokens, 5, 2, 4, 4);
+        using var regrouped = MlpAddConnector.Regroup(tokens, 5, 2, 4, 4);
+        Assert.Equal(new long[] { 8, 48 }, regrouped.shape);
+        Assert.True(regrouped.equal(merged));
+        Assert.Throws<ArgumentException>(() => MlpAddConnector.Regroup(tokens, 5, 2, 3, 5));
     }
 
     [Fact]
