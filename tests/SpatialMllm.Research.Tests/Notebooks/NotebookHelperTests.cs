@@ -57,7 +57,7 @@ public class NotebookHelperTests
         using var merged = connector.MergeSpatialTokens(tokens, 5, 2, 4, 4);
         using var regrouped = MlpAddConnector.Regroup(tokens, 5, 2, 4, 4);
         Assert.Equal(new long[] { 8, 48 }, regrouped.shape);
-        Assert.True(regrouped.equal(merged));
+        Assert.True(regrouped.allclose(merged, rtol: 0, atol: 0));
         Assert.Throws<ArgumentException>(() => MlpAddConnector.Regroup(tokens, 5, 2, 3, 5));
     }
 
