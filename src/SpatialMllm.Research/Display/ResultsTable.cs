@@ -35,6 +35,15 @@ public static class ResultsTable
         return new HtmlView(html.Append("</tbody></table>").ToString());
     }
 
+    /// <summary>A 2-D array as a table: one row per first index, columns numbered by the second (e.g. a map over a patch grid).</summary>
+    public static HtmlView FromGrid<T>(T[,] values, string? caption = null, string rowLabel = "row", string columnPrefix = "") =>
+        From(Enumerable.Range(0, values.GetLength(0)).Select(r =>
+        {
+            var row = new List<KeyValuePair<string, object?>> { new(rowLabel, r) };
+            for (int c = 0; c < values.GetLength(1); c++) row.Add(new(columnPrefix + c.ToString(CultureInfo.InvariantCulture), values[r, c]));
+            return row;
+        }), caption);
+
     static List<(string Column, object? Value)> Cells(object? row) => row switch
     {
         null => [],

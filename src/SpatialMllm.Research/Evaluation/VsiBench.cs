@@ -24,6 +24,33 @@ public static class VsiBench
         VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error) =>
         Score(PredictionFile.Read(predictionsPath), dataset, profile, missing);
 
+    /// <summary>
+    /// Scores per source dataset of the scenes (arkitscenes, scannet, scannetpp), each aggregated like the whole set
+    /// (its own per-type means and macro averages), keyed by dataset name in ordinal order.
+    /// </summary>
+    public static IReadOnlyDictionary<string, VsiBenchScores> ScoreByDataset(IReadOnlyList<Prediction> predictions,
+        VsiBenchDataset dataset, VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error) =>
+        ScoreEach(predictions, dataset, profile, missing)
+            .GroupBy(q => dataset[q.Id].Dataset)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => VsiBenchScores.Aggregate(profile.Name, g.ToList()));
+
+    /// <summary>
+    /// Every results file (<c>*.jsonl</c>, as <c>spatial-mllm evaluate --out</c> writes them; shard files
+    /// <c>*.shard-i-of-n.jsonl</c> are skipped) in <paramref name="folder"/>, scored; keyed by file name without
+    /// extension (one file per model or setting, e.g. <c>full.jsonl</c>, <c>vision-only.jsonl</c>), in ordinal order.
+    /// </summary>
+    public static IReadOnlyDictionary<string, VsiBenchScores> ScoreFolder(string folder, VsiBenchDataset dataset,
+        VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error)
+    {
+        var files = Directory.GetFiles(folder, "*.jsonl").Where(f => !Path.GetFileName(f).Contains(".shard-", StringComparison.Ordinal))
+            .OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal).ToList();
+        if (files.Count == 0) throw new FileNotFoundException($"No results files (*.jsonl) in {folder}.");
+        var scores = new Dictionary<string, VsiBenchScores>();
+        foreach (string file in files) scores[Path.GetFileNameWithoutExtension(file)] = Score(file, dataset, profile, missing);
+        return scores;
+    }
+
     /// <summary>The questions whose score changes between profile <paramref name="a"/> and <paramref name="b"/>, with what
     /// each profile read from the answer.</summary>
     public static IReadOnlyList<VsiBenchScoreChange> Diff(IReadOnlyList<Prediction> predictions, VsiBenchDataset dataset,

@@ -30,6 +30,10 @@ public static class VsiBenchQuestionTypes
 
     public static IReadOnlyList<string> All { get; } = [.. Numeric, .. MultipleChoice];
 
+    /// <summary>The 8 tasks of the papers' tables, in their column order (rel-direction as one task).</summary>
+    public static IReadOnlyList<string> Tasks { get; } =
+        [.. Numeric, ObjectRelDistance, RelDirectionTask, RoutePlanning, AppearanceOrder];
+
     public static bool IsNumeric(string type) => Numeric.Contains(type);
     public static bool IsMultipleChoice(string type) => MultipleChoice.Contains(type);
     public static bool IsRelDirection(string type) => RelDirection.Contains(type);

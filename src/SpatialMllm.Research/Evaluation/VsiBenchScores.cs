@@ -7,6 +7,12 @@ namespace SpatialMllm.Research.Evaluation;
 
 public sealed record TypeScore(double Score, int Count);
 
+/// <summary>One of the 8 VSI-Bench tasks (the papers' columns): rel-direction is the unweighted mean of its three types.</summary>
+/// <param name="Task">The question type, or <see cref="VsiBenchQuestionTypes.RelDirectionTask"/>.</param>
+/// <param name="Label">The papers' column name, e.g. "Obj. Count".</param>
+/// <param name="Metric">"MRA" or "Acc".</param>
+public sealed record TaskScore(string Task, string Label, string Metric, double Score, int Count);
+
 /// <summary>A pair of averages: <c>Micro</c> over questions, <c>Macro</c> over tasks (rel-direction merged first).</summary>
 public sealed record MicroMacro(double Micro, double Macro);
 
@@ -46,6 +52,27 @@ public sealed record VsiBenchScores(
             new MicroMacro(MicroOver(VsiBenchQuestionTypes.IsMultipleChoice), Mean(Tasks(VsiBenchQuestionTypes.IsMultipleChoice))),
             new MicroMacro(MicroOver(VsiBenchQuestionTypes.IsNumeric), Mean(Tasks(VsiBenchQuestionTypes.IsNumeric))),
             new MicroMacro(MicroOver(_ => true), Mean(Tasks(_ => true))));
+    }
+
+    /// <summary>The 8 tasks present, in the papers' column order (numeric first, then multiple choice).</summary>
+    public IReadOnlyList<TaskScore> PerTask
+    {
+        get
+        {
+            var tasks = new List<TaskScore>();
+            foreach (string task in VsiBenchQuestionTypes.Tasks)
+            {
+                if (task == VsiBenchQuestionTypes.RelDirectionTask)
+                {
+                    if (RelDirection is double dir)
+                        tasks.Add(new TaskScore(task, VsiBenchQuestionTypes.TaskLabel(task), "Acc", dir,
+                            VsiBenchQuestionTypes.RelDirection.Sum(t => PerQuestionType.TryGetValue(t, out var s) ? s.Count : 0)));
+                }
+                else if (PerQuestionType.TryGetValue(task, out var score))
+                    tasks.Add(new TaskScore(task, VsiBenchQuestionTypes.TaskLabel(task), VsiBenchQuestionTypes.IsNumeric(task) ? "MRA" : "Acc", score.Score, score.Count));
+            }
+            return tasks;
+        }
     }
 
     /// <summary>The seed's safe_mean: 0 for nothing.</summary>

@@ -97,8 +97,8 @@ public sealed class SpatialMllmModel : IDisposable
 
     /// <summary>
     /// Called with named intermediate tensors ("pixel_values_videos", "vision_embeds", "spatial_tokens",
-    /// "spatial_embeds", "fused_embeds", "input_ids", "position_ids") as they are computed. The tensor lives only during
-    /// the call: clone it to keep it.
+    /// "fused_embeds", "input_ids", "position_ids") as they are computed. The tensor lives only during the call, inside
+    /// a dispose scope: to keep it, copy it out of the scope, e.g. <c>t.detach().cpu().clone().DetachFromDisposeScope()</c>.
     /// </summary>
     public Action<string, Tensor>? TensorHook { get; set; }
 

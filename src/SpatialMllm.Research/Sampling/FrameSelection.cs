@@ -1,3 +1,6 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
 namespace SpatialMllm.Research.Sampling;
 
 /// <summary>
@@ -17,7 +20,41 @@ public sealed record FrameSelection(
     IReadOnlyList<int> Candidates,
     IReadOnlyList<int> PickOrder,
     SpaceAwareDiagnostics? SpaceAware = null,
-    KeyframeDiagnostics? Keyframes = null);
+    KeyframeDiagnostics? Keyframes = null)
+{
+    /// <summary>
+    /// The voxel coverage curve of <paramref name="other"/>'s frames taken in its pick order, on this space-aware
+    /// selection's voxel grid (each frame counted as the nearest of this selection's candidates, the same frame when
+    /// it is one), e.g. to plot uniform and keyframe sampling against space-aware sampling.
+    /// </summary>
+    public IReadOnlyList<int> CoverageCurveOf(FrameSelection other)
+    {
+        var diagnostics = SpaceAware ?? throw new InvalidOperationException($"{Sampler} has no space-aware diagnostics (only the space-aware sampler measures coverage).");
+        return diagnostics.CoverageCurveOf(other.PickOrder.Select(NearestCandidate));
+    }
+
+    int NearestCandidate(int frame)
+    {
+        int best = 0;
+        for (int i = 1; i < Candidates.Count; i++)
+            if (Math.Abs(Candidates[i] - frame) < Math.Abs(Candidates[best] - frame)) best = i;
+        return best;
+    }
+
+    /// <summary>
+    /// The space-aware point-cloud sample for a 3-D plot: the points whose voxel a chosen frame covers, [M, 3], and for
+    /// each the source frame number that covered it first in the greedy order, [M] (float, for <c>Chart.PointCloud</c>).
+    /// </summary>
+    public (Tensor Points, Tensor Frame) CoveredCloud()
+    {
+        var cloud = SpaceAware?.Cloud ?? throw new InvalidOperationException($"{Sampler} has no space-aware diagnostics (only the space-aware sampler makes a point cloud).");
+        var coveredAt = cloud.CoveredAtPick ?? throw new InvalidOperationException("This selection was cached before the cloud recorded which pick covered each point; delete the cache entry to recompute it.");
+        var keep = Enumerable.Range(0, cloud.X.Count).Where(i => coveredAt[i] >= 0).ToArray();
+        var xyz = keep.SelectMany(i => new[] { cloud.X[i], cloud.Y[i], cloud.Z[i] }).ToArray();
+        var frame = keep.Select(i => (float)PickOrder[coveredAt[i]]).ToArray();
+        return (torch.tensor(xyz).reshape(keep.Length, 3), torch.tensor(frame));
+    }
+}
 
 /// <summary>What the space-aware greedy maximum coverage saw.</summary>
 /// <param name="ConfidenceThreshold">τ: the 50th percentile of all confidences (numpy linear interpolation), as float32.</param>
@@ -28,6 +65,8 @@ public sealed record FrameSelection(
 /// <param name="CoverageCurve">Voxels covered after each pick, in pick order.</param>
 /// <param name="TotalVoxels">Distinct voxels seen by all candidates together (the curve's ceiling).</param>
 /// <param name="Cloud">An evenly strided sample of the point map for 3-D plots.</param>
+/// <param name="VoxelsOfCandidate">Per candidate, the ids (0..TotalVoxels−1) of the voxels it sees, ascending: what
+/// <see cref="CoverageCurveOf"/> needs to score any other choice of frames. Null in selections cached before it existed.</param>
 public sealed record SpaceAwareDiagnostics(
     float ConfidenceThreshold,
     float VoxelSize,
@@ -36,11 +75,34 @@ public sealed record SpaceAwareDiagnostics(
     IReadOnlyList<int> VoxelsPerCandidate,
     IReadOnlyList<int> CoverageCurve,
     int TotalVoxels,
-    PointCloudSample Cloud);
+    PointCloudSample Cloud,
+    IReadOnlyList<int[]>? VoxelsOfCandidate = null)
+{
+    /// <summary>
+    /// Voxels covered after each frame of <paramref name="candidatePositions"/> (positions in
+    /// <see cref="FrameSelection.Candidates"/>, in the order taken): the coverage curve of any frame choice, on the same
+    /// voxel grid as the space-aware one.
+    /// </summary>
+    public IReadOnlyList<int> CoverageCurveOf(IEnumerable<int> candidatePositions)
+    {
+        var voxels = VoxelsOfCandidate ?? throw new InvalidOperationException("This selection was cached before the diagnostics kept each candidate's voxels; delete the cache entry to recompute it.");
+        var covered = new HashSet<int>();
+        var curve = new List<int>();
+        foreach (int position in candidatePositions)
+        {
+            covered.UnionWith(voxels[position]);
+            curve.Add(covered.Count);
+        }
+        return curve;
+    }
+}
 
 /// <summary>
 /// Points of the predicted point map (all of them, valid or not, every <c>stride</c>-th in [S,H,W] order).
 /// <see cref="Valid"/> is the confidence mask, <see cref="Candidate"/> the position in <see cref="FrameSelection.Candidates"/>.
+/// <see cref="CoveredAtPick"/>: the greedy round (0-based, an index into <see cref="FrameSelection.PickOrder"/>) whose
+/// frame first covered the point's voxel; −1 for invalid points and for voxels no chosen frame sees. Null in
+/// selections cached before it existed.
 /// </summary>
 public sealed record PointCloudSample(
     IReadOnlyList<float> X,
@@ -48,7 +110,8 @@ public sealed record PointCloudSample(
     IReadOnlyList<float> Z,
     IReadOnlyList<float> Confidence,
     IReadOnlyList<bool> Valid,
-    IReadOnlyList<int> Candidate);
+    IReadOnlyList<int> Candidate,
+    IReadOnlyList<int>? CoveredAtPick = null);
 
 /// <summary>What the keyframe sampler saw; distances are mean absolute differences of downscaled RGB in [0,1].</summary>
 /// <param name="ChangeFromPrevious">Per candidate: distance to the previous candidate (0 for the first).</param>

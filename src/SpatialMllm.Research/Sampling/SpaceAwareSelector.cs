@@ -67,7 +67,10 @@ public static class SpaceAwareSelector
         Tensor pairVoxel = pairs.remainder(voxelCount);
         int[] voxelsPerFrame = ToInts(torch.bincount(pairFrame, minlength: frames));
 
-        (List<int> pickOrder, List<int> coverage) = GreedyMaximumCoverage(pairFrame, pairVoxel, frames, voxelCount, k);
+        (List<int> pickOrder, List<int> coverage, Tensor coveredAt) = GreedyMaximumCoverage(pairFrame, pairVoxel, frames, voxelCount, k);
+        // Per point of the whole map: the round that first covered its voxel (−1: invalid, or never covered).
+        Tensor pointCoveredAt = torch.full(points.shape[0], -1L, dtype: int64, device: points.device)
+            .masked_scatter(valid, coveredAt.index(voxelOfPoint));
 
         var diagnostics = new SpaceAwareDiagnostics(
             ConfidenceThreshold: threshold,
@@ -77,7 +80,8 @@ public static class SpaceAwareSelector
             VoxelsPerCandidate: voxelsPerFrame,
             CoverageCurve: coverage,
             TotalVoxels: (int)voxelCount,
-            Cloud: SampleCloud(points, conf, valid, pointsPerFrame, cloudPoints));
+            Cloud: SampleCloud(points, conf, valid, pointCoveredAt, pointsPerFrame, cloudPoints),
+            VoxelsOfCandidate: SplitByFrame(ToInts(pairVoxel), voxelsPerFrame));
         return new Result(pickOrder.Order().ToArray(), pickOrder, diagnostics);
     }
 
@@ -113,14 +117,15 @@ public static class SpaceAwareSelector
     /// <summary>
     /// Each round picks the frame adding the most uncovered voxels; ties go to the lowest frame (argmax
     /// returns the first maximum, as the reference's strict "&gt;" over ascending frames); stops when the
-    /// best gain is 0.
+    /// best gain is 0. CoveredAt [V]: the round that first covered each voxel, −1 for never.
     /// </summary>
-    static (List<int> PickOrder, List<int> Coverage) GreedyMaximumCoverage(Tensor pairFrame, Tensor pairVoxel, int frames, long voxelCount, int k)
+    static (List<int> PickOrder, List<int> Coverage, Tensor CoveredAt) GreedyMaximumCoverage(Tensor pairFrame, Tensor pairVoxel, int frames, long voxelCount, int k)
     {
         var pickOrder = new List<int>();
         var coverage = new List<int>();
         Tensor covered = torch.zeros(voxelCount, dtype: @bool, device: pairFrame.device);
         Tensor picked = torch.zeros(frames, dtype: @bool, device: pairFrame.device);
+        Tensor coveredAt = torch.full(voxelCount, -1L, dtype: int64, device: pairFrame.device);
         int coveredCount = 0;
         for (int round = 0; round < Math.Min(k, frames); round++)
         {
@@ -132,16 +137,19 @@ public static class SpaceAwareSelector
             int best = (int)gain.argmax().item<long>();
             int bestGain = (int)gain[best].item<long>();
             if (bestGain <= 0) break;
-            covered.index_put_(torch.tensor(true, device: pairFrame.device), pairVoxel.masked_select(pairFrame == best));
+            Tensor seen = pairVoxel.masked_select(pairFrame == best);
+            Tensor fresh = seen.masked_select(covered.index(seen).logical_not());
+            coveredAt.index_put_(torch.tensor((long)round, device: pairFrame.device), fresh);
+            covered.index_put_(torch.tensor(true, device: pairFrame.device), seen);
             picked[best] = torch.tensor(true, device: pairFrame.device);
             coveredCount += bestGain;
             pickOrder.Add(best);
             coverage.Add(coveredCount);
         }
-        return (pickOrder, coverage);
+        return (pickOrder, coverage, coveredAt);
     }
 
-    static PointCloudSample SampleCloud(Tensor points, Tensor conf, Tensor valid, long pointsPerFrame, int cloudPoints)
+    static PointCloudSample SampleCloud(Tensor points, Tensor conf, Tensor valid, Tensor coveredAt, long pointsPerFrame, int cloudPoints)
     {
         long total = points.shape[0];
         long stride = Math.Max(1, (total + cloudPoints - 1) / Math.Max(1, cloudPoints));
@@ -153,7 +161,21 @@ public static class SpaceAwareSelector
             Z: ToFloats(xyz[.., 2]),
             Confidence: ToFloats(conf.index_select(0, at)),
             Valid: valid.index_select(0, at).cpu().data<bool>().ToArray(),
-            Candidate: ToInts(at.div(pointsPerFrame, rounding_mode: RoundingMode.floor)));
+            Candidate: ToInts(at.div(pointsPerFrame, rounding_mode: RoundingMode.floor)),
+            CoveredAtPick: ToInts(coveredAt.index_select(0, at)));
+    }
+
+    /// <summary>Voxel ids of the (frame, voxel) pairs, which come sorted by frame then voxel, cut into one array per frame.</summary>
+    static int[][] SplitByFrame(int[] voxels, int[] countPerFrame)
+    {
+        var result = new int[countPerFrame.Length][];
+        int start = 0;
+        for (int f = 0; f < countPerFrame.Length; f++)
+        {
+            result[f] = voxels[start..(start + countPerFrame[f])];
+            start += countPerFrame[f];
+        }
+        return result;
     }
 
     static float[] ToFloats(Tensor t) => t.contiguous().cpu().data<float>().ToArray();

@@ -95,6 +95,37 @@ public class SpaceAwareSelectorTests
     }
 
     [Fact]
+    public void Cloud_records_the_pick_that_first_covered_each_point()
+    {
+        // As the tie test, with frame 1's second point below the confidence threshold: picks frame 0, then frame 3.
+        float[,] xyz = { { 0, 0, 0 }, { 20, 20, 20 }, { 0, 0, 0 }, { 0, 0, 0 }, { 0, 0, 0 }, { 20, 20, 20 }, { 10, 10, 10 }, { 10, 10, 10 } };
+        using var points = torch.tensor(xyz).reshape(4, 1, 2, 3);
+        using var conf = torch.tensor(new[] { 1f, 1f, 1f, 0.05f, 1f, 1f, 1f, 1f }).reshape(4, 1, 2);
+
+        var all = SpaceAwareSelector.Select(points, conf, k: 4);
+        var one = SpaceAwareSelector.Select(points, conf, k: 1);
+
+        Assert.Equal(new[] { 0, 3 }, all.PickOrder);
+        Assert.Equal(new[] { 0, 0, 0, -1, 0, 0, 1, 1 }, all.Diagnostics.Cloud.CoveredAtPick);
+        Assert.Equal(new[] { 0, 0, 0, -1, 0, 0, -1, -1 }, one.Diagnostics.Cloud.CoveredAtPick); // frame 3's voxel never covered
+
+        // Candidates 10, 20, 30, 40: the covered points coloured by the source frame number that covered them first.
+        var selection = new FrameSelection("test", 50, [10, 40], [10, 20, 30, 40], [10, 40], SpaceAware: all.Diagnostics);
+        var (cloud, frame) = selection.CoveredCloud();
+        Assert.Equal(new long[] { 7, 3 }, cloud.shape);
+        Assert.Equal(new[] { 10f, 10f, 10f, 10f, 10f, 40f, 40f }, frame.data<float>().ToArray());
+        Assert.Equal(new[] { 10f, 10f, 10f }, cloud[6].data<float>().ToArray());
+        Assert.Throws<InvalidOperationException>(() => (selection with { SpaceAware = null }).CoveredCloud());
+
+        // Coverage of other frame choices on the same voxel grid: voxels 0 = (0,0,0), 1 = (10,…), 2 = (20,…).
+        Assert.Equal([[0, 2], [0], [0, 2], [1]], all.Diagnostics.VoxelsOfCandidate!);
+        Assert.Equal(all.Diagnostics.CoverageCurve, all.Diagnostics.CoverageCurveOf([0, 3]));
+        Assert.Equal(new[] { 1, 2, 3 }, all.Diagnostics.CoverageCurveOf([1, 2, 3]));
+        var uniform = new FrameSelection("uniform", 50, [12, 29], [12, 29], [12, 29]); // nearest candidates: 10, 30
+        Assert.Equal(new[] { 2, 2 }, selection.CoverageCurveOf(uniform));
+    }
+
+    [Fact]
     public void Shapes_are_checked()
     {
         using var points = torch.zeros(2, 3, 4, 3);

@@ -69,27 +69,41 @@ public sealed class MlpAddConnector : nn.Module
     /// </summary>
     public Tensor MergeSpatialTokens(Tensor spatialTokens, int specialTokens, long gridT, long gridH, long gridW)
     {
+        if (spatialTokens.dim() != 3 || spatialTokens.shape[2] != _spatialDim)
+            throw new ArgumentException($"Expected spatial tokens [S, {specialTokens}+P, {_spatialDim}]: spatial tokens [{string.Join(", ", spatialTokens.shape)}] " +
+                                        $"(with {specialTokens} special tokens per frame) vs. Qwen grid (t={gridT}, h={gridH}, w={gridW}).");
+        return Regroup(spatialTokens, specialTokens, gridT, gridH, gridW, _temporalMerge, _spatialMerge);
+    }
+
+    /// <summary>
+    /// <see cref="MergeSpatialTokens"/> without a connector (any channel count): the regrouping alone, e.g. to look at
+    /// the layout or at the connector's input without allocating its weights.
+    /// </summary>
+    public static Tensor Regroup(Tensor spatialTokens, int specialTokens, long gridT, long gridH, long gridW,
+        int temporalMergeSize = 2, int spatialMergeSize = 2)
+    {
         string Shapes() => $"spatial tokens [{string.Join(", ", spatialTokens.shape)}] (with {specialTokens} special tokens per frame) " +
                            $"vs. Qwen grid (t={gridT}, h={gridH}, w={gridW})";
-        if (spatialTokens.dim() != 3 || spatialTokens.shape[2] != _spatialDim)
-            throw new ArgumentException($"Expected spatial tokens [S, {specialTokens}+P, {_spatialDim}]: {Shapes()}.");
+        if (spatialTokens.dim() != 3)
+            throw new ArgumentException($"Expected spatial tokens [S, {specialTokens}+P, D]: {Shapes()}.");
+        long d = spatialTokens.shape[2];
         long s = spatialTokens.shape[0], p = spatialTokens.shape[1] - specialTokens;
-        if (s % _temporalMerge != 0)
-            throw new ArgumentException($"The frame count must be a multiple of {_temporalMerge} (Qwen pairs frames; feed an even number of frames): {Shapes()}.");
-        if (s / _temporalMerge != gridT)
-            throw new ArgumentException($"{s} frames make {s / _temporalMerge} temporal patches but the Qwen grid has t={gridT}: {Shapes()}.");
+        if (s % temporalMergeSize != 0)
+            throw new ArgumentException($"The frame count must be a multiple of {temporalMergeSize} (Qwen pairs frames; feed an even number of frames): {Shapes()}.");
+        if (s / temporalMergeSize != gridT)
+            throw new ArgumentException($"{s} frames make {s / temporalMergeSize} temporal patches but the Qwen grid has t={gridT}: {Shapes()}.");
         if (p != gridH * gridW)
             throw new ArgumentException($"{p} patches per frame do not match the Qwen patch grid {gridH}×{gridW} = {gridH * gridW}: {Shapes()}.");
-        if (gridH % _spatialMerge != 0 || gridW % _spatialMerge != 0)
-            throw new ArgumentException($"The patch grid must be divisible by the spatial merge size {_spatialMerge}: {Shapes()}.");
+        if (gridH % spatialMergeSize != 0 || gridW % spatialMergeSize != 0)
+            throw new ArgumentException($"The patch grid must be divisible by the spatial merge size {spatialMergeSize}: {Shapes()}.");
 
         using var scope = torch.NewDisposeScope();
-        long d = _spatialDim, m = _spatialMerge;
+        long m = spatialMergeSize;
         var patches = spatialTokens[.., specialTokens..];
         // [S, gh·gw, D] → [t', tt, i, sh, j, sw, D] → [t', i, j, sh, sw, D, tt] → [t'·i·j, sh·sw·D·tt]
-        var grouped = patches.reshape(gridT, _temporalMerge, gridH / m, m, gridW / m, m, d)
+        var grouped = patches.reshape(gridT, temporalMergeSize, gridH / m, m, gridW / m, m, d)
             .permute(0, 2, 4, 3, 5, 6, 1)
-            .reshape(gridT * (gridH / m) * (gridW / m), MergedDim);
+            .reshape(gridT * (gridH / m) * (gridW / m), d * temporalMergeSize * m * m);
         return grouped.MoveToOuterDisposeScope();
     }
 }
