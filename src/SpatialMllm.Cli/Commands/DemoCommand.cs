@@ -2,9 +2,9 @@ using System.CommandLine;
 using System.Diagnostics;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Notebooks;
 using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Sampling;
-using SpatialMllm.Research.Video;
 
 namespace SpatialMllm.Cli.Commands;
 
@@ -30,16 +30,13 @@ internal static class DemoCommand
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             string modelDir = parse.GetValue(model)!;
-            if (modelDir == TinyFolder && !File.Exists(Path.Combine(modelDir, "model.safetensors")))
+            string? videoPath = parse.GetValue(video);
+            if (modelDir == TinyFolder || videoPath == null)
             {
-                output.WriteLine($"making {modelDir} (tiny Spatial-MLLM, random weights, seed 1234)");
-                TinyCheckpoint.Create(modelDir);
-            }
-            string videoPath = parse.GetValue(video) ?? Path.Combine(modelDir, "synthetic.mp4");
-            if (parse.GetValue(video) == null && !File.Exists(videoPath))
-            {
-                output.WriteLine($"making {videoPath} (ffmpeg testsrc2, 4 s at 8 fps)");
-                SyntheticVideo.Create(videoPath);
+                // The embedded default: made on first use (random weights, seed 1234; ffmpeg's testsrc2).
+                var tiny = Samples.TinyCheckpoint(TinyFolder);
+                if (modelDir == TinyFolder) modelDir = tiny.ModelDir;
+                videoPath ??= tiny.VideoPath;
             }
 
             var clock = Stopwatch.StartNew();
