@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Models.Qwen;
 
-/// <summary>Vision self-attention: fused qkv (bias), 2D rotary in fp32, segment-restricted SDPA, output proj (bias).</summary>
+/// <summary>Vision self-attention: fused qkv (bias), 2D rotary in fp32 (q and k in one pass), segment-restricted SDPA, output proj (bias).</summary>
 internal sealed class Qwen2VisionAttention : nn.Module
 {
     readonly Linear qkv;
@@ -21,16 +21,17 @@ internal sealed class Qwen2VisionAttention : nn.Module
 
     /// <param name="x">[patches, hidden]</param>
     /// <param name="cos">[patches, 1, head_dim] fp32</param>
-    /// <param name="sin">[patches, 1, head_dim] fp32</param>
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, SegmentedAttention segments)
+    /// <param name="signedSin">[patches, 1, head_dim] fp32: sin with its first half negated (see
+    /// <see cref="RotaryEmbedding.ApplyPromoted"/>).</param>
+    public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, SegmentedAttention segments)
     {
         using var scope = torch.NewDisposeScope();
         long n = x.shape[0];
         // [n, 3·hidden] → [3, n, heads, head_dim]
         var qkvHeads = qkv.forward(x).reshape(n, 3, _numHeads, -1).permute(1, 0, 2, 3);
-        var q = RotaryEmbedding.Apply(qkvHeads[0].to(ScalarType.Float32), cos, sin).to(x.dtype);
-        var k = RotaryEmbedding.Apply(qkvHeads[1].to(ScalarType.Float32), cos, sin).to(x.dtype);
-        var attended = segments.Attend(q, k, qkvHeads[2]);
+        // q and k rotated together, in fp32 as the reference, without materialising fp32 copies of them.
+        var qk = RotaryEmbedding.ApplyPromoted(qkvHeads.narrow(0, 0, 2), cos, signedSin).to(x.dtype);
+        var attended = segments.Attend(qk[0], qk[1], qkvHeads[2]);
         return proj.forward(attended).MoveToOuterDisposeScope();
     }
 }

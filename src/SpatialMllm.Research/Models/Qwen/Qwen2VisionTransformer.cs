@@ -68,14 +68,15 @@ public sealed class Qwen2VisionTransformer : nn.Module
         return merged.index_select(0, torch.tensor(plan.UnitPosition, device: device)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>cos/sin [patches, 1, head_dim] fp32: emb = [row·inv_freq, col·inv_freq] twice (rotary dim = head_dim/2).</summary>
+    /// <summary>cos and signed sin (<see cref="RotaryEmbedding.SignedSin"/>) [patches, 1, head_dim] fp32: emb =
+    /// [row·inv_freq, col·inv_freq] twice (rotary dim = head_dim/2).</summary>
     (Tensor Cos, Tensor Sin) RotaryCosSin(VisionAttentionPlan plan, Device device)
     {
         var invFreq = RotaryEmbedding.InverseFrequencies(_config.HeadDim / 2, RotaryTheta, device);
         var rowCol = torch.tensor(plan.PatchRowCol, device: device).view(-1, 2, 1);
         var freqs = (rowCol * invFreq).flatten(1); // [patches, 2, head_dim/4] → [patches, head_dim/2]
         var emb = torch.cat([freqs, freqs], -1).unsqueeze(1);
-        return (emb.cos(), emb.sin());
+        return (emb.cos(), RotaryEmbedding.SignedSin(emb.sin()));
     }
 
     static List<(int T, int H, int W)> ReadGrids(Tensor gridThw)

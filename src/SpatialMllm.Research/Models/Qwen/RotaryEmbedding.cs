@@ -29,6 +29,31 @@ internal static class RotaryEmbedding
         return torch.cat([x2.neg(), x1], -1).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// <c>float(x)·cos + float(rotate_half(x))·sin</c> for a low-precision <paramref name="x"/> and fp32 tables, in three
+    /// kernels and without an fp32 copy of x: the products promote to fp32 (bf16 → fp32 is exact), and
+    /// rotate_half(x)·sin = flip(x)·signedSin, where flip swaps the two halves and <paramref name="signedSin"/> is sin
+    /// with its first half negated ((−x₂)·s and x₂·(−s) are the same number). The sum is one fused multiply-add
+    /// (addcmul), which can differ from a separate multiply and add in the last fp32 bit only.
+    /// </summary>
+    /// <returns>fp32, shaped like <paramref name="x"/>.</returns>
+    public static Tensor ApplyPromoted(Tensor x, Tensor cos, Tensor signedSin)
+    {
+        using var scope = torch.NewDisposeScope();
+        long d = x.shape[^1];
+        long[] halves = [.. x.shape[..^1], 2, d / 2];
+        var swapped = x.view(halves).flip(-2).view(x.shape);
+        return torch.addcmul(x * cos, swapped, signedSin, 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>sin [.., d] → [−sin[..d/2], sin[d/2..]] (the table <see cref="ApplyPromoted"/> takes).</summary>
+    public static Tensor SignedSin(Tensor sin)
+    {
+        using var scope = torch.NewDisposeScope();
+        long half = sin.shape[^1] / 2;
+        return torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1).MoveToOuterDisposeScope();
+    }
+
     /// <summary><c>x·cos + rotate_half(x)·sin</c> in the dtype of the operands.</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
