@@ -21,11 +21,12 @@ public sealed record TensorCheck(string Name, double MaxAbsError, double MaxRelE
 /// </summary>
 public static class FixtureVerifier
 {
-    public static IReadOnlyList<TensorCheck> Verify(string folder, double tolerance = 1e-4, Device? device = null)
+    /// <param name="dtype">float32 (the fixture's) by default; bfloat16 with a looser tolerance shows bf16 error per tensor.</param>
+    public static IReadOnlyList<TensorCheck> Verify(string folder, double tolerance = 1e-4, Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         string ioPath = Path.Combine(folder, "io.safetensors");
         using var io = SafetensorsFile.Open(ioPath);
-        using var model = SpatialMllmModel.Load(folder, device ?? torch.CPU, ScalarType.Float32);
+        using var model = SpatialMllmModel.Load(folder, device ?? torch.CPU, dtype);
         var checks = new List<TensorCheck>();
         using var noGrad = torch.no_grad();
 
@@ -51,15 +52,25 @@ public static class FixtureVerifier
             checks.Add(new TensorCheck(name, abs, rel, exact ? 0 : tolerance, exact, exact ? abs == 0 : rel <= tolerance));
         }
 
-        Tensor In(string name) => io.Contains(name) ? io.Read(name) : throw new ArgumentException($"{ioPath} has no input '{name}'.");
+        // Inputs go where the model is; outputs come back to the CPU to be compared.
+        Tensor In(string name)
+        {
+            if (!io.Contains(name)) throw new ArgumentException($"{ioPath} has no input '{name}'.");
+            var entry = io.Entry(name);
+            // Model inputs take the model's dtype; the planted geometry feeds only the (float32) frame selector.
+            bool modelInput = !name.StartsWith("sa_planted_", StringComparison.Ordinal)
+                && entry.DType is ScalarType.Float32 or ScalarType.Float64 or ScalarType.Float16 or ScalarType.BFloat16;
+            return io.Read(name, modelInput ? model.DType : null, model.Device);
+        }
         var grid = In("video_grid_thw").to(ScalarType.Int64);
-        var gridThw = new GridThw((int)grid[0, 0].item<long>(), (int)grid[0, 1].item<long>(), (int)grid[0, 2].item<long>());
+        long[] thw = grid.cpu().data<long>().ToArray();
+        var gridThw = new GridThw((int)thw[0], (int)thw[1], (int)thw[2]);
         double secondPerGrid = In("second_per_grid_ts").to(ScalarType.Float64).item<double>();
         double fps = model.Processor.Config.TemporalPatchSize / secondPerGrid;
 
         // Processor: the frames are already at model size.
-        Check("pixel_values_videos", () => { using var p = model.Processor.ProcessResized(In("frames_uint8_tchw"), fps); return p.PixelValuesVideos.clone(); });
-        Check("video_tchw", () => { using var p = model.Processor.ProcessResized(In("frames_uint8_tchw"), fps); return p.VideoTchw.clone(); });
+        Check("pixel_values_videos", () => { using var p = model.Processor.ProcessResized(io.Read("frames_uint8_tchw"), fps); return p.PixelValuesVideos.clone(); });
+        Check("video_tchw", () => { using var p = model.Processor.ProcessResized(io.Read("frames_uint8_tchw"), fps); return p.VideoTchw.clone(); });
 
         // Vision tower and positions.
         Check("vision_embeds", () => model.Visual.forward(In("pixel_values_videos"), grid));

@@ -25,6 +25,14 @@ public class CliCommandTests
     }
 
     [Fact]
+    public void Verify_fixture_in_bf16_reports_the_bf16_error_of_every_tensor()
+    {
+        var (code, output, error) = Invoke("verify-fixture", TestPaths.TinyFixture, "--dtype", "bf16", "--tolerance", "0.15");
+        Assert.True(code == 0, output + error);
+        Assert.Matches(@"logits\s+1\.\d+E-001", output); // bf16 logits differ by ~0.14 on values up to 51
+    }
+
+    [Fact]
     public void Verify_fixture_without_io_names_the_file()
     {
         string dir = TestPaths.NewTempDir("no-io");
