@@ -9,7 +9,7 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// Decoder self-attention with grouped-query heads and M-RoPE: q/k/v projections with bias, o_proj without. K/V are
 /// cached before the heads are expanded, so the cache holds kv_heads only.
 /// </summary>
-internal sealed class Qwen2Attention : nn.Module
+internal sealed class Qwen2Attention : nn.Module, IFusedWeights
 {
     readonly Linear q_proj;
     readonly Linear k_proj;
@@ -34,43 +34,82 @@ internal sealed class Qwen2Attention : nn.Module
 
     /// <param name="x">[B, L, hidden]</param>
     /// <param name="cos">[B, 1, L, head_dim] in x's dtype</param>
-    /// <param name="sin">[B, 1, L, head_dim]</param>
+    /// <param name="signedSin">[B, 1, L, head_dim]: sin with its first half negated (<see cref="RotaryEmbedding.SignedSin"/>)</param>
     /// <param name="cache">Keys/values of earlier tokens; this step's are appended. Null: attend within x only.</param>
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Qwen2KvCache? cache)
+    public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, Qwen2KvCache? cache)
     {
         using var scope = torch.NewDisposeScope();
         long batch = x.shape[0], length = x.shape[1];
-        // [B, L, heads·d] → [B, heads, L, d]
-        var q = q_proj.forward(x).view(batch, length, _numHeads, _headDim).transpose(1, 2);
-        var k = k_proj.forward(x).view(batch, length, _numKvHeads, _headDim).transpose(1, 2);
-        var v = v_proj.forward(x).view(batch, length, _numKvHeads, _headDim).transpose(1, 2);
-        q = RotaryEmbedding.Apply(q, cos, sin);
-        k = RotaryEmbedding.Apply(k, cos, sin);
+        long qWidth = (long)_numHeads * _headDim, kvWidth = (long)_numKvHeads * _headDim;
+        // One GEMM for q, k and v: [B, L, (heads + 2·kv_heads)·d].
+        var (weight, bias) = FusedQkv();
+        var qkv = nn.functional.linear(x, weight, bias);
+        // q and k rotated together: [B, L, heads + kv_heads, d] → [B, heads + kv_heads, L, d]. rotate_half(x)·sin is
+        // flip(x)·signedSin ((−x₂)·s = x₂·(−s) exactly), so this is x·cos + rotate_half(x)·sin bit for bit, with the
+        // products and the sum rounded in x's dtype as transformers does.
+        var qk = qkv.narrow(-1, 0, qWidth + kvWidth).view(batch, length, _numHeads + _numKvHeads, _headDim).transpose(1, 2);
+        var swapped = qk.view(batch, _numHeads + _numKvHeads, length, 2, _headDim / 2).flip(-2).view(batch, _numHeads + _numKvHeads, length, _headDim);
+        var rotated = qk * cos;
+        rotated.add_(swapped.mul_(signedSin));
+        var q = rotated.narrow(1, 0, _numHeads);
+        var k = rotated.narrow(1, _numHeads, _numKvHeads);
+        var v = qkv.narrow(-1, qWidth + kvWidth, kvWidth).view(batch, length, _numKvHeads, _headDim).transpose(1, 2);
 
         long past = cache?.Length ?? 0;
-        if (cache is not null) (k, v) = cache.Update(_layerIndex, k, v);
+        if (cache is not null) (k, v) = cache.Update(_layerIndex, k, v, length);
 
         int groups = _numHeads / _numKvHeads;
-        Tensor attended;
+        Tensor merged;
         if (length == 1)
         {
             // One query token sees every cached key, so no mask is needed, and the query heads sharing a KV head can
             // ride along the query-length axis: [B, heads, 1, d] → [B, kv_heads, groups, d]. No K/V copy per step.
             var grouped = q.reshape(batch, _numKvHeads, groups, _headDim);
-            attended = nn.functional.scaled_dot_product_attention(grouped, k, v).reshape(batch, _numHeads, 1, _headDim);
+            merged = nn.functional.scaled_dot_product_attention(grouped, k, v).reshape(batch, 1, qWidth);
         }
         else
         {
             var keys = RepeatKv(k, groups);
             var values = RepeatKv(v, groups);
-            attended = past == 0
+            var attended = past == 0
                 // SDPA's causal mask is aligned top-left, which is right only when queries and keys coincide.
                 ? nn.functional.scaled_dot_product_attention(q, keys, values, is_casual: true)
                 : nn.functional.scaled_dot_product_attention(q, keys, values, CausalMaskAfter(past, length, x.device));
+            // [B, heads, L, d] → [B, L, heads·d]
+            merged = attended.transpose(1, 2).reshape(batch, length, qWidth);
         }
-        // [B, heads, L, d] → [B, L, heads·d]
-        var merged = attended.transpose(1, 2).reshape(batch, length, (long)_numHeads * _headDim);
         return o_proj.forward(merged).MoveToOuterDisposeScope();
+    }
+
+    Tensor? _fusedWeight, _fusedBias;
+    IntPtr _fusedFrom;
+
+    /// <summary>
+    /// cat(q_proj, k_proj, v_proj) weights and biases, built on first use and kept outside the module's parameters (the
+    /// checkpoint keys stay q_proj/k_proj/v_proj). Rebuilt when q_proj's weight is replaced (<c>module.to(..)</c>) or
+    /// after a checkpoint load (<see cref="InvalidateFusedWeights"/>).
+    /// </summary>
+    (Tensor Weight, Tensor Bias) FusedQkv()
+    {
+        var qWeight = q_proj.weight!;
+        if (_fusedWeight is null || _fusedFrom != qWeight.Handle)
+        {
+            InvalidateFusedWeights();
+            using var noGrad = torch.no_grad();
+            _fusedWeight = torch.cat([qWeight, k_proj.weight!, v_proj.weight!], 0).DetachFromDisposeScope();
+            _fusedBias = torch.cat([q_proj.bias!, k_proj.bias!, v_proj.bias!], 0).DetachFromDisposeScope();
+            _fusedFrom = qWeight.Handle;
+        }
+        return (_fusedWeight, _fusedBias!);
+    }
+
+    /// <summary>Drops the fused q/k/v copy (the next forward rebuilds it from the current weights).</summary>
+    public void InvalidateFusedWeights()
+    {
+        _fusedWeight?.Dispose();
+        _fusedBias?.Dispose();
+        _fusedWeight = _fusedBias = null;
+        _fusedFrom = IntPtr.Zero;
     }
 
     /// <summary>[B, kv_heads, S, d] → [B, kv_heads·groups, S, d], query head h reading KV head h / groups.</summary>

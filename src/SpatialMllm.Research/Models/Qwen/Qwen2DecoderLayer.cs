@@ -21,11 +21,12 @@ internal sealed class Qwen2DecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Qwen2KvCache? cache)
+    /// <param name="signedSin">sin with its first half negated (<see cref="RotaryEmbedding.SignedSin"/>).</param>
+    public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, Qwen2KvCache? cache)
     {
         using var scope = torch.NewDisposeScope();
-        x = x + self_attn.forward(input_layernorm.forward(x), cos, sin, cache);
-        x = x + mlp.forward(post_attention_layernorm.forward(x));
-        return x.MoveToOuterDisposeScope();
+        // Residuals added in place into the fresh branch outputs (a + x = x + a bit for bit).
+        var h = self_attn.forward(input_layernorm.forward(x), cos, signedSin, cache).add_(x);
+        return mlp.forward(post_attention_layernorm.forward(h)).add_(h).MoveToOuterDisposeScope();
     }
 }

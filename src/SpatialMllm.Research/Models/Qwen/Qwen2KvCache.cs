@@ -12,6 +12,7 @@ public sealed class Qwen2KvCache : IDisposable
 {
     readonly Tensor?[] _keys;
     readonly Tensor?[] _values;
+    readonly long[] _capacity;
     readonly long _initialCapacity;
 
     /// <param name="numLayers">Decoder layers.</param>
@@ -21,6 +22,7 @@ public sealed class Qwen2KvCache : IDisposable
         if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "must be positive");
         _keys = new Tensor?[numLayers];
         _values = new Tensor?[numLayers];
+        _capacity = new long[numLayers];
         _initialCapacity = capacity;
     }
 
@@ -32,24 +34,30 @@ public sealed class Qwen2KvCache : IDisposable
     /// of them [B, kv_heads, Length + q_len, head_dim]. <see cref="Length"/> moves on only at <see cref="Advance"/>,
     /// once every layer has written.
     /// </summary>
-    internal (Tensor Keys, Tensor Values) Update(int layer, Tensor keys, Tensor values)
+    internal (Tensor Keys, Tensor Values) Update(int layer, Tensor keys, Tensor values) => Update(layer, keys, values, keys.shape[2]);
+
+    /// <summary><see cref="Update(int, Tensor, Tensor)"/> with the step's token count given (no shape query per layer).</summary>
+    internal (Tensor Keys, Tensor Values) Update(int layer, Tensor keys, Tensor values, long tokens)
     {
-        long end = Length + keys.shape[2];
-        EnsureCapacity(ref _keys[layer], keys, end);
-        EnsureCapacity(ref _values[layer], values, end);
+        long end = Length + tokens;
+        if (_capacity[layer] < end)
+        {
+            _capacity[layer] = Grow(ref _keys[layer], keys, end);
+            Grow(ref _values[layer], values, end);
+        }
+        Tensor keyBuffer = _keys[layer]!, valueBuffer = _values[layer]!;
         using (var _ = torch.no_grad())
         {
-            _keys[layer]!.narrow(2, Length, keys.shape[2]).copy_(keys);
-            _values[layer]!.narrow(2, Length, values.shape[2]).copy_(values);
+            keyBuffer.narrow(2, Length, tokens).copy_(keys);
+            valueBuffer.narrow(2, Length, tokens).copy_(values);
         }
-        return (_keys[layer]!.narrow(2, 0, end), _values[layer]!.narrow(2, 0, end));
+        return (keyBuffer.narrow(2, 0, end), valueBuffer.narrow(2, 0, end));
     }
 
     internal void Advance(long tokens) => Length += tokens;
 
-    void EnsureCapacity(ref Tensor? buffer, Tensor step, long needed)
+    long Grow(ref Tensor? buffer, Tensor step, long needed)
     {
-        if (buffer is not null && buffer.shape[2] >= needed) return;
         long capacity = Math.Max(needed, buffer is null ? _initialCapacity : 2 * buffer.shape[2]);
         var grown = torch.empty([step.shape[0], step.shape[1], capacity, step.shape[3]], step.dtype, step.device).DetachFromDisposeScope();
         if (buffer is not null)
@@ -61,6 +69,7 @@ public sealed class Qwen2KvCache : IDisposable
             buffer.Dispose();
         }
         buffer = grown;
+        return capacity;
     }
 
     public void Dispose()
@@ -69,6 +78,7 @@ public sealed class Qwen2KvCache : IDisposable
         foreach (var t in _values) t?.Dispose();
         Array.Clear(_keys);
         Array.Clear(_values);
+        Array.Clear(_capacity);
         Length = 0;
     }
 }

@@ -27,8 +27,11 @@ internal sealed class Qwen2RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x = input.to(ScalarType.Float32);
-        var variance = x.pow(2).mean([-1], keepdim: true);
-        x = x * torch.rsqrt(variance + _eps);
-        return (weight * x.to(input.dtype)).MoveToOuterDisposeScope();
+        // In place on fresh tensors only (x aliases an fp32 input): same ops and roundings, fewer allocations.
+        var scale = x.pow(2).mean([-1], keepdim: true).add_(_eps).rsqrt_();
+        var normed = (x * scale).to(input.dtype);
+        if (normed.dtype != weight.dtype) normed = weight * normed;
+        else normed.mul_(weight);
+        return normed.MoveToOuterDisposeScope();
     }
 }

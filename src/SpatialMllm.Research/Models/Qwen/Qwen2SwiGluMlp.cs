@@ -28,7 +28,7 @@ internal sealed class Qwen2SwiGluMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        var gated = nn.functional.silu(gate_proj.forward(x)) * up_proj.forward(x);
+        var gated = nn.functional.silu(gate_proj.forward(x), inplace: true).mul_(up_proj.forward(x));
         return down_proj.forward(gated).MoveToOuterDisposeScope();
     }
 }

@@ -57,10 +57,12 @@ public sealed class Qwen2TextModel : nn.Module
                 $"max_position_embeddings ({_config.MaxPositionEmbeddings}). Shorten the prompt, use fewer or smaller frames, or lower max_new_tokens.");
 
         using var scope = torch.NewDisposeScope();
+        // cos / signed sin once per forward, shared by every layer.
         var (cos, sin) = _rotary.Compute(positionIds, inputsEmbeds.dtype);
+        var signedSin = RotaryEmbedding.SignedSin(sin);
         var x = inputsEmbeds;
         foreach (var layer in layers)
-            x = layer.forward(x, cos, sin, cache);
+            x = layer.forward(x, cos, signedSin, cache);
         cache?.Advance(length);
         return norm.forward(x).MoveToOuterDisposeScope();
     }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Vggt;
 
 /// <summary>
-/// cos/sin tables of VGGT's 2D rotary embedding for one frame's tokens, [N, headDim] each: the first half of the
+/// cos/sin tables of VGGT's 2D rotary embedding for one frame's tokens, [N, 1, headDim] each (tokens, then heads): the first half of the
 /// head dims rotates with the token's row, the second half with its column (each half with rotate-half RoPE).
 /// </summary>
 internal sealed class Rope2D : IDisposable
@@ -12,9 +12,9 @@ internal sealed class Rope2D : IDisposable
     /// <summary>VGGT's <c>rope_freq</c>.</summary>
     public const double BaseFrequency = 100.0;
 
-    readonly Tensor _cos, _sin;
+    readonly Tensor _cos, _signedSin;   // [N, 1, headDim]
 
-    Rope2D(Tensor cos, Tensor sin) { _cos = cos; _sin = sin; }
+    Rope2D(Tensor cos, Tensor signedSin) { _cos = cos; _signedSin = signedSin; }
 
     /// <summary>
     /// Tables for <paramref name="specialTokens"/> tokens at position (0,0) followed by a
@@ -48,24 +48,32 @@ internal sealed class Rope2D : IDisposable
         var cos = torch.cat([cosRow, cosCol], dim: -1);       // [N, headDim]
         var sin = torch.cat([sinRow, sinCol], dim: -1);
         if (repeats > 1) { cos = cos.repeat(repeats, 1); sin = sin.repeat(repeats, 1); }
-        return new Rope2D(cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+        // Signed sin: within each half, the first quarter negated (see Apply); a multiply by ±1 is exact.
+        int quarter = headDim / 4;
+        var sign = torch.tensor(Enumerable.Range(0, headDim).Select(i => i % half < quarter ? -1.0 : 1.0).ToArray(), dtype: dtype, device: device);
+        var signedSin = sin * sign;
+        return new Rope2D(cos.unsqueeze(1).MoveToOuterDisposeScope(), signedSin.unsqueeze(1).MoveToOuterDisposeScope());
     }
 
-    /// <summary>Rotates <paramref name="x"/> [B, heads, N, headDim].</summary>
+    /// <summary>
+    /// Rotates <paramref name="x"/> [B, N, heads, headDim]: x·cos + rotate_half(x)·sin within each half, as
+    /// flip(x)·signedSin, where flip swaps the two quarters of each half ((−x₂)·s and x₂·(−s) are the same number), so
+    /// every product and the sum round exactly as the reference's.
+    /// </summary>
     public Tensor Apply(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        long headDim = x.shape[^1];
-        long quarter = headDim / 4;
-        // [.., N, 2 (row|col half), 2 (first|second part of the half), quarter]; rotate_half within each half.
-        var parts = x.reshape([.. x.shape[..^1], 2, 2, quarter]);
-        var rotated = torch.stack([parts.select(-2, 1).neg(), parts.select(-2, 0)], dim: -2).view(x.shape);
-        return (x * _cos + rotated * _sin).MoveToOuterDisposeScope();
+        long[] shape = x.shape;
+        long quarter = shape[^1] / 4;
+        var swapped = x.reshape([.. shape[..^1], 2, 2, quarter]).flip(-2).view(shape);
+        var rotated = x * _cos;
+        rotated.add_(swapped.mul_(_signedSin));
+        return rotated.MoveToOuterDisposeScope();
     }
 
     public void Dispose()
     {
         _cos.Dispose();
-        _sin.Dispose();
+        _signedSin.Dispose();
     }
 }

@@ -39,9 +39,12 @@ internal sealed class VggtAttention : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];
-        // [B, N, 3C] → [3, B, heads, N, headDim]
-        var qkvHeads = qkv.forward(x).view(b, n, 3, _numHeads, _headDim).permute(2, 0, 3, 1, 4);
-        Tensor q = qkvHeads[0], k = qkvHeads[1], v = qkvHeads[2];
+        // [B, N, 3C] → [B, N, 3, heads, headDim]; q, k, v stay in the [B, N, heads, headDim] layout of the projection
+        // (the q/k LayerNorms and RoPE are per token and head, so the layout does not change a value). SDPA reads the
+        // [B, heads, N, headDim] transposes and writes its output in q's layout, so merging the heads back is a view
+        // instead of a copy.
+        var qkvHeads = qkv.forward(x).view(b, n, 3, _numHeads, _headDim);
+        Tensor q = qkvHeads.select(2, 0), k = qkvHeads.select(2, 1), v = qkvHeads.select(2, 2);
         if (q_norm != null && k_norm != null)
         {
             q = q_norm.forward(q);
@@ -52,7 +55,7 @@ internal sealed class VggtAttention : nn.Module
             q = rope.Apply(q);
             k = rope.Apply(k);
         }
-        var attended = nn.functional.scaled_dot_product_attention(q, k, v);   // [B, heads, N, headDim]
+        var attended = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)); // [B, heads, N, headDim]
         var merged = attended.transpose(1, 2).reshape(b, n, c);
         return proj.forward(merged).MoveToOuterDisposeScope();
     }

@@ -33,8 +33,10 @@ internal sealed class VggtBlock : nn.Module
     public Tensor Forward(Tensor x, Rope2D? rope = null)
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + ls1.forward(attn.Forward(norm1.forward(x), rope));
-        h = h + ls2.forward(mlp.forward(norm2.forward(h)));
+        // LayerScale and residual in one pass each: x + γ·branch (addcmul; the product is not rounded on its own,
+        // which can move a low-precision result by one unit in its last place).
+        var h = torch.addcmul(x, attn.Forward(norm1.forward(x), rope), ls1.Gamma, 1);
+        h.addcmul_(mlp.forward(norm2.forward(h)), ls2.Gamma, 1);
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -49,6 +51,8 @@ internal sealed class LayerScale : nn.Module<Tensor, Tensor>
         gamma = nn.Parameter(torch.ones(dim, dtype: dtype, device: device));
         RegisterComponents();
     }
+
+    public Tensor Gamma => gamma;
 
     public override Tensor forward(Tensor x) => x * gamma;
 }
