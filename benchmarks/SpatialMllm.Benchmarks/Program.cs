@@ -296,18 +296,29 @@ internal static class SamplingStage
         using var noGrad = torch.no_grad();
         double predictMs = 0, selectMs = 0;
         string? selectError = null;
+        IReadOnlyList<int>? onDevice = null;
         var (ms, peak, all) = Timing.Measure($"space-aware sampling ({frameCount} frames {height}x{width})", runs, () =>
         {
             var clock = Stopwatch.StartNew();
             var (points, conf) = model.Predict(frames.to(ScalarType.BFloat16));
-            using var hostPoints = points.to(ScalarType.Float32, torch.CPU);
-            using var hostConf = conf.to(ScalarType.Float32, torch.CPU);
+            using var devicePoints = points.to(ScalarType.Float32);
+            using var deviceConf = conf.to(ScalarType.Float32);
+            torch.cuda.synchronize();
             predictMs = clock.Elapsed.TotalMilliseconds;
             clock.Restart();
-            try { SpaceAwareSelector.Select(hostPoints, hostConf, 16); }
+            try { onDevice = SpaceAwareSelector.Select(devicePoints, deviceConf, 16).Selected; }
             catch (InvalidOperationException e) { selectError = e.Message; }
             selectMs = clock.Elapsed.TotalMilliseconds;
         }, memory);
+        // The selection on the GPU must equal the one on the CPU (the reference computes it with numpy).
+        bool? sameOnCpu = null;
+        if (onDevice != null)
+        {
+            var (points, conf) = model.Predict(frames.to(ScalarType.BFloat16));
+            using var hostPoints = points.to(ScalarType.Float32, torch.CPU);
+            using var hostConf = conf.to(ScalarType.Float32, torch.CPU);
+            sameOnCpu = SpaceAwareSelector.Select(hostPoints, hostConf, 16).Selected.SequenceEqual(onDevice);
+        }
         var (aggMs, aggPeak, aggAll) = Timing.Measure("  aggregator only (layers 4..23 kept)", runs, () =>
         {
             using var layers = model.Aggregator.Forward(frames.to(ScalarType.BFloat16).unsqueeze(0), [4, 11, 17, 23]);
@@ -315,8 +326,9 @@ internal static class SamplingStage
         return new JsonObject
         {
             ["gpu"] = MainStages.GpuName(), ["frames"] = frameCount, ["height"] = height, ["width"] = width,
-            ["sampling"] = Timing.Stage(ms, peak, all, "VggtModel.Predict (bf16 aggregator, fp32 point head) + copy to host + SpaceAwareSelector.Select(k=16)"),
+            ["sampling"] = Timing.Stage(ms, peak, all, "VggtModel.Predict (bf16 aggregator, fp32 point head) + SpaceAwareSelector.Select(k=16) on the GPU"),
             ["last_predict_ms"] = predictMs, ["last_select_ms"] = selectMs, ["select_error"] = selectError,
+            ["selection_equals_cpu"] = sameOnCpu,
             ["aggregator_only"] = Timing.Stage(aggMs, aggPeak, aggAll),
         };
     }

@@ -108,7 +108,7 @@ public static class SpaceAwareSelector
     /// <summary>Packs non-negative (x, y, z) voxel coordinates [P,3] into one int64 per voxel.</summary>
     static Tensor LinearVoxelKey(Tensor voxelCoords)
     {
-        long[] extent = voxelCoords.amax(0).data<long>().Select(m => m + 1).ToArray();
+        long[] extent = voxelCoords.amax(0).cpu().data<long>().Select(m => m + 1).ToArray();
         if ((double)extent[0] * extent[1] * extent[2] >= long.MaxValue)
             throw new InvalidOperationException($"the voxel grid {extent[0]}×{extent[1]}×{extent[2]} is too large to index; the scene's extents are too unequal");
         return (voxelCoords[.., 0] * extent[1] + voxelCoords[.., 1]) * extent[2] + voxelCoords[.., 2];

@@ -59,15 +59,15 @@ internal static class VggtLoader
         catch (JsonException e) { throw new CheckpointFormatException($"{path}: malformed JSON ({e.Message}).", e); }
     }
 
-    /// <summary>Moves frames to the model's device and aggregator dtype; returns float32 CPU point maps.</summary>
+    /// <summary>Moves frames to the model's device and aggregator dtype; returns float32 point maps on that device, where
+    /// the voxel selection then runs too.</summary>
     sealed class DevicePointMapPredictor(VggtModel model, Device device, ScalarType aggregatorType) : IPointMapPredictor, IDisposable
     {
         public (Tensor WorldPoints, Tensor Confidence) Predict(Tensor frames)
         {
             using var scope = torch.NewDisposeScope();
             var (points, confidence) = model.Predict(frames.to(aggregatorType, device));
-            return (points.to(ScalarType.Float32, torch.CPU).MoveToOuterDisposeScope(),
-                    confidence.to(ScalarType.Float32, torch.CPU).MoveToOuterDisposeScope());
+            return (points.to(ScalarType.Float32).MoveToOuterDisposeScope(), confidence.to(ScalarType.Float32).MoveToOuterDisposeScope());
         }
 
         public void Dispose() => model.Dispose();
