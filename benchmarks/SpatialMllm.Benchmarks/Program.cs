@@ -180,6 +180,23 @@ internal static class MainStages
         stages["decode_per_token"] = Timing.Stage(perToken, peakN, alln.Zip(all1, (a, b) => (a - b) / decodeTokens).ToArray(),
             $"(T(prefill+{decodeTokens + 1}) - T(prefill+1)) / {decodeTokens}, greedy, no eos");
 
+        // The same with eager decode steps (the default on cuda is one TorchScript call a step), and whether the two
+        // pick the same tokens.
+        long[] Ids(int n) { using var r = Generation.Generate(model.Language, inputIds, embeds, positions, deltas, greedy with { MaxNewTokens = n }); return r.Sequences.data<long>().ToArray(); }
+        var scriptedIds = Ids(decodeTokens + 1);
+        model.Language.ScriptedDecode = false;
+        var eagerIds = Ids(decodeTokens + 1);
+        var (et1, _, eall1) = Timing.Measure("prefill + 1 token (eager decode)", runs, () => Gen(1), memory);
+        var (etn, epeakN, ealln) = Timing.Measure($"prefill + {decodeTokens + 1} tokens (eager decode)", runs, () => Gen(decodeTokens + 1), memory);
+        model.Language.ScriptedDecode = null;
+        double eagerPerToken = (etn - et1) / decodeTokens;
+        int sameIds = scriptedIds.Zip(eagerIds).TakeWhile(p => p.First == p.Second).Count();
+        Console.WriteLine($"  decode ms/token (greedy, eager)     {eagerPerToken,10:F2} ms; scripted = eager for {sameIds} of {eagerIds.Length} tokens");
+        stages["decode_per_token_eager"] = Timing.Stage(eagerPerToken, epeakN, ealln.Zip(eall1, (a, b) => (a - b) / decodeTokens).ToArray(),
+            $"as decode_per_token with ScriptedDecode = false; scripted ids = eager ids for the first {sameIds} of {eagerIds.Length}");
+        result["decode_scripted_equals_eager_tokens"] = sameIds;
+        result["decode_tokens_compared"] = eagerIds.Length;
+
         // The evaluation decoding (top-k 1 / top-p 0.001 / repetition penalty 1.05 after temperature 0.1).
         var eval = GenerationOptions.SpatialMllmEvaluation([-1], 1);
         void GenEval(int n) { using var r = Generation.Generate(model.Language, inputIds, embeds, positions, deltas, eval with { MaxNewTokens = n }); }

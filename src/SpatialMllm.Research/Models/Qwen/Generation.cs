@@ -121,9 +121,7 @@ public static class Generation
                 if (maxNew < options.MaxNewTokens) reason = GenerationStopReason.MaxPositionEmbeddings;
                 break;
             }
-            // Decoded tokens sit at cache length + rope delta on all three M-RoPE axes.
-            var position = (ropeDeltas.to(ScalarType.Int64, device) + cache.Length).view(1, batch, 1).expand(3, batch, 1);
-            Replace(ref logits, lm.forward(lm.Model.EmbedTokens(next.unsqueeze(1)), position, cache, lastPositionOnly: true));
+            Replace(ref logits, lm.DecodeStep(next, ropeDeltas, cache));
         }
         var sequences = tokens.narrow(1, promptLength, produced).clone();
         var kept = stepLogits.Select(t => t.DetachFromDisposeScope()).ToList();

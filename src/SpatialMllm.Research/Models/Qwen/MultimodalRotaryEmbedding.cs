@@ -40,7 +40,9 @@ internal sealed class MultimodalRotaryEmbedding
     }
 
     /// <summary>Cached per device, outside any dispose scope (see <see cref="RotaryEmbedding.InverseFrequencies"/>).</summary>
-    Tensor InverseFrequencies(Device device)
+    public IReadOnlyList<int> Section => _section;
+
+    public Tensor InverseFrequencies(Device device)
     {
         if (_invFreq is null || _invFreq.device_type != device.type || _invFreq.device_index != device.index)
         {

@@ -81,6 +81,8 @@ internal sealed class Qwen2Attention : nn.Module, IFusedWeights
         return o_proj.forward(merged).MoveToOuterDisposeScope();
     }
 
+    public Tensor OProjWeight => o_proj.weight!;
+
     Tensor? _fusedWeight, _fusedBias;
     IntPtr _fusedFrom;
 
@@ -89,7 +91,7 @@ internal sealed class Qwen2Attention : nn.Module, IFusedWeights
     /// checkpoint keys stay q_proj/k_proj/v_proj). Rebuilt when q_proj's weight is replaced (<c>module.to(..)</c>) or
     /// after a checkpoint load (<see cref="InvalidateFusedWeights"/>).
     /// </summary>
-    (Tensor Weight, Tensor Bias) FusedQkv()
+    internal (Tensor Weight, Tensor Bias) FusedQkv()
     {
         var qWeight = q_proj.weight!;
         if (_fusedWeight is null || _fusedFrom != qWeight.Handle)

@@ -49,6 +49,25 @@ public sealed class Qwen2CausalLm : nn.Module
         return logits.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Decode steps as one TorchScript call each (<see cref="Qwen2DecodeScript"/>); null: on CUDA only, where
+    /// eager decode is bound by the host's per-op cost.</summary>
+    internal bool? ScriptedDecode { get; set; }
+
+    /// <summary>
+    /// One cached decode step: next [B] (the tokens just chosen), rope_deltas [B] → logits [B, 1, vocab]. Decoded tokens
+    /// sit at cache length + rope delta on all three M-RoPE axes.
+    /// </summary>
+    internal Tensor DecodeStep(Tensor next, Tensor ropeDeltas, Qwen2KvCache cache)
+    {
+        using var scope = torch.NewDisposeScope();
+        var deltas = ropeDeltas.to(ScalarType.Int64, next.device);
+        if (ScriptedDecode ?? next.device_type == DeviceType.CUDA)
+            return model.DecodeStepScripted(next, deltas, cache, lm_head?.weight ?? model.EmbeddingWeight).MoveToOuterDisposeScope();
+        long batch = next.shape[0];
+        var position = (deltas + cache.Length).view(1, batch, 1).expand(3, batch, 1);
+        return forward(model.EmbedTokens(next.unsqueeze(1)), position, cache, lastPositionOnly: true).MoveToOuterDisposeScope();
+    }
+
     /// <summary>
     /// embed(input_ids) with the rows at <paramref name="tokenId"/> (e.g. <c>video_token_id</c>) replaced, in order, by
     /// <paramref name="visualEmbeds"/> [n, hidden] (transformers' masked_scatter). input_ids [B, L] → [B, L, hidden].

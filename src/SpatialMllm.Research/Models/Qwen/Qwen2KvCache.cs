@@ -56,6 +56,26 @@ public sealed class Qwen2KvCache : IDisposable
 
     internal void Advance(long tokens) => Length += tokens;
 
+    /// <summary>
+    /// Every layer's whole key and value buffers, grown to hold <paramref name="tokens"/> more, for a caller that writes
+    /// them in place (<see cref="Qwen2DecodeScript"/>). Needs the buffers allocated (a first <see cref="Update(int, Tensor, Tensor)"/>).
+    /// </summary>
+    internal (Tensor[] Keys, Tensor[] Values) Reserve(long tokens)
+    {
+        long end = Length + tokens;
+        for (int layer = 0; layer < _keys.Length; layer++)
+        {
+            if (_keys[layer] is null) throw new InvalidOperationException("The cache is empty: run the prompt through the model first.");
+            if (_capacity[layer] < end)
+            {
+                _capacity[layer] = Grow(ref _keys[layer], _keys[layer]!, end);
+                Grow(ref _values[layer], _values[layer]!, end);
+            }
+        }
+        return (_keys.Select(t => t!).ToArray(), _values.Select(t => t!).ToArray());
+    }
+
+    /// <param name="step">Gives the batch, heads, head_dim, dtype and device of the buffer.</param>
     long Grow(ref Tensor? buffer, Tensor step, long needed)
     {
         long capacity = Math.Max(needed, buffer is null ? _initialCapacity : 2 * buffer.shape[2]);

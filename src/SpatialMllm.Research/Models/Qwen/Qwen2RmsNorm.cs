@@ -23,6 +23,8 @@ internal sealed class Qwen2RmsNorm : nn.Module<Tensor, Tensor>
 
     public ScalarType DType => weight.dtype;
 
+    public Tensor Weight => weight;
+
     public override Tensor forward(Tensor input)
     {
         using var scope = torch.NewDisposeScope();

@@ -25,6 +25,9 @@ internal sealed class Qwen2SwiGluMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>gate_proj, up_proj and down_proj weights (the decoder's MLP has no biases).</summary>
+    public (Tensor Gate, Tensor Up, Tensor Down) Weights => (gate_proj.weight!, up_proj.weight!, down_proj.weight!);
+
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();

@@ -66,4 +66,26 @@ public sealed class Qwen2TextModel : nn.Module
         cache?.Advance(length);
         return norm.forward(x).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// One cached decode step as a single TorchScript call (<see cref="Qwen2DecodeScript"/>): ids [B] (the tokens just
+    /// chosen), rope_deltas [B] int64 on the model's device → logits [B, 1, vocab] through <paramref name="headWeight"/>;
+    /// the same result as <see cref="EmbedTokens"/> + <see cref="forward"/> + the head, at one host call.
+    /// </summary>
+    internal Tensor DecodeStepScripted(Tensor ids, Tensor ropeDeltas, Qwen2KvCache cache, Tensor headWeight)
+    {
+        if (cache.Length + 1 > _config.MaxPositionEmbeddings)
+            throw new ArgumentException(
+                $"The sequence would be {cache.Length + 1} tokens long, more than the model's max_position_embeddings ({_config.MaxPositionEmbeddings}).");
+        var weights = new Tensor[3 + Qwen2DecodeScript.PerLayer * layers.Count];
+        weights[0] = embed_tokens.Weight;
+        weights[1] = norm.Weight;
+        weights[2] = headWeight;
+        for (int i = 0; i < layers.Count; i++) layers[i].CopyDecodeWeights(weights, 3 + Qwen2DecodeScript.PerLayer * i);
+        var (keys, values) = cache.Reserve(1);
+        var logits = Qwen2DecodeScript.Run(ids, ropeDeltas, cache.Length, weights, keys, values,
+            _rotary.InverseFrequencies(ids.device), _rotary.Section, _config);
+        cache.Advance(1);
+        return logits;
+    }
 }

@@ -33,6 +33,29 @@ public class GenerationTests(TinyQwenFixture fixture, ITestOutputHelper output)
     }
 
     [Fact]
+    public void Scripted_decode_reproduces_the_fixture_and_the_eager_step_logits()
+    {
+        var options = new GenerationOptions(Eos, MaxNewTokens: 6, ReturnStepLogits: true);
+        using var eager = GenerateFromFixture(options);
+        GenerationResult scripted;
+        fixture.Lm.ScriptedDecode = true;
+        try { scripted = GenerateFromFixture(options); }
+        finally { fixture.Lm.ScriptedDecode = null; }
+        using (scripted)
+        {
+            using var expectedIds = fixture.Read("generated_ids");
+            using var expectedLogits = fixture.Read("generated_step_logits");
+            Assert.Equal(Parity.Longs(expectedIds), Parity.Longs(scripted.Sequences));
+            using var steps = torch.cat(scripted.StepLogits.ToArray(), 0);
+            using var eagerSteps = torch.cat(eager.StepLogits.ToArray(), 0);
+            double error = Parity.MaxError(steps, expectedLogits), vsEager = Parity.MaxError(steps, eagerSteps);
+            output.WriteLine($"scripted generated_step_logits max error {error:E2} vs fixture, {vsEager:E2} vs eager");
+            Assert.True(error < 1e-4, $"max error {error}");
+            Assert.True(vsEager < 1e-5, $"max error vs eager {vsEager}");
+        }
+    }
+
+    [Fact]
     public void Sampling_is_reproducible_with_a_seed()
     {
         var options = new GenerationOptions(Eos, MaxNewTokens: 8, DoSample: true, Temperature: 5.0, TopK: 0, Seed: 42);
