@@ -16,7 +16,6 @@ namespace SpatialMllm.Research.Sampling;
 internal sealed class KeyframeSampler : IFrameSampler
 {
     const int Thumbnail = 32;
-    const int DecodeChunk = 16;
 
     readonly int k;
     readonly int candidates;
@@ -36,15 +35,8 @@ internal sealed class KeyframeSampler : IFrameSampler
         int[] candidateIndices = FrameIndexRules.TruncatedLinspace(total, Math.Min(candidates, total));
 
         using var scope = torch.NewDisposeScope();
-        Tensor thumbnails = torch.cat(candidateIndices.Chunk(DecodeChunk)
-            .Select(chunk =>
-            {
-                using var chunkScope = torch.NewDisposeScope();
-                Tensor frames = video.ReadFrames(chunk).to(float32).div(255);
-                return torch.nn.functional.adaptive_avg_pool2d(frames, [Thumbnail, Thumbnail])
-                    .flatten(1).MoveToOuterDisposeScope();
-            })
-            .ToList(), dim: 0);
+        Tensor thumbnails = CandidateFrames.Decode(video, candidateIndices, frames =>
+            torch.nn.functional.adaptive_avg_pool2d(frames.to(float32).div(255), [Thumbnail, Thumbnail]).flatten(1));
         Tensor distance = torch.cdist(thumbnails.unsqueeze(0), thumbnails.unsqueeze(0), p: 1).squeeze(0) / thumbnails.shape[1];
         double[] changeFromPrevious = candidateIndices.Length == 1 ? [0.0]
             : [0.0, .. distance.diagonal(1).to(float64).data<double>()];

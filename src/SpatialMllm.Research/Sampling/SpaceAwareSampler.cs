@@ -13,9 +13,6 @@ namespace SpatialMllm.Research.Sampling;
 /// </summary>
 public sealed class SpaceAwareSampler : IFrameSampler, IDisposable
 {
-    /// <summary>Candidate frames decoded and preprocessed per ffmpeg pass, to bound memory for large videos.</summary>
-    const int DecodeChunk = 16;
-
     readonly int k;
     readonly int candidates;
     readonly string predictorId;
@@ -42,13 +39,7 @@ public sealed class SpaceAwareSampler : IFrameSampler, IDisposable
         int[] candidateIndices = FrameIndexRules.TruncatedLinspace(total, Math.Min(candidates, total));
 
         using var scope = torch.NewDisposeScope();
-        Tensor frames = torch.cat(candidateIndices.Chunk(DecodeChunk)
-            .Select(chunk =>
-            {
-                using var chunkScope = torch.NewDisposeScope();
-                return VggtSamplingPreprocessor.Preprocess(video.ReadFrames(chunk)).MoveToOuterDisposeScope();
-            })
-            .ToList(), dim: 0);
+        Tensor frames = CandidateFrames.Decode(video, candidateIndices, VggtSamplingPreprocessor.Preprocess);
         (Tensor worldPoints, Tensor confidence) = predictor.Value.Predict(frames);
 
         var result = SpaceAwareSelector.Select(worldPoints, confidence, Math.Min(k, candidateIndices.Length));
