@@ -6,9 +6,10 @@ using SpatialMllm.Research.Evaluation;
 namespace SpatialMllm.Cli.Commands;
 
 /// <summary>
-/// <c>spatial-mllm evaluate vsibench</c>: answer every question with a model, resumably, then score. With several GPUs
-/// (and no --shard) it starts one worker process per GPU, each `--shard i/N --device cuda:i` on its own results file,
-/// and merges them; with one device it runs in this process.
+/// <c>spatial-mllm evaluate vsibench|scanqa</c>: answer every question with a model, resumably, then score. With several
+/// GPUs (and no --shard) it starts one worker process per GPU, each `--shard i/N --device cuda:i` on its own results
+/// file, and merges them; with one device it runs in this process. Each benchmark supplies only its options, its items,
+/// its answering settings and its scorer (<see cref="BenchmarkSetup"/>); everything else is shared.
 /// </summary>
 internal static class EvaluateCommand
 {
@@ -16,23 +17,78 @@ internal static class EvaluateCommand
     {
         var command = new Command("evaluate", "Run a model over a benchmark, resumably, and score it.");
         command.Subcommands.Add(CreateVsiBench());
+        command.Subcommands.Add(CreateScanQa());
         return command;
     }
 
+    /// <summary>What the shared options resolve to, handed to a benchmark to build its run.</summary>
+    sealed record EvaluationInputs(string DataDir, string? DatasetPath, string VideoRoot, AnswererOptions Options);
+
+    /// <summary>A benchmark's part of a run: the items, how to answer them, and how to score a finished results file.</summary>
+    /// <param name="StripAnswers">Store answers Python-stripped (ScanQA's eval does).</param>
+    sealed record BenchmarkSetup(IReadOnlyList<EvaluationItem> Items, AnswererOptions Options,
+        Func<string, (string MetricsJson, string Table)> Score, bool StripAnswers = false);
+
     static Command CreateVsiBench()
     {
-        var model = new Option<string?>("--model") { Description = "Checkpoint folder." };
-        var data = new Option<string>("--data") { Description = "Local VSI-Bench snapshot: test.jsonl or test-*.parquet, and {dataset}/{scene}.mp4 videos.", Required = true };
-        var dataset = new Option<string?>("--dataset") { Description = "Annotations file (default: test.jsonl or the parquet in --data)." };
-        var videos = new Option<string?>("--videos") { Description = "Video root if not --data, e.g. a folder of space-aware frame folders." };
-        var frames = new Option<int>("--frames") { Description = "Frames per video.", DefaultValueFactory = _ => 16 };
         var sampler = new Option<string>("--sampler") { Description = "uniform or space-aware.", DefaultValueFactory = _ => "uniform" }
             .AcceptOnlyFromAmong("uniform", "space-aware");
-        var maxNewTokens = new Option<int>("--max-new-tokens") { Description = "Generation limit (the seed uses 1024).", DefaultValueFactory = _ => 1024 };
-        var output = new Option<string>("--out") { Description = "Results file (JSON lines, appended; rerun to resume).", DefaultValueFactory = _ => "results.jsonl" };
         var subset = CliSupport.SubsetOption();
         var profile = new Option<string>("--profile") { Description = "Scoring profile for the final metrics.", DefaultValueFactory = _ => "spatial-mllm" }
             .AcceptOnlyFromAmong("spatial-mllm", "official");
+        return CreateBenchmark("vsibench", "Answer VSI-Bench with a model and score the answers.",
+            dataDescription: "Local VSI-Bench snapshot: test.jsonl or test-*.parquet, and {dataset}/{scene}.mp4 videos.",
+            datasetDescription: "Annotations file (default: test.jsonl or the parquet in --data).",
+            videosDescription: "Video root if not --data, e.g. a folder of space-aware frame folders.",
+            maxNewTokensDescription: "Generation limit (the seed uses 1024).", defaultMaxNewTokens: 1024,
+            [sampler, subset, profile],
+            (parse, inputs) =>
+            {
+                string datasetPath = CliSupport.Locate("VSI-Bench dataset", inputs.DatasetPath, [inputs.DataDir], CliSupport.VsiBenchFileNames);
+                var questions = VsiBench.Load(datasetPath, CliSupport.ParseSubset(parse.GetValue(subset)!));
+                var rules = VsiBenchScoringProfile.FromName(parse.GetValue(profile)!);
+                var options = inputs.Options with { Sampler = parse.GetValue(sampler) == "space-aware" ? SamplerKind.SpaceAware : SamplerKind.Uniform };
+                return new BenchmarkSetup(VsiBenchVideos.Items(questions, inputs.VideoRoot), options, results =>
+                {
+                    var scores = VsiBench.Score(results, questions, rules);
+                    return (scores.ToMetricsJsonText(), scores.FormatTable());
+                });
+            });
+    }
+
+    static Command CreateScanQa() =>
+        CreateBenchmark("scanqa", "Answer ScanQA val with a model (16 frames resized to 480×640) and score the answers: BLEU-1..4, ROUGE-L, CIDEr, EM.",
+            dataDescription: "Local ScanQA folder: scanqa_val_llava_style.json or ScanQA_v1.0_val.json, and {scene}.mp4 videos.",
+            datasetDescription: "Annotations file (default: scanqa_val_llava_style.json or ScanQA_v1.0_val.json in --data).",
+            videosDescription: "Folder of the {scene}.mp4 ScanNet videos if not --data.",
+            maxNewTokensDescription: "Generation limit (the seed uses 256 for ScanQA).", defaultMaxNewTokens: 256,
+            [],
+            (_, inputs) =>
+            {
+                string datasetPath = CliSupport.Locate("ScanQA dataset", inputs.DatasetPath, [inputs.DataDir], CliSupport.ScanQaFileNames);
+                var dataset = ScanQa.Load(datasetPath);
+                return new BenchmarkSetup(ScanQaVideos.Items(dataset, inputs.VideoRoot), inputs.Options with { ResizedSize = ScanQaVideos.ResizedSize },
+                    results =>
+                    {
+                        var scores = ScanQa.Score(results, dataset);
+                        return (scores.ToMetricsJsonText(), scores.FormatTable());
+                    },
+                    StripAnswers: true);
+            });
+
+    /// <summary>One `evaluate` subcommand: the shared options plus <paramref name="benchmarkOptions"/>; in-process, shard or
+    /// worker runs, merge, then the metrics file beside the results and the table on the output.</summary>
+    static Command CreateBenchmark(string name, string description, string dataDescription, string datasetDescription,
+        string videosDescription, string maxNewTokensDescription, int defaultMaxNewTokens, IReadOnlyList<Option> benchmarkOptions,
+        Func<ParseResult, EvaluationInputs, BenchmarkSetup> setup)
+    {
+        var model = new Option<string?>("--model") { Description = "Checkpoint folder." };
+        var data = new Option<string>("--data") { Description = dataDescription, Required = true };
+        var dataset = new Option<string?>("--dataset") { Description = datasetDescription };
+        var videos = new Option<string?>("--videos") { Description = videosDescription };
+        var frames = new Option<int>("--frames") { Description = "Frames per video.", DefaultValueFactory = _ => 16 };
+        var maxNewTokens = new Option<int>("--max-new-tokens") { Description = maxNewTokensDescription, DefaultValueFactory = _ => defaultMaxNewTokens };
+        var output = new Option<string>("--out") { Description = "Results file (JSON lines, appended; rerun to resume).", DefaultValueFactory = _ => "results.jsonl" };
         var shard = new Option<string?>("--shard") { Description = "i/N: answer only partition i of N (by video), for cluster schedulers; merge the files afterwards." };
         var device = new Option<string>("--device") { Description = "auto (every visible GPU, else CPU), cpu, or cuda:i.", DefaultValueFactory = _ => "auto" };
         var workers = new Option<int?>("--workers") { Description = "Worker processes (default: one per visible GPU with --device auto)." };
@@ -40,30 +96,30 @@ internal static class EvaluateCommand
         var dryRunSeconds = new Option<double>("--dry-run-seconds") { Description = "Seconds each dry-run answer takes.", Hidden = true };
         var alsoDone = new Option<string[]>("--also-done") { Description = "Results files whose ids count as answered (used by the parent for its workers).", Hidden = true };
 
-        var command = new Command("vsibench", "Answer VSI-Bench with a model and score the answers.")
-        {
-            model, data, dataset, videos, frames, sampler, maxNewTokens, output, subset, profile, shard, device, workers, dryRun, dryRunSeconds, alsoDone,
-        };
+        var command = new Command(name, description) { model, data, dataset, videos, frames, maxNewTokens, output };
+        foreach (var option in benchmarkOptions) command.Options.Add(option);
+        foreach (var option in new Option[] { shard, device, workers, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
         command.SetAction((parse, cancel) => Task.FromResult(CliSupport.Guard(parse, log =>
         {
             string dataDir = parse.GetValue(data)!;
-            string datasetPath = CliSupport.Locate("VSI-Bench dataset", parse.GetValue(dataset), [dataDir], CliSupport.VsiBenchFileNames);
-            var questions = VsiBench.Load(datasetPath, CliSupport.ParseSubset(parse.GetValue(subset)!));
-            var items = VsiBenchVideos.Items(questions, parse.GetValue(videos) ?? dataDir);
+            var run = setup(parse, new EvaluationInputs(dataDir, parse.GetValue(dataset), parse.GetValue(videos) ?? dataDir,
+                new AnswererOptions(parse.GetValue(frames), SamplerKind.Uniform, parse.GetValue(maxNewTokens))));
             string resultsPath = parse.GetValue(output)!;
             bool isDryRun = parse.GetValue(dryRun);
             string? modelDir = parse.GetValue(model);
             if (modelDir == null && !isDryRun) throw new ArgumentException("--model is required (or --dry-run).");
-            var options = new AnswererOptions(parse.GetValue(frames),
-                parse.GetValue(sampler) == "space-aware" ? SamplerKind.SpaceAware : SamplerKind.Uniform, parse.GetValue(maxNewTokens));
+            IVideoAnswerer Answerer(string deviceName)
+            {
+                var answerer = isDryRun ? new DryRunAnswerer(parse.GetValue(dryRunSeconds)) : AnswererFactory.Create(modelDir!, deviceName, run.Options);
+                return run.StripAnswers ? new StrippedAnswers(answerer) : answerer;
+            }
 
             if (parse.GetValue(shard) is string shardText)
             {
                 var part = Shard.Parse(shardText);
                 string deviceName = parse.GetValue(device) == "auto" ? "cpu" : parse.GetValue(device)!;
-                int status = RunInProcess(part.Select(items), Answerer(modelDir, deviceName, options, isDryRun, parse.GetValue(dryRunSeconds)),
-                    resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
-                if (status == CliSupport.Ok) log.WriteLine($"shard {part} complete: {resultsPath}. Merge the shards with `spatial-mllm merge`, then `spatial-mllm score vsibench`.");
+                int status = RunInProcess(part.Select(run.Items), Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
+                if (status == CliSupport.Ok) log.WriteLine($"shard {part} complete: {resultsPath}. Merge the shards with `spatial-mllm merge`, then `spatial-mllm score {name}`.");
                 return status;
             }
 
@@ -74,7 +130,7 @@ internal static class EvaluateCommand
                 var shardPaths = Enumerable.Range(0, workerCount)
                     .Select(i => $"{Path.ChangeExtension(resultsPath, null)}.shard-{i}-of-{workerCount}.jsonl").ToList();
                 var forwarded = ForwardedArguments(parse, command);
-                int failures = RunWorkers(workerCount, gpus, shardPaths, resultsPath, forwarded, log, cancel);
+                int failures = RunWorkers(name, workerCount, gpus, shardPaths, resultsPath, forwarded, log, cancel);
                 if (failures > 0)
                 {
                     parse.InvocationConfiguration.Error.WriteLine($"error: {failures} worker(s) failed; their shard files keep what they answered. Rerun the same command to resume.");
@@ -89,23 +145,19 @@ internal static class EvaluateCommand
             else
             {
                 string deviceName = parse.GetValue(device) is "auto" or null ? (gpus > 0 ? "cuda:0" : "cpu") : parse.GetValue(device)!;
-                int status = RunInProcess(items, Answerer(modelDir, deviceName, options, isDryRun, parse.GetValue(dryRunSeconds)),
-                    resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
+                int status = RunInProcess(run.Items, Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
                 if (status != CliSupport.Ok) return status;
             }
 
-            var scores = VsiBench.Score(resultsPath, questions, VsiBenchScoringProfile.FromName(parse.GetValue(profile)!));
+            var (metricsJson, table) = run.Score(resultsPath);
             string metricsPath = CliSupport.MetricsPathFor(resultsPath);
-            File.WriteAllText(metricsPath, scores.ToMetricsJsonText());
-            log.WriteLine(scores.FormatTable());
+            File.WriteAllText(metricsPath, metricsJson);
+            log.WriteLine(table);
             log.WriteLine($"metrics: {metricsPath}");
             return CliSupport.Ok;
         })));
         return command;
     }
-
-    static IVideoAnswerer Answerer(string? modelDir, string device, AnswererOptions options, bool dryRun, double dryRunSeconds) =>
-        dryRun ? new DryRunAnswerer(dryRunSeconds) : AnswererFactory.Create(modelDir!, device, options);
 
     static int RunInProcess(IReadOnlyList<EvaluationItem> items, IVideoAnswerer answerer, string resultsPath,
         IReadOnlyList<string> alsoDone, TextWriter log, CancellationToken cancel)
@@ -148,9 +200,9 @@ internal static class EvaluateCommand
         return args;
     }
 
-    /// <summary>Starts `evaluate vsibench … --shard i/N --device cuda:i` per worker (cpu when there are no GPUs), relays their
+    /// <summary>Starts `evaluate {benchmark} … --shard i/N --device cuda:i` per worker (cpu when there are no GPUs), relays their
     /// output line by line with a prefix, and returns how many failed. Ctrl+C stops them all.</summary>
-    static int RunWorkers(int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath, IReadOnlyList<string> forwarded,
+    static int RunWorkers(string benchmark, int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath, IReadOnlyList<string> forwarded,
         TextWriter log, CancellationToken cancel)
     {
         var (program, prefix) = SelfInvocation();
@@ -159,7 +211,7 @@ internal static class EvaluateCommand
         {
             var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (string a in prefix) start.ArgumentList.Add(a);
-            foreach (string a in (string[])["evaluate", "vsibench", .. forwarded,
+            foreach (string a in (string[])["evaluate", benchmark, .. forwarded,
                          "--shard", $"{i}/{count}", "--device", gpus > 0 ? $"cuda:{i % gpus}" : "cpu",
                          "--out", shardPaths[i], "--also-done", resultsPath])
                 start.ArgumentList.Add(a);

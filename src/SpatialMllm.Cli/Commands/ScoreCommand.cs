@@ -82,7 +82,7 @@ internal static class ScoreCommand
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             string datasetPath = CliSupport.Locate("ScanQA dataset", parse.GetValue(dataset),
-                ["datasets/evaluation/scanqa"], ["scanqa_val_llava_style.json", "ScanQA_v1.0_val.json"]);
+                ["datasets/evaluation/scanqa"], CliSupport.ScanQaFileNames);
             var scores = ScanQa.Score(parse.GetValue(predictions)!, ScanQa.Load(datasetPath), CliSupport.ParseMissing(parse.GetValue(missing)!));
             output.WriteLine(parse.GetValue(json) ? scores.ToMetricsJsonText() : scores.FormatTable());
             return CliSupport.Ok;

@@ -9,7 +9,8 @@ namespace SpatialMllm.Research.Evaluation;
 internal sealed record BenchmarkVideo(string Key, string Path, bool IsFrameFolder);
 
 /// <summary>How the answerer samples and decodes; the model-independent part of a run's configuration.</summary>
-internal sealed record AnswererOptions(int Frames, SamplerKind Sampler, int MaxNewTokens);
+/// <param name="ResizedSize">An explicit frame size (ScanQA's resized_height/width 480×640); null: the pixel budget.</param>
+internal sealed record AnswererOptions(int Frames, SamplerKind Sampler, int MaxNewTokens, (int Height, int Width)? ResizedSize = null);
 
 internal enum SamplerKind { Uniform, SpaceAware }
 
@@ -53,7 +54,7 @@ internal sealed class ModelAnswerer : IVideoAnswerer
         _sampler = options.Sampler == SamplerKind.SpaceAware
             ? Sampling.FrameSampler.SpaceAware(options.Frames, modelDir)
             : Sampling.FrameSampler.Uniform(options.Frames);
-        _answerOptions = new AnswerOptions(MaxNewTokens: options.MaxNewTokens);
+        _answerOptions = new AnswerOptions(MaxNewTokens: options.MaxNewTokens, ResizedSize: options.ResizedSize);
     }
 
     public IPreparedVideo Prepare(BenchmarkVideo video) =>
@@ -70,6 +71,21 @@ internal sealed class ModelAnswerer : IVideoAnswerer
         public string Answer(string prompt) => model.Answer(features, prompt, options).Text;
 
         public void Dispose() => features.Dispose();
+    }
+}
+
+/// <summary>Another answerer's answers, Python-<c>.strip()</c>-ped as the seed's ScanQA evaluation saves them.</summary>
+internal sealed class StrippedAnswers(IVideoAnswerer inner) : IVideoAnswerer
+{
+    public IPreparedVideo Prepare(BenchmarkVideo video) => new Prepared(inner.Prepare(video));
+
+    public void Dispose() => inner.Dispose();
+
+    sealed class Prepared(IPreparedVideo inner) : IPreparedVideo
+    {
+        public string Answer(string prompt) => PythonText.Strip(inner.Answer(prompt));
+
+        public void Dispose() => inner.Dispose();
     }
 }
 

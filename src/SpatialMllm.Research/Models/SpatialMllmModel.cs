@@ -29,8 +29,10 @@ public enum FusionMode
 /// <param name="SpatialLayer">VGGT aggregator layer the connector reads (negative from the end); null: the config's
 /// <c>spatial_embeds_layer_idx</c>.</param>
 /// <param name="Generation">Decoding settings; null: the seed's evaluation settings with the checkpoint's eos ids.</param>
+/// <param name="ResizedSize">An explicit resized_height/resized_width for the frames (ScanQA: 480×640 → 476×644);
+/// null: qwen-vl-utils' pixel budget for the video.</param>
 public sealed record AnswerOptions(FusionMode Fusion = FusionMode.Full, int? SpatialLayer = null, int MaxNewTokens = 1024,
-    GenerationOptions? Generation = null);
+    GenerationOptions? Generation = null, (int Height, int Width)? ResizedSize = null);
 
 public sealed record StageTiming(string Stage, double Milliseconds);
 
@@ -204,7 +206,7 @@ public sealed class SpatialMllmModel : IDisposable
         options ??= new AnswerOptions();
         var timings = new List<StageTiming>();
         var clock = Stopwatch.StartNew();
-        using var inputs = Processor.Process(framesUint8);
+        using var inputs = Processor.Process(framesUint8, resizedSize: options.ResizedSize);
         timings.Add(Lap("preprocess", clock));
         var fused = EncodeProcessed(inputs.PixelValuesVideos, inputs.Grid, inputs.VideoTchw, options, timings);
         return new VideoFeatures(fused, inputs.Grid, inputs.SecondPerGridT, timings, EffectiveFusion(options));

@@ -177,6 +177,78 @@ public class CliEvaluationTests
     }
 
     [Fact]
+    public void EvaluateScanQa_WithTheTinyModel_AnswersEveryQuestionOnceAndResumes()
+    {
+        var mini = new MiniScanQa("cli-scanqa-tiny", realVideos: true);
+        string results = Path.Combine(mini.Root, "results.jsonl");
+        string model = TestPaths.NewTempDir("tiny-model-scanqa");
+        TinyCheckpoint.Create(model);
+        string[] args = ["evaluate", "scanqa", "--model", model, "--data", mini.Root, "--frames", "4",
+            "--device", "cpu", "--max-new-tokens", "3", "--out", results];
+        var (code, output, error) = Invoke(args);
+        Assert.True(code == 0, output + error);
+        var first = Results(results);
+        Assert.Equal(mini.Dataset.Questions.Select(q => q.Id).Order(), first.Keys.Order());
+        Assert.All(first.Values, answer => Assert.Equal(answer.Trim(), answer));   // stored .strip()-ped
+        Assert.Contains("ScanQA, 9 questions, 9 predictions", output);
+        Assert.Contains("CIDEr", output);
+        using (var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(mini.Root, "results.metrics.json"))))
+            Assert.Equal(MiniScanQa.QuestionCount, metrics.RootElement.GetProperty("count").GetInt32());
+
+        // A rerun finds everything done: nothing is answered twice and nothing changes.
+        var (again, againOutput, againError) = Invoke(args);
+        Assert.True(again == 0, againError);
+        Assert.Contains("9 of 9 already answered, 0 to go", againOutput);
+        Assert.Equal(MiniScanQa.QuestionCount, File.ReadAllLines(results).Count(l => l.Trim().Length > 0));
+        Assert.Equal(first, Results(results));
+    }
+
+    [Fact]
+    public void EvaluateScanQa_ResizesFramesTo476x644()
+    {
+        string model = TestPaths.NewTempDir("tiny-model-resize");
+        TinyCheckpoint.Create(model);
+        using var loaded = SpatialMllm.Research.Models.SpatialMllmModel.Load(model, TorchSharp.torch.CPU);
+        using var frames = TorchSharp.torch.zeros([4, 3, 72, 96], TorchSharp.torch.ScalarType.Byte);
+        using var features = loaded.EncodeFrames(frames, new SpatialMllm.Research.Models.AnswerOptions(MaxNewTokens: 3, ResizedSize: ScanQaVideos.ResizedSize));
+        Assert.Equal(new SpatialMllm.Research.Processing.GridThw(2, 34, 46), features.Grid);
+    }
+
+    [Fact]
+    public void EvaluateScanQa_DryRunTwoWorkerProcesses_MergeToTheSingleRun()
+    {
+        var mini = new MiniScanQa("cli-scanqa-workers");
+        string single = Path.Combine(mini.Root, "single.jsonl");
+        var (code, _, error) = Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", single);
+        Assert.True(code == 0, error);
+        Assert.Equal(MiniScanQa.QuestionCount, Results(single).Count);
+
+        string results = Path.Combine(mini.Root, "results.jsonl");
+        using var run = Start(mini.Root, "evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", results, "--workers", "2");
+        string output = run.StandardOutput.ReadToEnd();
+        run.WaitForExit();
+        Assert.True(run.ExitCode == 0, output + run.StandardError.ReadToEnd());
+        Assert.Contains("[worker 0]", output);
+        Assert.Contains("[worker 1]", output);
+        Assert.Contains("merged 2 worker results: 9 answers", output);
+        Assert.Equal(Results(single), Results(results));
+        Assert.Empty(Directory.GetFiles(mini.Root, "results.shard-*"));
+        Assert.Equal(File.ReadAllText(Path.Combine(mini.Root, "single.metrics.json")), File.ReadAllText(Path.Combine(mini.Root, "results.metrics.json")));
+    }
+
+    [Fact]
+    public void EvaluateScanQa_MissingSceneVideo_IsNamedBeforeAnyAnswer()
+    {
+        var mini = new MiniScanQa("cli-scanqa-missing");
+        File.Delete(Path.Combine(mini.Root, "scene0001_00.mp4"));
+        string results = Path.Combine(mini.Root, "r.jsonl");
+        var (code, _, error) = Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", results);
+        Assert.Equal(1, code);
+        Assert.Contains("scannet/scene0001_00", error);
+        Assert.False(File.Exists(results));
+    }
+
+    [Fact]
     public void Merge_Command_ReportsConflicts()
     {
         string dir = TestPaths.NewTempDir("cli-merge");
