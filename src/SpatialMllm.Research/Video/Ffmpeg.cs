@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using System.Diagnostics;
 using System.Globalization;
 using FFMpegCore;
 using FFMpegCore.Enums;
@@ -49,16 +50,17 @@ internal static class Ffmpeg
     {
         string select = string.Join('+', sortedIndices.Select(i => $"eq(n\\,{i.ToString(CultureInfo.InvariantCulture)})"));
         var sink = new ExactSizeSink(path, sortedIndices.Length, width, height);
-        Run(path, "decode", () => FFMpegArguments
+        string arguments = FFMpegArguments
             .FromFileInput(path)
-            .OutputToPipe(new StreamPipeSink(sink.ReadAllAsync), o => o
+            .OutputToFile(StandardOutput, overwrite: false, o => o
                 .WithCustomArgument("-map 0:v:0")
                 .WithVideoFilters(f => f.WithCustomFilter($"select={select}"))
                 .WithFpsMode(FpsMode.Passthrough)
                 .WithFrameCount(sortedIndices.Length) // stop decoding after the last wanted frame
                 .WithPixelFormat("rgb24")
                 .ForceFormat("rawvideo"))
-            .ProcessSynchronously());
+            .Arguments;
+        RunToSink(path, "decode", arguments, sink);
         return sink.Result(what: $"frames [{string.Join(", ", sortedIndices)}]");
     }
 
@@ -66,13 +68,21 @@ internal static class Ffmpeg
     public static byte[] DecodePngs(string folder, IReadOnlyList<string> files, int width, int height)
     {
         var sink = new ExactSizeSink(folder, files.Count, width, height);
-        Run(folder, "decode PNG frames", () => FFMpegArguments
-            .FromPipeInput(new ConcatenatedFilesSource(files, "png_pipe"))
-            .OutputToPipe(new StreamPipeSink(sink.ReadAllAsync), o => o
+        string arguments = FFMpegArguments
+            .FromFileInput(StandardInput, verifyExists: false, o => o.ForceFormat("png_pipe"))
+            .OutputToFile(StandardOutput, overwrite: false, o => o
                 .WithFpsMode(FpsMode.Passthrough)
                 .WithPixelFormat("rgb24")
                 .ForceFormat("rawvideo"))
-            .ProcessSynchronously());
+            .Arguments;
+        RunToSink(folder, "decode PNG frames", arguments, sink, async stdin =>
+        {
+            foreach (string file in files)
+            {
+                await using var input = File.OpenRead(file);
+                await input.CopyToAsync(stdin).ConfigureAwait(false);
+            }
+        });
         return sink.Result(what: string.Join(", ", files.Select(Path.GetFileName)));
     }
 
@@ -96,6 +106,43 @@ internal static class Ffmpeg
             .ProcessSynchronously());
         for (int i = 0; i < paths.Count; i++)
             File.Move(pattern.Replace("%06d", i.ToString("D6", CultureInfo.InvariantCulture)), paths[i], overwrite: true);
+    }
+
+    const string StandardInput = "pipe:0", StandardOutput = "pipe:1";
+
+    /// <summary>
+    /// Runs ffmpeg with arguments FFMpegCore built, feeding stdin (when given) and reading stdout to its end into
+    /// <paramref name="sink"/>. FFMpegCore's own output pipe is not used for reading: when ffmpeg exits quickly, its
+    /// cancellation can end the pipe's connection wait before the data has been read, and frames went missing under load.
+    /// </summary>
+    static void RunToSink(string path, string what, string arguments, ExactSizeSink sink, Func<Stream, Task>? feedStdin = null)
+    {
+        var start = new ProcessStartInfo(GlobalFFOptions.GetFFMpegBinaryPath(), "-hide_banner -loglevel error " + arguments)
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = feedStdin != null, UseShellExecute = false,
+        };
+        Process process;
+        try { process = Process.Start(start) ?? throw new Win32Exception("no process"); }
+        catch (Win32Exception ex)
+        {
+            throw new VideoReadException(path, $"cannot {what}: ffmpeg could not be started ({ex.Message}); install ffmpeg (apt-get install -y ffmpeg)", ex);
+        }
+        using (process)
+        {
+            var errors = process.StandardError.ReadToEndAsync();
+            var feeding = feedStdin is null ? Task.CompletedTask : Task.Run(async () =>
+            {
+                // ffmpeg may stop reading early (an error): a broken pipe then is its error to report, not ours.
+                try { await feedStdin(process.StandardInput.BaseStream).ConfigureAwait(false); }
+                catch (IOException) { }
+                finally { process.StandardInput.Close(); }
+            });
+            sink.ReadAllAsync(process.StandardOutput.BaseStream).GetAwaiter().GetResult();
+            process.WaitForExit();
+            feeding.GetAwaiter().GetResult();
+            if (process.ExitCode != 0)
+                throw new VideoReadException(path, $"cannot {what}: ffmpeg exited with code {process.ExitCode}: {FirstLines(errors.Result)}");
+        }
     }
 
     static T Run<T>(string path, string what, Func<T> call)
@@ -125,18 +172,14 @@ internal static class Ffmpeg
         readonly byte[] buffer = AllocateFor(path, (long)frames * width * height * 3);
         long received;
 
-        /// <remarks>
-        /// Ignores FFMpegCore's token on purpose: FFMpegCore cancels it as soon as ffmpeg exits, which can be
-        /// before everything ffmpeg wrote has been read from the socket (frames went missing under load).
-        /// Reading to end of stream is safe: ffmpeg's exit closes the writing end.
-        /// </remarks>
-        public async Task ReadAllAsync(Stream pipe, CancellationToken ffmpegExited)
+        /// <summary>Reads to end of stream (ffmpeg's exit closes the writing end).</summary>
+        public async Task ReadAllAsync(Stream pipe)
         {
             byte[] overflow = new byte[1 << 16];
             while (true)
             {
                 Memory<byte> target = received < buffer.Length ? buffer.AsMemory((int)received) : overflow;
-                int n = await pipe.ReadAsync(target, CancellationToken.None).ConfigureAwait(false);
+                int n = await pipe.ReadAsync(target).ConfigureAwait(false);
                 if (n == 0) return;
                 received += n;
             }
@@ -154,20 +197,6 @@ internal static class Ffmpeg
         static byte[] AllocateFor(string path, long bytes) => bytes <= Array.MaxLength
             ? new byte[bytes]
             : throw new VideoReadException(path, $"{bytes} bytes of frames do not fit one buffer; read fewer frames at a time");
-    }
-
-    sealed class ConcatenatedFilesSource(IReadOnlyList<string> files, string format) : IPipeSource
-    {
-        public string GetStreamArguments() => $"-f {format}";
-
-        public async Task WriteAsync(Stream outputStream, CancellationToken cancellationToken)
-        {
-            foreach (string file in files)
-            {
-                await using var input = File.OpenRead(file);
-                await input.CopyToAsync(outputStream, cancellationToken).ConfigureAwait(false);
-            }
-        }
     }
 
     sealed class Rgb24Frame(byte[] bytes, int width, int height) : IVideoFrame
