@@ -13,7 +13,7 @@ internal static class VerifyFixtureCommand
         var tolerance = new Option<double>("--tolerance") { Description = "Max error (absolute, relative above 1).", DefaultValueFactory = _ => 1e-4 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var dtype = new Option<string>("--dtype") { Description = "float32 (the fixture's) or bfloat16 (with a looser --tolerance)", DefaultValueFactory = _ => "float32" };
-        var command = new Command("verify-fixture", "Compare every tensor of a reference fixture with what this implementation computes (float32).")
+        var command = new Command("verify-fixture", "Compare every tensor of a reference fixture with what this implementation computes (float32 by default).")
             { folder, tolerance, device, dtype };
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
