@@ -36,11 +36,6 @@ internal static class SampleFramesCommand
         return command;
     }
 
-    static string DefaultCacheFolder => Path.Combine(
-        Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
-        "spatial-mllm", "frame-selections");
-
     static int Run(string videoPath, string samplerName, int k, string? outDir, string? modelDir, string? cacheDir, TextWriter stdout, TextWriter stderr)
     {
         try
@@ -50,10 +45,10 @@ internal static class SampleFramesCommand
             outDir ??= Path.Combine(Directory.GetCurrentDirectory(), $"{name}-{samplerName}-k{k}");
 
             IFrameSampler sampler = CreateSampler(samplerName, k, modelDir);
-            using var ownedModel = sampler as IDisposable; // the space-aware sampler's VGGT
             // VGGT over 128 candidates is the expensive part: cache it unless told not to.
-            cacheDir ??= samplerName == "space-aware" ? DefaultCacheFolder : null;
+            cacheDir ??= samplerName == "space-aware" ? SelectionCache.DefaultFolder : null;
             if (cacheDir is not null && cacheDir != "none") sampler = sampler.WithCache(cacheDir);
+            using var ownedModel = sampler as IDisposable; // the space-aware sampler's VGGT, cached or not
             FrameSelection selection = sampler.Select(video);
 
             Directory.CreateDirectory(outDir);

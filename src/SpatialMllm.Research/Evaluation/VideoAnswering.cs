@@ -51,8 +51,9 @@ internal sealed class ModelAnswerer : IVideoAnswerer
     public ModelAnswerer(SpatialMllmModel model, string modelDir, AnswererOptions options)
     {
         _model = model;
+        // Space-aware selections are cached by video content, so a resumed run does not run VGGT again.
         _sampler = options.Sampler == SamplerKind.SpaceAware
-            ? Sampling.FrameSampler.SpaceAware(options.Frames, modelDir)
+            ? Sampling.FrameSampler.SpaceAware(options.Frames, modelDir).WithCache(SelectionCache.DefaultFolder)
             : Sampling.FrameSampler.Uniform(options.Frames);
         _answerOptions = new AnswerOptions(MaxNewTokens: options.MaxNewTokens, ResizedSize: options.ResizedSize);
     }

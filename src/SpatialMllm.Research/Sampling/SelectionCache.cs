@@ -17,6 +17,12 @@ public sealed class SelectionCache(string folder)
 
     public string Folder { get; } = Path.GetFullPath(folder);
 
+    /// <summary>Where space-aware selections are kept unless told otherwise: $XDG_CACHE_HOME (else ~/.cache)/spatial-mllm/frame-selections.</summary>
+    public static string DefaultFolder => Path.Combine(
+        Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+        "spatial-mllm", "frame-selections");
+
     /// <summary>The cached selection, or <paramref name="sampler"/>'s, stored for next time.</summary>
     public FrameSelection GetOrAdd(VideoSource video, IFrameSampler sampler)
     {
@@ -58,9 +64,12 @@ public sealed class SelectionCache(string folder)
 }
 
 /// <summary>A sampler whose results go through a <see cref="SelectionCache"/>.</summary>
-internal sealed class CachedFrameSampler(IFrameSampler inner, SelectionCache cache) : IFrameSampler
+internal sealed class CachedFrameSampler(IFrameSampler inner, SelectionCache cache) : IFrameSampler, IDisposable
 {
     public string Settings => inner.Settings;
 
     public FrameSelection Select(VideoSource video) => cache.GetOrAdd(video, inner);
+
+    /// <summary>Disposes the wrapped sampler (a space-aware sampler's VGGT).</summary>
+    public void Dispose() => (inner as IDisposable)?.Dispose();
 }
