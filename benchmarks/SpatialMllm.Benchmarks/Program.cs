@@ -180,22 +180,40 @@ internal static class MainStages
         stages["decode_per_token"] = Timing.Stage(perToken, peakN, alln.Zip(all1, (a, b) => (a - b) / decodeTokens).ToArray(),
             $"(T(prefill+{decodeTokens + 1}) - T(prefill+1)) / {decodeTokens}, greedy, no eos");
 
-        // The same with eager decode steps (the default on cuda is one TorchScript call a step), and whether the two
-        // pick the same tokens.
+        // The same with one uncaptured TorchScript call a step (no CUDA graph), and whether the graph, the script and the
+        // eager steps pick the same tokens.
         long[] Ids(int n) { using var r = Generation.Generate(model.Language, inputIds, embeds, positions, deltas, greedy with { MaxNewTokens = n }); return r.Sequences.data<long>().ToArray(); }
-        var scriptedIds = Ids(decodeTokens + 1);
-        model.Language.ScriptedDecode = false;
+        var graphIds = Ids(decodeTokens + 1);
+        model.Language.DecodeMode = DecodeStepMode.Eager;
         var eagerIds = Ids(decodeTokens + 1);
-        var (et1, _, eall1) = Timing.Measure("prefill + 1 token (eager decode)", runs, () => Gen(1), memory);
-        var (etn, epeakN, ealln) = Timing.Measure($"prefill + {decodeTokens + 1} tokens (eager decode)", runs, () => Gen(decodeTokens + 1), memory);
-        model.Language.ScriptedDecode = null;
-        double eagerPerToken = (etn - et1) / decodeTokens;
-        int sameIds = scriptedIds.Zip(eagerIds).TakeWhile(p => p.First == p.Second).Count();
-        Console.WriteLine($"  decode ms/token (greedy, eager)     {eagerPerToken,10:F2} ms; scripted = eager for {sameIds} of {eagerIds.Length} tokens");
-        stages["decode_per_token_eager"] = Timing.Stage(eagerPerToken, epeakN, ealln.Zip(eall1, (a, b) => (a - b) / decodeTokens).ToArray(),
-            $"as decode_per_token with ScriptedDecode = false; scripted ids = eager ids for the first {sameIds} of {eagerIds.Length}");
-        result["decode_scripted_equals_eager_tokens"] = sameIds;
+        model.Language.DecodeMode = DecodeStepMode.Scripted;
+        var scriptedIds = Ids(decodeTokens + 1);
+        var (st1, _, sall1) = Timing.Measure("prefill + 1 token (scripted decode)", runs, () => Gen(1), memory);
+        var (stn, speakN, salln) = Timing.Measure($"prefill + {decodeTokens + 1} tokens (scripted decode)", runs, () => Gen(decodeTokens + 1), memory);
+        model.Language.DecodeMode = null;
+        double scriptedPerToken = (stn - st1) / decodeTokens;
+        int Same(long[] a, long[] b) => a.Zip(b).TakeWhile(p => p.First == p.Second).Count();
+        Console.WriteLine($"  decode ms/token (greedy, scripted)  {scriptedPerToken,10:F2} ms; graph = eager for {Same(graphIds, eagerIds)}, " +
+            $"scripted = eager for {Same(scriptedIds, eagerIds)} of {eagerIds.Length} tokens");
+        stages["decode_per_token_scripted"] = Timing.Stage(scriptedPerToken, speakN, salln.Zip(sall1, (a, b) => (a - b) / decodeTokens).ToArray(),
+            "as decode_per_token with one TorchScript call a step instead of the CUDA graph");
+        result["decode_graph_equals_eager_tokens"] = Same(graphIds, eagerIds);
+        result["decode_scripted_equals_eager_tokens"] = Same(scriptedIds, eagerIds);
         result["decode_tokens_compared"] = eagerIds.Length;
+
+        // What a generation pays once for its graph: the capture (two warm-up steps, the captured one, instantiation),
+        // against a replayed step.
+        using (var cache = new Qwen2KvCache(config.Text.NumHiddenLayers, ids.Length + 2))
+        {
+            using var first = model.Language.forward(embeds, positions, cache, lastPositionOnly: true);
+            using var next = first.select(1, 0).argmax(-1);
+            torch.cuda.synchronize();
+            var clock = Stopwatch.StartNew();
+            using var captured = model.Language.DecodeStep(next, deltas, cache);
+            torch.cuda.synchronize();
+            result["decode_graph_capture_ms"] = clock.Elapsed.TotalMilliseconds;
+            Console.WriteLine($"  decode graph capture + first step   {clock.Elapsed.TotalMilliseconds,10:F2} ms");
+        }
 
         // The evaluation decoding (top-k 1 / top-p 0.001 / repetition penalty 1.05 after temperature 0.1).
         var eval = GenerationOptions.SpatialMllmEvaluation([-1], 1);

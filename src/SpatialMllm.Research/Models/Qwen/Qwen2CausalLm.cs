@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Research.Models.Qwen;
 
@@ -49,20 +50,27 @@ public sealed class Qwen2CausalLm : nn.Module
         return logits.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Decode steps as one TorchScript call each (<see cref="Qwen2DecodeScript"/>); null: on CUDA only, where
-    /// eager decode is bound by the host's per-op cost.</summary>
-    internal bool? ScriptedDecode { get; set; }
+    /// <summary>How cached decode steps run; null: <see cref="DecodeStepMode.CudaGraph"/> on CUDA where libtorch exports
+    /// the graph API (else <see cref="DecodeStepMode.Scripted"/>), <see cref="DecodeStepMode.Eager"/> elsewhere.</summary>
+    internal DecodeStepMode? DecodeMode { get; set; }
+
+    DecodeStepMode ResolveDecodeMode(Device device) => DecodeMode
+        ?? (device.type != DeviceType.CUDA ? DecodeStepMode.Eager
+            : CudaGraph.Supported ? DecodeStepMode.CudaGraph : DecodeStepMode.Scripted);
 
     /// <summary>
     /// One cached decode step: next [B] (the tokens just chosen), rope_deltas [B] → logits [B, 1, vocab]. Decoded tokens
-    /// sit at cache length + rope delta on all three M-RoPE axes.
+    /// sit at cache length + rope delta on all three M-RoPE axes. Under <see cref="DecodeStepMode.CudaGraph"/> the logits
+    /// are a view of the graph's output that the next step overwrites.
     /// </summary>
     internal Tensor DecodeStep(Tensor next, Tensor ropeDeltas, Qwen2KvCache cache)
     {
         using var scope = torch.NewDisposeScope();
         var deltas = ropeDeltas.to(ScalarType.Int64, next.device);
-        if (ScriptedDecode ?? next.device_type == DeviceType.CUDA)
-            return model.DecodeStepScripted(next, deltas, cache, lm_head?.weight ?? model.EmbeddingWeight).MoveToOuterDisposeScope();
+        var mode = ResolveDecodeMode(next.device);
+        if (mode != DecodeStepMode.Eager)
+            return model.DecodeStepScripted(next, deltas, cache, lm_head?.weight ?? model.EmbeddingWeight, graph: mode == DecodeStepMode.CudaGraph)
+                .MoveToOuterDisposeScope();
         long batch = next.shape[0];
         var position = (deltas + cache.Length).view(1, batch, 1).expand(3, batch, 1);
         return forward(model.EmbedTokens(next.unsqueeze(1)), position, cache, lastPositionOnly: true).MoveToOuterDisposeScope();
@@ -85,4 +93,15 @@ public sealed class Qwen2CausalLm : nn.Module
         var mask = isVisual.unsqueeze(-1).expand_as(embeds);
         return embeds.masked_scatter(mask, visualEmbeds.to(embeds.dtype, embeds.device)).MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>How <see cref="Qwen2CausalLm"/> runs a cached decode step.</summary>
+internal enum DecodeStepMode
+{
+    /// <summary>TorchSharp ops, one host call each (CPU default).</summary>
+    Eager,
+    /// <summary>One TorchScript call a step (<see cref="Qwen2DecodeScript"/>).</summary>
+    Scripted,
+    /// <summary>The TorchScript step captured once per cache as a CUDA graph and replayed (CUDA default).</summary>
+    CudaGraph,
 }

@@ -5,11 +5,15 @@ using SpatialMllm.Research.Checkpoints;
 namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>
-/// One cached decode step (embedding → every decoder layer → final norm → LM head) as a single TorchScript call.
-/// Eager decode is host-bound (~1750 TorchSharp calls a token at ~9 µs each against ~5 ms of GPU work); inside libtorch's
-/// interpreter the same ops cost a fraction of that. The script repeats the eager ops and their rounding order exactly
-/// (<see cref="Qwen2RmsNorm"/>, <see cref="Qwen2Attention"/>'s q_len 1 path, <see cref="Qwen2SwiGluMlp"/>,
-/// <see cref="MultimodalRotaryEmbedding"/>), with the same in-place ops, so its logits equal the eager path's.
+/// One cached decode step (embedding → every decoder layer → final norm → LM head) as a single TorchScript call with
+/// static shapes: the token's slot is a device tensor, keys/values are written with <c>index_copy_</c> and attention
+/// covers the cache's whole capacity under a mask of the filled slots. Nothing in it reads a value on the host or
+/// changes shape from one token to the next, so on CUDA it is captured once into a <see cref="Runtime.CudaGraph"/> and
+/// replayed for every token (<see cref="Qwen2DecodeGraph"/>): eager decode is host-bound (~1250 libtorch ops a token
+/// at 5–10 µs of host time each against ~5 ms of GPU work), a replay is one launch. The script repeats the eager ops
+/// and their rounding order (<see cref="Qwen2RmsNorm"/>, <see cref="Qwen2Attention"/>'s q_len 1 path,
+/// <see cref="Qwen2SwiGluMlp"/>, <see cref="MultimodalRotaryEmbedding"/>); only the attention differs in summing the
+/// masked slots' zero weights.
 /// </summary>
 internal static class Qwen2DecodeScript
 {
@@ -18,7 +22,8 @@ internal static class Qwen2DecodeScript
 
     /// <summary>
     /// weights: [embed, final norm, head] + per layer [input norm, qkv weight, qkv bias, o_proj, post norm, gate, up,
-    /// down]. keys/values: the cache buffers [B, kv_heads, capacity, d] (written in place at <c>past</c>).
+    /// down]. keys/values: the cache buffers [B, kv_heads, capacity, d], written in place at slot <c>position</c> [1];
+    /// slots past it are masked out (they must hold finite numbers: the cache zero-fills its buffers).
     /// </summary>
     const string Source = """
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -29,12 +34,12 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
         return weight * normed
     return normed.mul_(weight)
 
-def decode_step(ids: Tensor, rope_deltas: Tensor, past: int, weights: List[Tensor], keys: List[Tensor], values: List[Tensor],
+def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: List[Tensor], keys: List[Tensor], values: List[Tensor],
                 inv_freq: Tensor, s0: int, s1: int, s2: int, heads: int, kv_heads: int, d: int, eps: float) -> Tensor:
     embed = weights[0]
     batch = ids.size(0)
     x = embed.index_select(0, ids.flatten()).view(batch, 1, embed.size(1))
-    positions = (rope_deltas + past).view(1, batch, 1).expand(3, batch, 1)
+    positions = (rope_deltas + position).view(1, batch, 1).expand(3, batch, 1)
     freqs = positions.float().unsqueeze(-1) * inv_freq
     mixed = torch.cat([freqs[0].narrow(-1, 0, s0), freqs[1].narrow(-1, s0, s1), freqs[2].narrow(-1, s0 + s1, s2)], -1)
     emb = torch.cat([mixed, mixed], -1).unsqueeze(1)
@@ -45,6 +50,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, past: int, weights: List[Tenso
     q_width = heads * d
     kv_width = kv_heads * d
     groups = heads // kv_heads
+    visible = torch.arange(keys[0].size(2), device=ids.device).le(position).view(1, 1, 1, -1)
     for i in range(len(keys)):
         o = 3 + 8 * i
         h = rms_norm(x, weights[o], eps)
@@ -58,10 +64,10 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, past: int, weights: List[Tenso
         v = qkv.narrow(-1, q_width + kv_width, kv_width).view(batch, 1, kv_heads, d).transpose(1, 2)
         key_buffer = keys[i]
         value_buffer = values[i]
-        key_buffer.narrow(2, past, 1).copy_(k)
-        value_buffer.narrow(2, past, 1).copy_(v)
+        key_buffer.index_copy_(2, position, k)
+        value_buffer.index_copy_(2, position, v)
         grouped = q.reshape(batch, kv_heads, groups, d)
-        merged = torch.scaled_dot_product_attention(grouped, key_buffer.narrow(2, 0, past + 1), value_buffer.narrow(2, 0, past + 1)).reshape(batch, 1, q_width)
+        merged = torch.scaled_dot_product_attention(grouped, key_buffer, value_buffer, attn_mask=visible).reshape(batch, 1, q_width)
         h = torch.linear(merged, weights[o + 3]).add_(x)
         n = rms_norm(h, weights[o + 4], eps)
         gated = torch.silu_(torch.linear(n, weights[o + 5])).mul_(torch.linear(n, weights[o + 6]))
@@ -73,12 +79,13 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, past: int, weights: List[Tenso
     static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Source));
 
     /// <summary>
-    /// ids [B] (the tokens just chosen), rope_deltas [B] int64 → logits [B, 1, vocab]; the tokens' keys/values are
-    /// written at <paramref name="past"/> into <paramref name="keys"/> / <paramref name="values"/>.
+    /// ids [B] (the tokens just chosen), rope_deltas [B] int64, position [1] int64 (the cache slot of these tokens) →
+    /// logits [B, 1, vocab]; the tokens' keys/values are written at that slot of <paramref name="keys"/> /
+    /// <paramref name="values"/>.
     /// </summary>
-    public static Tensor Run(Tensor ids, Tensor ropeDeltas, long past, Tensor[] weights, Tensor[] keys, Tensor[] values,
+    public static Tensor Run(Tensor ids, Tensor ropeDeltas, Tensor position, Tensor[] weights, Tensor[] keys, Tensor[] values,
         Tensor invFreq, IReadOnlyList<int> section, Qwen2TextConfig config) =>
-        (Tensor)Unit.Value.invoke("decode_step", ids, ropeDeltas, past, weights, keys, values, invFreq,
+        (Tensor)Unit.Value.invoke("decode_step", ids, ropeDeltas, position, weights, keys, values, invFreq,
             (long)section[0], (long)section[1], (long)section[2],
             (long)config.NumAttentionHeads, (long)config.NumKeyValueHeads, (long)config.HeadDim, config.RmsNormEps);
 }

@@ -5,8 +5,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>
 /// Per-layer key/value buffers [B, kv_heads, capacity, head_dim], allocated once (on the first write, with the
-/// keys' dtype and device) and filled in place, so a decode step copies only its own token. When a write would pass
-/// the capacity the buffers double (amortised O(1) per token). Owns its buffers: dispose it after generation.
+/// keys' dtype and device, zero-filled so that unwritten slots hold finite numbers for masked attention) and filled in
+/// place, so a decode step copies only its own token. When a write would pass the capacity the buffers double
+/// (amortised O(1) per token). Owns its buffers and the decode graph captured over them: dispose it after generation.
 /// </summary>
 public sealed class Qwen2KvCache : IDisposable
 {
@@ -56,6 +57,9 @@ public sealed class Qwen2KvCache : IDisposable
 
     internal void Advance(long tokens) => Length += tokens;
 
+    /// <summary>The decode step captured over these buffers (CUDA); disposed with the cache or when the buffers regrow.</summary>
+    internal Qwen2DecodeGraph? DecodeGraph { get; set; }
+
     /// <summary>
     /// Every layer's whole key and value buffers, grown to hold <paramref name="tokens"/> more, for a caller that writes
     /// them in place (<see cref="Qwen2DecodeScript"/>). Needs the buffers allocated (a first <see cref="Update(int, Tensor, Tensor)"/>).
@@ -79,7 +83,9 @@ public sealed class Qwen2KvCache : IDisposable
     long Grow(ref Tensor? buffer, Tensor step, long needed)
     {
         long capacity = Math.Max(needed, buffer is null ? _initialCapacity : 2 * buffer.shape[2]);
-        var grown = torch.empty([step.shape[0], step.shape[1], capacity, step.shape[3]], step.dtype, step.device).DetachFromDisposeScope();
+        DecodeGraph?.Dispose();
+        DecodeGraph = null;
+        var grown = torch.zeros([step.shape[0], step.shape[1], capacity, step.shape[3]], step.dtype, step.device).DetachFromDisposeScope();
         if (buffer is not null)
         {
             using var _ = torch.no_grad();
@@ -94,6 +100,8 @@ public sealed class Qwen2KvCache : IDisposable
 
     public void Dispose()
     {
+        DecodeGraph?.Dispose();
+        DecodeGraph = null;
         foreach (var t in _keys) t?.Dispose();
         foreach (var t in _values) t?.Dispose();
         Array.Clear(_keys);

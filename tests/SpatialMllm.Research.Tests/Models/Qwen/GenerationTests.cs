@@ -33,14 +33,15 @@ public class GenerationTests(TinyQwenFixture fixture, ITestOutputHelper output)
     }
 
     [Fact]
-    public void Scripted_decode_reproduces_the_fixture_and_the_eager_step_logits()
+    public void Scripted_static_decode_reproduces_the_fixture_and_the_eager_step_logits()
     {
+        // The script CUDA graphs capture: the cache slot as a tensor, attention over the whole capacity under a mask.
         var options = new GenerationOptions(Eos, MaxNewTokens: 6, ReturnStepLogits: true);
         using var eager = GenerateFromFixture(options);
         GenerationResult scripted;
-        fixture.Lm.ScriptedDecode = true;
+        fixture.Lm.DecodeMode = DecodeStepMode.Scripted;
         try { scripted = GenerateFromFixture(options); }
-        finally { fixture.Lm.ScriptedDecode = null; }
+        finally { fixture.Lm.DecodeMode = null; }
         using (scripted)
         {
             using var expectedIds = fixture.Read("generated_ids");
