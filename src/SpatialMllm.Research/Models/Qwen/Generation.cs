@@ -85,11 +85,18 @@ public static class Generation
                 $"The prompt has {promptLength} tokens but the model allows {maxPositions} (max_position_embeddings), leaving no room to " +
                 "generate. Shorten the question, or use fewer or smaller frames.");
         int maxNew = (int)Math.Min(options.MaxNewTokens, maxPositions - promptLength);
-        var device = inputsEmbeds.device;
+        var cache = lm.RentCache(promptLength + maxNew);
+        try { return Generate(lm, cache, inputIds, inputsEmbeds, positionIds, ropeDeltas, options, maxNew); }
+        finally { lm.ReturnCache(cache); }
+    }
 
+    static GenerationResult Generate(Qwen2CausalLm lm, Qwen2KvCache cache, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds,
+        Tensor ropeDeltas, GenerationOptions options, int maxNew)
+    {
+        long batch = inputIds.shape[0], promptLength = inputIds.shape[1];
+        var device = inputsEmbeds.device;
         using var outer = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        using var cache = new Qwen2KvCache(lm.Config.NumHiddenLayers, promptLength + maxNew);
         using var generator = options.DoSample && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
         // Prompt + output ids, preallocated: the repetition penalty reads the filled prefix each step.
         var tokens = torch.cat([inputIds.to(ScalarType.Int64, device), torch.zeros(batch, maxNew, ScalarType.Int64, device)], 1);

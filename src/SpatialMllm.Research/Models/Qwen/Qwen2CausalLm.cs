@@ -76,6 +76,35 @@ public sealed class Qwen2CausalLm : nn.Module
         return forward(model.EmbedTokens(next.unsqueeze(1)), position, cache, lastPositionOnly: true).MoveToOuterDisposeScope();
     }
 
+    Qwen2KvCache? _retainedCache;
+
+    /// <summary>
+    /// A cache for one generation: the one the previous generation handed back (<see cref="ReturnCache"/>) when there is
+    /// one — its buffers and, on CUDA, its captured decode graph are reused, so generating the answer to another question
+    /// does not capture again — else a new one reserving <paramref name="capacity"/> tokens.
+    /// </summary>
+    internal Qwen2KvCache RentCache(long capacity)
+    {
+        var cache = Interlocked.Exchange(ref _retainedCache, null);
+        if (cache is null) return new Qwen2KvCache(Config.NumHiddenLayers, capacity);
+        cache.Reset();
+        return cache;
+    }
+
+    /// <summary>Keeps a cache with a captured decode graph for the next generation (replacing any kept one); disposes
+    /// others, whose buffers are cheap to allocate again.</summary>
+    internal void ReturnCache(Qwen2KvCache cache)
+    {
+        if (cache.DecodeGraph is null) { cache.Dispose(); return; }
+        Interlocked.Exchange(ref _retainedCache, cache)?.Dispose();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) Interlocked.Exchange(ref _retainedCache, null)?.Dispose();
+        base.Dispose(disposing);
+    }
+
     /// <summary>
     /// embed(input_ids) with the rows at <paramref name="tokenId"/> (e.g. <c>video_token_id</c>) replaced, in order, by
     /// <paramref name="visualEmbeds"/> [n, hidden] (transformers' masked_scatter). input_ids [B, L] → [B, L, hidden].

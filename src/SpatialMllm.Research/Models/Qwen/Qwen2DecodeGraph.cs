@@ -7,7 +7,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// <summary>
 /// <see cref="Qwen2DecodeScript"/>'s step captured once as a CUDA graph over one cache's buffers, then replayed for every
 /// token: a step is three small copies into the graph's input tensors and one launch. Belongs to the
-/// <see cref="Qwen2KvCache"/> whose buffers it writes (<see cref="Qwen2KvCache.DecodeGraph"/>), which disposes it.
+/// <see cref="Qwen2KvCache"/> whose buffers it writes (<see cref="Qwen2KvCache.DecodeGraph"/>), which disposes it. The
+/// graph reads the weights and writes the buffers at the addresses of the capture: <see cref="Reads"/> tells whether it
+/// still can (the same tensors), else the caller captures anew.
 /// </summary>
 internal sealed class Qwen2DecodeGraph : IDisposable
 {
@@ -16,19 +18,20 @@ internal sealed class Qwen2DecodeGraph : IDisposable
     readonly Tensor _ropeDeltas;   // [B] int64
     readonly Tensor _position;     // [1] int64: their cache slot
     readonly Tensor _logits;       // [B, 1, vocab]: what each replay overwrites
-    readonly Tensor[] _captured;   // keys then values: the buffers the graph writes
+    readonly IntPtr[] _captured;   // the native tensors the graph reads and writes: weights, keys, values
 
-    Qwen2DecodeGraph(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, Tensor[] captured)
+    Qwen2DecodeGraph(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, IntPtr[] captured)
     {
         (_graph, _ids, _ropeDeltas, _position, _logits, _captured) = (graph, ids, ropeDeltas, position, logits, captured);
     }
 
     /// <summary>
     /// Captures <paramref name="step"/> (ids, rope deltas, position → logits) over fresh input tensors shaped like
-    /// <paramref name="ids"/> / <paramref name="ropeDeltas"/>. The step's weights, keys and values must outlive the graph.
+    /// <paramref name="ids"/> / <paramref name="ropeDeltas"/>. <paramref name="tensors"/>: every tensor the step reads or
+    /// writes besides those inputs (weights, tables, cache buffers); they must outlive the graph.
     /// </summary>
     public static Qwen2DecodeGraph Capture(Func<Tensor, Tensor, Tensor, Tensor> step, Tensor ids, Tensor ropeDeltas, long position,
-        Tensor[] keys, Tensor[] values)
+        IEnumerable<Tensor> tensors)
     {
         var device = ids.device;
         var idsInput = ids.to(ScalarType.Int64).clone().DetachFromDisposeScope();
@@ -38,7 +41,8 @@ internal sealed class Qwen2DecodeGraph : IDisposable
         {
             // Warm-up runs write this step's own keys/values at this slot, as the replay then does again.
             var (graph, logits) = CudaGraph.Capture(device, () => step(idsInput, deltasInput, positionInput));
-            return new Qwen2DecodeGraph(graph, idsInput, deltasInput, positionInput, logits.DetachFromDisposeScope(), [.. keys, .. values]);
+            return new Qwen2DecodeGraph(graph, idsInput, deltasInput, positionInput, logits.DetachFromDisposeScope(),
+                tensors.Select(t => t.Handle).ToArray());
         }
         catch
         {
@@ -49,10 +53,10 @@ internal sealed class Qwen2DecodeGraph : IDisposable
         }
     }
 
-    /// <summary>Whether the graph writes exactly these buffers (a cache that regrew needs a new capture).</summary>
-    public bool Writes(Tensor[] keys, Tensor[] values) =>
-        keys.Length + values.Length == _captured.Length
-        && keys.Concat(values).Zip(_captured).All(pair => ReferenceEquals(pair.First, pair.Second));
+    /// <summary>Whether the graph was captured over exactly these tensors, in this order (a cache that regrew or weights
+    /// that were replaced, e.g. by <c>.to(..)</c>, need a new capture).</summary>
+    public bool Reads(IReadOnlyList<Tensor> tensors) =>
+        tensors.Count == _captured.Length && tensors.Select(t => t.Handle).SequenceEqual(_captured);
 
     /// <summary>
     /// One step: ids [B], rope_deltas [B] and the cache slot → logits [B, 1, vocab], a view of the graph's output that the

@@ -11,7 +11,7 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// changes shape from one token to the next, so on CUDA it is captured once into a <see cref="Runtime.CudaGraph"/> and
 /// replayed for every token (<see cref="Qwen2DecodeGraph"/>): eager decode is host-bound (~1250 libtorch ops a token
 /// at 5–10 µs of host time each against ~5 ms of GPU work), a replay is one launch. The script repeats the eager ops
-/// and their rounding order (<see cref="Qwen2RmsNorm"/>, <see cref="Qwen2Attention"/>'s q_len 1 path,
+/// and their rounding order (<see cref="Qwen2RmsNorm"/>, fused on CUDA as there; <see cref="Qwen2Attention"/>'s q_len 1 path,
 /// <see cref="Qwen2SwiGluMlp"/>, <see cref="MultimodalRotaryEmbedding"/>); only the attention differs in summing the
 /// masked slots' zero weights.
 /// </summary>
@@ -27,6 +27,8 @@ internal static class Qwen2DecodeScript
     /// </summary>
     const string Source = """
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    if x.is_cuda and x.dtype == weight.dtype:
+        return torch.rms_norm(x, [x.size(-1)], weight, eps)
     xf = x.float()
     scale = xf.pow(2).mean([-1], keepdim=True).add_(eps).rsqrt_()
     normed = (xf * scale).to(x.dtype)

@@ -41,7 +41,7 @@ public sealed class Qwen2KvCache : IDisposable
     internal (Tensor Keys, Tensor Values) Update(int layer, Tensor keys, Tensor values, long tokens)
     {
         long end = Length + tokens;
-        if (_capacity[layer] < end)
+        if (_capacity[layer] < end || !Holds(_keys[layer], keys))
         {
             _capacity[layer] = Grow(ref _keys[layer], keys, end);
             Grow(ref _values[layer], values, end);
@@ -56,6 +56,15 @@ public sealed class Qwen2KvCache : IDisposable
     }
 
     internal void Advance(long tokens) => Length += tokens;
+
+    /// <summary>Empties the cache for a new sequence, keeping its buffers (and <see cref="DecodeGraph"/>) for reuse.</summary>
+    internal void Reset() => Length = 0;
+
+    /// <summary>Whether <paramref name="buffer"/> (null: none yet) can take <paramref name="step"/>'s batch, heads and
+    /// head_dim, dtype and device (a reused cache may meet another batch size or dtype).</summary>
+    static bool Holds(Tensor? buffer, Tensor step) =>
+        buffer is not null && buffer.dtype == step.dtype && buffer.device_type == step.device_type && buffer.device_index == step.device_index
+        && buffer.shape[0] == step.shape[0] && buffer.shape[1] == step.shape[1] && buffer.shape[3] == step.shape[3];
 
     /// <summary>The decode step captured over these buffers (CUDA); disposed with the cache or when the buffers regrow.</summary>
     internal Qwen2DecodeGraph? DecodeGraph { get; set; }
@@ -82,6 +91,13 @@ public sealed class Qwen2KvCache : IDisposable
     /// <param name="step">Gives the batch, heads, head_dim, dtype and device of the buffer.</param>
     long Grow(ref Tensor? buffer, Tensor step, long needed)
     {
+        if (buffer is not null && !Holds(buffer, step))
+        {
+            if (Length > 0) throw new InvalidOperationException(
+                $"The cache holds {Length} tokens of shape [{string.Join(", ", buffer.shape)}] {buffer.dtype}; these are [{string.Join(", ", step.shape)}] {step.dtype}.");
+            buffer.Dispose();
+            buffer = null;
+        }
         long capacity = Math.Max(needed, buffer is null ? _initialCapacity : 2 * buffer.shape[2]);
         DecodeGraph?.Dispose();
         DecodeGraph = null;

@@ -5,9 +5,11 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>
-/// Qwen2 RMSNorm (T5-style, no mean subtraction). The statistics are taken in fp32 and the normalised values are cast
-/// back to the input dtype *before* the weight multiply, exactly as transformers does; doing the multiply in fp32
-/// instead shifts bf16 results by one ulp often enough to matter for parity.
+/// Qwen2 RMSNorm (T5-style, no mean subtraction). On the CPU — where the fixture parity is checked — the statistics are
+/// taken in fp32 and the normalised values are cast back to the input dtype *before* the weight multiply, exactly as
+/// transformers does. On CUDA it is libtorch's fused <c>rms_norm</c> kernel (one pass instead of eight: 0.05 against
+/// 0.29 ms for the vision tower's [12512, 1280] on an H100), which multiplies the weight before its single rounding: in
+/// bf16 an output can differ from transformers' by one unit in the last place; in fp32 the two agree to rounding.
 /// </summary>
 internal sealed class Qwen2RmsNorm : nn.Module<Tensor, Tensor>
 {
@@ -27,6 +29,7 @@ internal sealed class Qwen2RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
+        if (input.device_type == DeviceType.CUDA && input.dtype == weight.dtype) return TorchScriptOps.RmsNorm(input, weight, _eps);
         using var scope = torch.NewDisposeScope();
         var x = input.to(ScalarType.Float32);
         // In place on fresh tensors only (x aliases an fp32 input): same ops and roundings, fewer allocations.

@@ -92,10 +92,12 @@ public sealed class Qwen2TextModel : nn.Module
         Tensor logits;
         if (graph)
         {
-            if (cache.DecodeGraph is not { } captured || !captured.Writes(keys, values))
+            Tensor[] read = [.. weights, invFreq, .. keys, .. values];
+            if (cache.DecodeGraph is not { } captured || !captured.Reads(read))
             {
                 cache.DecodeGraph?.Dispose();
-                cache.DecodeGraph = Qwen2DecodeGraph.Capture(Step, ids, ropeDeltas, cache.Length, keys, values);
+                cache.DecodeGraph = null;
+                cache.DecodeGraph = Qwen2DecodeGraph.Capture(Step, ids, ropeDeltas, cache.Length, read);
             }
             logits = cache.DecodeGraph.Step(ids, ropeDeltas, cache.Length);
         }

@@ -48,6 +48,28 @@ public class Qwen2CausalLmTests(TinyQwenFixture fixture, ITestOutputHelper outpu
     }
 
     [Fact]
+    public void A_reset_cache_is_reused_for_another_sequence_and_reallocated_for_another_batch()
+    {
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var (positions, _) = fixture.RopeIndexOfFixture();
+        var embeds = fixture.FusedInputsEmbeds(fixture.Lm);
+        using var fresh = new Qwen2KvCache(fixture.Lm.Config.NumHiddenLayers, capacity: 64);
+        var expected = fixture.Lm.forward(embeds, positions, fresh);
+
+        // A cache that held another (longer, different) sequence: reset, its stale slots must not leak in.
+        using var reused = new Qwen2KvCache(fixture.Lm.Config.NumHiddenLayers, capacity: 64);
+        fixture.Lm.forward(torch.cat([embeds, embeds], 1), torch.cat([positions, positions], 2), reused);
+        reused.Reset();
+        Assert.True(Parity.MaxError(fixture.Lm.forward(embeds, positions, reused), expected) < 1e-6);
+
+        // Then a batch of two: the buffers no longer fit and are allocated again.
+        reused.Reset();
+        var two = fixture.Lm.forward(torch.cat([embeds, embeds], 0), torch.cat([positions, positions], 1), reused);
+        Assert.True(Parity.MaxError(two.narrow(0, 1, 1), expected) < 1e-5);
+    }
+
+    [Fact]
     public void Bfloat16_forward_stays_close_to_float32()
     {
         using var _ = torch.no_grad();
