@@ -9,6 +9,7 @@ internal static class TorchScriptOps
     const string Source = """
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return torch.rms_norm(x, [x.size(-1)], weight, eps)
+
 """;
 
     static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Source));
