@@ -13,7 +13,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// at 5–10 µs of host time each against ~5 ms of GPU work), a replay is one launch. The script repeats the eager ops
 /// and their rounding order (<see cref="Qwen2RmsNorm"/>, fused on CUDA as there; <see cref="Qwen2Attention"/>'s q_len 1 path,
 /// <see cref="Qwen2SwiGluMlp"/>, <see cref="MultimodalRotaryEmbedding"/>); only the attention differs in summing the
-/// masked slots' zero weights.
+/// masked slots' zero weights. The attention keeps the query heads as heads (<c>enable_gqa</c>) rather than folding
+/// each group into the query length as the eager path does: under a mask the folded form (two "heads" of 8 queries)
+/// leaves cuDNN's kernel with two thread blocks, 2.8 against 0.5 ms a token for 36 layers on an H100.
 /// </summary>
 internal static class Qwen2DecodeScript
 {
@@ -51,7 +53,6 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
     signed_sin = torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1)
     q_width = heads * d
     kv_width = kv_heads * d
-    groups = heads // kv_heads
     visible = torch.arange(keys[0].size(2), device=ids.device).le(position).view(1, 1, 1, -1)
     for i in range(len(keys)):
         o = 3 + 8 * i
@@ -68,8 +69,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         value_buffer = values[i]
         key_buffer.index_copy_(2, position, k)
         value_buffer.index_copy_(2, position, v)
-        grouped = q.reshape(batch, kv_heads, groups, d)
-        merged = torch.scaled_dot_product_attention(grouped, key_buffer, value_buffer, attn_mask=visible).reshape(batch, 1, q_width)
+        merged = torch.scaled_dot_product_attention(q, key_buffer, value_buffer, attn_mask=visible, enable_gqa=True).reshape(batch, 1, q_width)
         h = torch.linear(merged, weights[o + 3]).add_(x)
         n = rms_norm(h, weights[o + 4], eps)
         gated = torch.silu_(torch.linear(n, weights[o + 5])).mul_(torch.linear(n, weights[o + 6]))
