@@ -7,8 +7,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// <summary>
 /// The vision tower's rotary embedding of q and k in fp32, rounded back to the activation dtype
 /// (<c>RotaryEmbedding.ApplyPromoted(qk, cos, signedSin).to(dtype)</c>) as one CUDA kernel launch instead of three fp32
-/// passes and a cast. Same rounding: each fp32 product and their sum (addcmul's <c>a + 1·(b·c)</c> rounds the product,
-/// then the sum), then the cast. Float32, bfloat16 and float16 CUDA tensors with a head dimension divisible by 8.
+/// passes and a cast. Same rounding: x·cos rounded to fp32, then addcmul's fused multiply-add of flip(x)·signedSin onto
+/// it (PyTorch's CUDA addcmul contracts <c>a + b·c</c>; measured bit-equal on an H100), then the cast. Float32, bfloat16
+/// and float16 CUDA tensors with a head dimension divisible by 8.
 /// </summary>
 internal static unsafe class FusedVisionRope
 {
@@ -86,7 +87,8 @@ internal static unsafe class FusedVisionRope
             const int half = headDim / 2;
 
             // Elements e (first half) and e + half pair up: out[e] = x[e]·cos[e] + x[e+half]·signedSin[e] and
-            // out[e+half] = x[e+half]·cos[e+half] + x[e]·signedSin[e+half], each product and the sum rounded in fp32.
+            // out[e+half] = x[e+half]·cos[e+half] + x[e]·signedSin[e+half]: the first product rounded to fp32 (its own
+            // eager kernel), the second product and the sum one fused multiply-add (addcmul's).
             const typename T::Storage* first = x + isK * strideQk + n * strideN + h * strideH + g * 4;
             const float* cosRow = cosTable + n * headDim + g * 4;
             const float* sinRow = sinTable + n * headDim + g * 4;
@@ -100,8 +102,8 @@ internal static unsafe class FusedVisionRope
             #pragma unroll
             for (int i = 0; i < 4; i++)
             {
-                outA[i] = __fadd_rn(__fmul_rn(a[i], cosA[i]), __fmul_rn(b[i], sinA[i]));
-                outB[i] = __fadd_rn(__fmul_rn(b[i], cosB[i]), __fmul_rn(a[i], sinB[i]));
+                outA[i] = fmaf(b[i], sinA[i], __fmul_rn(a[i], cosA[i]));
+                outB[i] = fmaf(a[i], sinB[i], __fmul_rn(b[i], cosB[i]));
             }
             typename T::Storage* o = out + row * headDim + g * 4;
             Store4<T>(o, outA);

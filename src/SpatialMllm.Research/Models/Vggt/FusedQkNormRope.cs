@@ -16,9 +16,10 @@ internal static unsafe class FusedQkNormRope
 {
     public const int HeadDim = 64;
 
-    /// <summary>A half-warp per row: lane l holds elements 4l..4l+3, the thread layout of PyTorch's vectorized
-    /// LayerNorm on a 64-wide row.</summary>
-    const int LanesPerRow = HeadDim / 4, ThreadsPerBlock = 128, RowsPerBlock = ThreadsPerBlock / LanesPerRow;
+    /// <summary>A half-warp per row, two rows each: lane l holds elements 4l..4l+3, the thread layout of PyTorch's
+    /// vectorized LayerNorm on a 64-wide row.</summary>
+    const int LanesPerRow = HeadDim / 4, RowsPerLaneGroup = 2, ThreadsPerBlock = 128,
+        RowsPerBlock = ThreadsPerBlock / LanesPerRow * RowsPerLaneGroup;
 
     static readonly CompiledCudaModule Module = new("vggt_qk_norm_rope", Source);
 
@@ -83,6 +84,7 @@ internal static unsafe class FusedQkNormRope
     const string Source = """
         constexpr int kHeadDim = 64;
         constexpr int kLanes = kHeadDim / 4;
+        constexpr int kRowsPerLaneGroup = 2;
 
         // PyTorch's cuWelfordCombine(dataB = own, dataA = partner), written as it is so that the compiler contracts it alike.
         __device__ __forceinline__ void WelfordCombine(float& mean, float& m2, float& count, float meanA, float m2A, float countA)
@@ -115,62 +117,72 @@ internal static unsafe class FusedQkNormRope
         {
             const unsigned all = 0xffffffffu;
             const int lane = threadIdx.x % kLanes;
-            const long long rowsPerTensor = (long long)batch * tokens * heads;
-            long long row = (long long)blockIdx.x * (blockDim.x / kLanes) + threadIdx.x / kLanes;
-            // Rows past the end redo the last row without storing it, so that every lane joins the shuffles.
-            const bool store = row < 2 * rowsPerTensor;
-            if (!store) row = 2 * rowsPerTensor - 1;
-            const bool isK = row >= rowsPerTensor;
-            const long long r = isK ? row - rowsPerTensor : row;
-            const int h = (int)(r % heads);
-            const long long bn = r / heads;
-            const int n = (int)(bn % tokens);
-            const long long b = bn / tokens;
+            const long long rowsPerTensor = (long long)batch * tokens * heads, rows = 2 * rowsPerTensor;
+            const long long firstRow = ((long long)blockIdx.x * (blockDim.x / kLanes) + threadIdx.x / kLanes) * kRowsPerLaneGroup;
 
-            float v[4];
-            Load4<T>((isK ? k : q) + b * strideB + n * strideN + h * strideH + lane * 4, v);
-
-            // Statistics as PyTorch's vectorized LayerNorm: cuWelfordOnlineSum over the lane's 4 elements, then the
-            // shuffle-down combine tree (its first step, with the empty upper half-warp, changes nothing).
-            float mean = 0.f, m2 = 0.f, count = 0.f;
+            // All loads first: a lane group's rows are independent, and more bytes in flight per thread is what a
+            // bandwidth-bound kernel with 8-byte (bf16) vectors needs.
+            long long row[kRowsPerLaneGroup];
+            bool isK[kRowsPerLaneGroup];
+            float v[kRowsPerLaneGroup][4], c[kRowsPerLaneGroup][4], s[kRowsPerLaneGroup][4];
             #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int j = 0; j < kRowsPerLaneGroup; j++)
             {
-                float delta = v[i] - mean;
-                count = count + 1.f;
-                mean = mean + delta * (1.f / count);
-                m2 = m2 + delta * (v[i] - mean);
+                // Rows past the end redo the last row without storing it, so that every lane joins the shuffles.
+                row[j] = firstRow + j < rows ? firstRow + j : rows - 1;
+                isK[j] = row[j] >= rowsPerTensor;
+                const long long r = isK[j] ? row[j] - rowsPerTensor : row[j];
+                const int h = (int)(r % heads);
+                const long long bn = r / heads;
+                const int n = (int)(bn % tokens);
+                const long long b = bn / tokens;
+                Load4<T>((isK[j] ? k : q) + b * strideB + n * strideN + h * strideH + lane * 4, v[j]);
+                Load4<T>(cosTable + (long long)n * kHeadDim + lane * 4, c[j]);
+                Load4<T>(sinTable + (long long)n * kHeadDim + lane * 4, s[j]);
             }
-            #pragma unroll
-            for (int offset = kLanes / 2; offset > 0; offset /= 2)
-            {
-                float meanA = __shfl_down_sync(all, mean, offset, kLanes);
-                float m2A = __shfl_down_sync(all, m2, offset, kLanes);
-                float countA = __shfl_down_sync(all, count, offset, kLanes);
-                WelfordCombine(mean, m2, count, meanA, m2A, countA);
-            }
-            mean = __shfl_sync(all, mean, 0, kLanes);
-            float variance = __shfl_sync(all, m2, 0, kLanes) / float(kHeadDim);
-            float rstd = rsqrtf(variance + eps);
 
-            float weight[4], bias[4], y[4];
-            Load4<T>((isK ? kWeight : qWeight) + lane * 4, weight);
-            Load4<T>((isK ? kBias : qBias) + lane * 4, bias);
             #pragma unroll
-            for (int i = 0; i < 4; i++) y[i] = Round<T>(fmaf(weight[i], rstd * (v[i] - mean), bias[i]));
-
-            // RoPE: y·cos + flip(y)·signedSin, each product and the sum rounded to T (three eager kernels). flip swaps the
-            // two quarters of each half: element e pairs with e ^ 16, held by lane ^ 4.
-            float c[4], s[4], o[4];
-            Load4<T>(cosTable + (long long)n * kHeadDim + lane * 4, c);
-            Load4<T>(sinTable + (long long)n * kHeadDim + lane * 4, s);
-            #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int j = 0; j < kRowsPerLaneGroup; j++)
             {
-                float partner = __shfl_xor_sync(all, y[i], 4, kLanes);
-                o[i] = __fadd_rn(Round<T>(__fmul_rn(y[i], c[i])), Round<T>(__fmul_rn(partner, s[i])));
+                // Statistics as PyTorch's vectorized LayerNorm: cuWelfordOnlineSum over the lane's 4 elements, then the
+                // shuffle-down combine tree (its first step, with the empty upper half-warp, changes nothing).
+                float mean = 0.f, m2 = 0.f, count = 0.f;
+                #pragma unroll
+                for (int i = 0; i < 4; i++)
+                {
+                    float delta = v[j][i] - mean;
+                    count = count + 1.f;
+                    mean = mean + delta * (1.f / count);
+                    m2 = m2 + delta * (v[j][i] - mean);
+                }
+                #pragma unroll
+                for (int offset = kLanes / 2; offset > 0; offset /= 2)
+                {
+                    float meanA = __shfl_down_sync(all, mean, offset, kLanes);
+                    float m2A = __shfl_down_sync(all, m2, offset, kLanes);
+                    float countA = __shfl_down_sync(all, count, offset, kLanes);
+                    WelfordCombine(mean, m2, count, meanA, m2A, countA);
+                }
+                mean = __shfl_sync(all, mean, 0, kLanes);
+                float variance = __shfl_sync(all, m2, 0, kLanes) / float(kHeadDim);
+                float rstd = rsqrtf(variance + eps);
+
+                float weight[4], bias[4], y[4], o[4];
+                Load4<T>((isK[j] ? kWeight : qWeight) + lane * 4, weight);
+                Load4<T>((isK[j] ? kBias : qBias) + lane * 4, bias);
+                #pragma unroll
+                for (int i = 0; i < 4; i++) y[i] = Round<T>(fmaf(weight[i], rstd * (v[j][i] - mean), bias[i]));
+
+                // RoPE: y·cos + flip(y)·signedSin, each product and the sum rounded to T (three eager kernels). flip swaps
+                // the two quarters of each half: element e pairs with e ^ 16, held by lane ^ 4.
+                #pragma unroll
+                for (int i = 0; i < 4; i++)
+                {
+                    float partner = __shfl_xor_sync(all, y[i], 4, kLanes);
+                    o[i] = __fadd_rn(Round<T>(__fmul_rn(y[i], c[j][i])), Round<T>(__fmul_rn(partner, s[j][i])));
+                }
+                if (firstRow + j < rows) Store4<T>(out + row[j] * kHeadDim + lane * 4, o);
             }
-            if (store) Store4<T>(out + row * kHeadDim + lane * 4, o);
         }
 
         #define QK_NORM_ROPE(T, suffix)                                                                                     \
