@@ -48,6 +48,7 @@ internal static class Program
                 int.Parse(Opt("questions", "8")), memory),
             "sampling" => SamplingStage.Run(int.Parse(Opt("runs", "3")), int.Parse(Opt("frames", "128")), memory),
             "fixture" => FixtureCheck.Run(Opt("fixture")),
+            "kernels" => KernelCheck.Run(int.Parse(Opt("runs", "10"))),
             _ => throw new ArgumentException($"unknown part '{args[0]}'"),
         };
         result["gpu_memory_source"] = memory.Available ? "NVML used (process context + caching allocator)" : "unavailable";

@@ -16,6 +16,12 @@ internal sealed class Rope2D : IDisposable
 
     Rope2D(Tensor cos, Tensor signedSin) { _cos = cos; _signedSin = signedSin; }
 
+    /// <summary>cos table [N, 1, headDim] (read by <see cref="FusedQkNormRope"/>).</summary>
+    public Tensor Cos => _cos;
+
+    /// <summary>sin table [N, 1, headDim] with the first quarter of each half negated (see <see cref="Apply"/>).</summary>
+    public Tensor SignedSin => _signedSin;
+
     /// <summary>
     /// Tables for <paramref name="specialTokens"/> tokens at position (0,0) followed by a
     /// <paramref name="gridH"/>×<paramref name="gridW"/> patch grid at (row+1, col+1), repeated

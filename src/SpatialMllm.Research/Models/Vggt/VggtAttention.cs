@@ -10,6 +10,9 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// </summary>
 internal sealed class VggtAttention : nn.Module
 {
+    /// <summary>nn.LayerNorm's default, which VGGT's q/k norms use.</summary>
+    const double QkNormEps = 1e-5;
+
     readonly int _numHeads;
     readonly int _headDim;
 
@@ -26,9 +29,8 @@ internal sealed class VggtAttention : nn.Module
         qkv = nn.Linear(dim, 3 * dim, hasBias: true, device: device, dtype: dtype);
         if (qkNorm)
         {
-            // nn.LayerNorm defaults: eps 1e-5, affine.
-            q_norm = nn.LayerNorm(_headDim, eps: 1e-5, device: device, dtype: dtype);
-            k_norm = nn.LayerNorm(_headDim, eps: 1e-5, device: device, dtype: dtype);
+            q_norm = nn.LayerNorm(_headDim, eps: QkNormEps, device: device, dtype: dtype);
+            k_norm = nn.LayerNorm(_headDim, eps: QkNormEps, device: device, dtype: dtype);
         }
         proj = nn.Linear(dim, dim, hasBias: true, device: device, dtype: dtype);
         RegisterComponents();
@@ -45,15 +47,24 @@ internal sealed class VggtAttention : nn.Module
         // instead of a copy.
         var qkvHeads = qkv.forward(x).view(b, n, 3, _numHeads, _headDim);
         Tensor q = qkvHeads.select(2, 0), k = qkvHeads.select(2, 1), v = qkvHeads.select(2, 2);
-        if (q_norm != null && k_norm != null)
+        // On CUDA, norm and RoPE of q and k are one fused kernel (the same values, one launch instead of ten passes).
+        if (q_norm != null && k_norm != null && rope != null && FusedQkNormRope.TryApply(q, k, q_norm, k_norm, QkNormEps, rope) is { } qk)
         {
-            q = q_norm.forward(q);
-            k = k_norm.forward(k);
+            q = qk[0];
+            k = qk[1];
         }
-        if (rope != null)
+        else
         {
-            q = rope.Apply(q);
-            k = rope.Apply(k);
+            if (q_norm != null && k_norm != null)
+            {
+                q = q_norm.forward(q);
+                k = k_norm.forward(k);
+            }
+            if (rope != null)
+            {
+                q = rope.Apply(q);
+                k = rope.Apply(k);
+            }
         }
         var attended = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)); // [B, heads, N, headDim]
         var merged = attended.transpose(1, 2).reshape(b, n, c);

@@ -1,0 +1,25 @@
+using System.Runtime.InteropServices;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Runtime.Cuda;
+
+/// <summary>
+/// The address of a tensor's first element (<c>at::Tensor::data_ptr()</c>, storage offset included), which TorchSharp
+/// 0.107 does not expose for device tensors: read through the <c>THSTensor_data</c> export of the libLibTorchSharp.so the
+/// process has loaded.
+/// </summary>
+internal static unsafe class TensorDataPointer
+{
+    static readonly Lazy<IntPtr> DataExport = new(() =>
+    {
+        string library = TorchRuntime.LoadedNativeLibraries().FirstOrDefault(p => Path.GetFileName(p).StartsWith("libLibTorchSharp", StringComparison.Ordinal))
+            ?? throw new InvalidOperationException("libLibTorchSharp is not among this process's loaded libraries.");
+        return NativeLibrary.GetExport(NativeLibrary.Load(library), "THSTensor_data");
+    });
+
+    public static IntPtr Of(Tensor tensor)
+    {
+        var data = ((delegate* unmanaged<IntPtr, IntPtr>)DataExport.Value)(tensor.Handle);
+        return data != IntPtr.Zero ? data : throw new InvalidOperationException("THSTensor_data returned null (undefined tensor?).");
+    }
+}
