@@ -47,6 +47,7 @@ internal static class Program
             "main" => MainStages.Run(SpatialMllmConfig.Load(Opt("config")), int.Parse(Opt("runs", "5")), int.Parse(Opt("decode-tokens", "64")),
                 int.Parse(Opt("questions", "8")), memory),
             "sampling" => SamplingStage.Run(int.Parse(Opt("runs", "3")), int.Parse(Opt("frames", "128")), memory),
+            "vggt-ops" => VggtOpsProfile.Run(),
             "fixture" => FixtureCheck.Run(Opt("fixture")),
             "kernels" => KernelCheck.Run(int.Parse(Opt("runs", "10"))),
             _ => throw new ArgumentException($"unknown part '{args[0]}'"),
