@@ -14,6 +14,10 @@ internal static class VggtOpsProfile
 {
     const int Calls = 20;
 
+    // Profiler range for `ncu --profile-from-start off` (VGGT_OPS_NCU=1): one block of each kind, after warm-up.
+    [System.Runtime.InteropServices.DllImport("libcuda.so.1")] static extern int cuProfilerStart();
+    [System.Runtime.InteropServices.DllImport("libcuda.so.1")] static extern int cuProfilerStop();
+
     public static JsonObject Run()
     {
         var cuda = Timing.Cuda;
@@ -42,6 +46,18 @@ internal static class VggtOpsProfile
         using var frameRope = Rope2D.Create(gridH, gridW, 5, 1, 64, bf16, cuda);
         using var global = torch.randn(1, frames * perFrame, dim, bf16, cuda);
         using var framed = global.view(frames, perFrame, dim);
+        if (Environment.GetEnvironmentVariable("VGGT_OPS_NCU") == "1")
+        {
+            for (int i = 0; i < 3; i++) { Run1(() => block.Forward(global, globalRope)); Run1(() => block.Forward(framed, frameRope)); Run1(() => dino.Forward(framed)); }
+            Timing.Sync();
+            cuProfilerStart();
+            Run1(() => block.Forward(global, globalRope));
+            Run1(() => block.Forward(framed, frameRope));
+            Run1(() => dino.Forward(framed));
+            Timing.Sync();
+            cuProfilerStop();
+            return result;
+        }
         Time("global block", () => Run1(() => block.Forward(global, globalRope)));
         Time("frame block", () => Run1(() => block.Forward(framed, frameRope)));
         Time("dino block", () => Run1(() => dino.Forward(framed)));

@@ -43,7 +43,7 @@ internal sealed class Qwen2Attention : nn.Module, IFusedWeights
         long qWidth = (long)_numHeads * _headDim, kvWidth = (long)_numKvHeads * _headDim;
         // One GEMM for q, k and v: [B, L, (heads + 2·kv_heads)·d].
         var (weight, bias) = FusedQkv();
-        var qkv = nn.functional.linear(x, weight, bias);
+        var qkv = FlatLinear.Apply(x, weight, bias);
         // q and k rotated together: [B, L, heads + kv_heads, d] → [B, heads + kv_heads, L, d]. rotate_half(x)·sin is
         // flip(x)·signedSin ((−x₂)·s = x₂·(−s) exactly), so this is x·cos + rotate_half(x)·sin bit for bit, with the
         // products and the sum rounded in x's dtype as transformers does.

@@ -45,7 +45,7 @@ internal sealed class VggtAttention : nn.Module
         // (the q/k LayerNorms and RoPE are per token and head, so the layout does not change a value). SDPA reads the
         // [B, heads, N, headDim] transposes and writes its output in q's layout, so merging the heads back is a view
         // instead of a copy.
-        var qkvHeads = qkv.forward(x).view(b, n, 3, _numHeads, _headDim);
+        var qkvHeads = FlatLinear.Forward(qkv, x).view(b, n, 3, _numHeads, _headDim);
         Tensor q = qkvHeads.select(2, 0), k = qkvHeads.select(2, 1), v = qkvHeads.select(2, 2);
         // On CUDA, norm and RoPE of q and k are one fused kernel (the same values, one launch instead of ten passes).
         if (q_norm != null && k_norm != null && rope != null && FusedQkNormRope.TryApply(q, k, q_norm, k_norm, QkNormEps, rope) is { } qk)
@@ -68,6 +68,6 @@ internal sealed class VggtAttention : nn.Module
         }
         var attended = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)); // [B, heads, N, headDim]
         var merged = attended.transpose(1, 2).reshape(b, n, c);
-        return proj.forward(merged).MoveToOuterDisposeScope();
+        return FlatLinear.Forward(proj, merged).MoveToOuterDisposeScope();
     }
 }

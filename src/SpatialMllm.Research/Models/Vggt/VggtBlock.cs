@@ -73,6 +73,6 @@ internal sealed class VggtMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        return fc2.forward(nn.functional.gelu(fc1.forward(x))).MoveToOuterDisposeScope();
+        return FlatLinear.Forward(fc2, nn.functional.gelu(FlatLinear.Forward(fc1, x))).MoveToOuterDisposeScope();
     }
 }
