@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Runtime.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -34,6 +35,12 @@ internal static class EnvCommand
             double sdpaSeconds = clock.Elapsed.TotalSeconds / runs;
             output.WriteLine($"bf16 matmul 4096³: {matmulSeconds * 1e3:F2} ms ({2.0 * Math.Pow(4096, 3) / matmulSeconds / 1e12:F1} TFLOP/s)");
             output.WriteLine($"bf16 causal SDPA 16×4096×128: {sdpaSeconds * 1e3:F2} ms");
+            if (d.type == DeviceType.CUDA)
+            {
+                // The fast paths fall back silently when missing; say which are in use.
+                output.WriteLine($"decode steps as CUDA graphs: {LibTorchCuda.UnavailableReason ?? "yes"}");
+                output.WriteLine($"fused kernels (NVRTC): {CudaDriver.UnavailableReason ?? Nvrtc.UnavailableReason ?? "yes"}");
+            }
             return 0;
         }));
         return command;
