@@ -78,7 +78,7 @@ public static class Generation
     public static GenerationResult Generate(Qwen2CausalLm lm, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds, Tensor ropeDeltas, GenerationOptions options)
     {
         Validate(options);
-        long batch = inputIds.shape[0], promptLength = inputIds.shape[1];
+        long promptLength = inputIds.shape[1];
         long maxPositions = lm.Config.MaxPositionEmbeddings;
         if (promptLength >= maxPositions)
             throw new ArgumentException(
