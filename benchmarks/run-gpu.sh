@@ -14,7 +14,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,cl
 echo "== ours: main"; timeout 200 dotnet $B main --config .gpu/bench/config.json --out "$OUT/parts" --runs 5 --decode-tokens 64 --questions 8
 echo "== ours: space-aware sampling"; timeout 120 dotnet $B sampling --out "$OUT/parts" --runs 3 --frames 128
 echo "== ours: bf16 vs fp32 (tiny fixture)"; timeout 60 dotnet $B fixture --fixture .gpu/bench/spatial-mllm-tiny --out "$OUT/parts"
-echo "== reference (python)"; timeout 180 python3 .gpu/bench/qwen25vl_reference.py .gpu/bench/config.json --runs 5 --profile "$OUT/parts" > "$OUT/parts/reference.json"
+echo "== reference (python)"; timeout 180 python3 .gpu/bench/qwen25vl_reference.py .gpu/bench/config.json --ref "$PWD/.gpu/ref" --runs 5 --profile "$OUT/parts" > "$OUT/parts/reference.json"
 cat "$OUT/parts/reference.json"
 dotnet $B report --out "$OUT/parts" --reference "$OUT/parts/reference.json" --machine "$machine" --results "$OUT" \
   --command "bash .gpu/bench/run-gpu.sh $machine   # ours (main, sampling, fixture) then python3 qwen25vl_reference.py, same machine"
