@@ -4,7 +4,8 @@
 #   there: run(command: "bash environment/gpu-tests.sh", carry: [".gpu"])
 # 1. makes two full-size fixtures with the seed's reference (../shared/tools/make_fullsize_fixture.py: Qwen2.5-VL-3B +
 #    VGGT-1B + connector, random bf16 weights in the released sharded layout, float32 outputs on CUDA with TF32 off) at
-#    16 frames 476×644 and 12 frames 644×476 (portrait), with the reference's own noise floor (--noise-floor);
+#    16 frames 476×644 and 12 frames 644×476 (portrait), with the reference's own noise floor (--noise-floor, and
+#    environment/reference_decoder_noise.py for the logits: its decoder with eager vs SDPA attention);
 # 2. runs tests/SpatialMllm.Research.GpuTests against them: every tensor in float32, bf16 against the reference's own
 #    bf16 error, the fused kernels against eager, CUDA-graph / TorchScript / eager decode over 32 steps, graph reuse.
 # Writes $OUT/gpu-tests.log and $OUT/gpu-tests-report.md (the tables); last line "N passed, N failed".
@@ -33,6 +34,7 @@ for line in open(sys.argv[1]):
 json.dump(noise, open(sys.argv[2], "w"), indent=1)
 print("reference noise:", json.dumps(noise))
 PY
+    python3 environment/reference_decoder_noise.py "$dir" .gpu/tools/config.json || return 1
   fi
   fixtures="${fixtures:+$fixtures:}$dir"
 }

