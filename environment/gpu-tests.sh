@@ -45,8 +45,8 @@ make_fixture t12-644x476 777 --frames 12 --hw 644 476 || { echo "0 passed, 1 fai
 export SPATIAL_MLLM_FULLSIZE_FIXTURES="$fixtures" GPU_TESTS_REPORT="$OUT/gpu-tests-report.md"
 : > "$GPU_TESTS_REPORT"
 dotnet .gpu/SpatialMllm.Research.GpuTests/SpatialMllm.Research.GpuTests.dll -parallel none -noColor -reporter verbose \
-  | tee "$OUT/xunit.log"
+  | tee /tmp/gpu-tests-xunit.log
 status=${PIPESTATUS[0]}
 # xunit v3: "   SpatialMllm.Research.GpuTests  Total: 14, Errors: 0, Failed: 0, Skipped: 0, Not Run: 0, Time: …"
-awk -F'[:,]' '/Total: [0-9]+, Errors:/ { t = $2; e = $4; f = $6; s = $8 } END { printf "%d passed, %d failed, %d skipped\n", t - e - f - s, f + e, s }' "$OUT/xunit.log"
+awk -F'[:,]' '/Total: [0-9]+, Errors:/ { t = $2; e = $4; f = $6; s = $8 } END { printf "%d passed, %d failed, %d skipped\n", t - e - f - s, f + e, s }' /tmp/gpu-tests-xunit.log
 exit "$status"
