@@ -6,11 +6,11 @@ namespace SpatialMllm.Research.Tests.Runtime;
 public class TorchRuntimeTests
 {
     /// <summary>float32 must mean float32 on CUDA: with cuDNN's default TF32 the VGGT patch embedding (a convolution)
-    /// moved every spatial token ~1e-3 away from the reference. The flags are libtorch's global context, set on load.</summary>
+    /// moved every spatial token ~1e-3 away from the reference. The flags are libtorch's global context.</summary>
     [Fact]
-    public void Loading_turns_TF32_off_for_cuBLAS_and_cuDNN()
+    public void Loading_a_float32_model_turns_TF32_off_for_cuBLAS_and_cuDNN()
     {
-        TorchRuntime.EnsureLoaded();
+        using var model = SpatialMllm.Research.Models.SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU, torch.ScalarType.Float32);
         Assert.False(torch.backends.cudnn.allow_tf32);
         Assert.False(torch.backends.cuda.matmul.allow_tf32);
     }
