@@ -58,7 +58,7 @@ internal static class ConfigValidation
         {
             int headDim = t.HeadDim;
             if (t.MropeSection.Count != 3 || t.MropeSection.Any(x => x <= 0) || 2 * t.MropeSection.Sum() != headDim)
-                problems.Add($"rope_scaling.mrope_section = [{string.Join(", ", t.MropeSection)}] must be three positive numbers summing to half the head size ({headDim} / 2)");
+                problems.Add($"rope_scaling.mrope_section = [{string.Join(", ", t.MropeSection)}] must be three positive numbers summing to half the head size (hidden_size / num_attention_heads / 2 = {headDim / 2.0})");
         }
         if (!(t.RmsNormEps > 0)) problems.Add($"rms_norm_eps = {Format(t.RmsNormEps)} must be positive");
         if (!(t.RopeTheta > 0) || double.IsInfinity(t.RopeTheta)) problems.Add($"rope_theta = {Format(t.RopeTheta)} must be positive and finite");

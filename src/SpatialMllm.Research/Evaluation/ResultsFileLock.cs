@@ -63,14 +63,19 @@ internal sealed class ResultsFileLock : IDisposable
     static ResultsFileLockedException Locked(string resultsPath, string lockPath)
     {
         string holder = "another process";
-        try
+        // The holder writes its line just after taking the lock: a run started at the same moment may look in between.
+        for (int attempt = 0; attempt < 20 && holder == "another process"; attempt++)
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(lockPath));
-            var r = doc.RootElement;
-            holder = $"pid {r.GetProperty("pid").GetInt32()} on {r.GetProperty("host").GetString()}, " +
-                     $"`{r.GetProperty("command").GetString()}` started {r.GetProperty("started").GetString()}";
+            if (attempt > 0) Thread.Sleep(100);
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(lockPath));
+                var r = doc.RootElement;
+                holder = $"pid {r.GetProperty("pid").GetInt32()} on {r.GetProperty("host").GetString()}, " +
+                         $"`{r.GetProperty("command").GetString()}` started {r.GetProperty("started").GetString()}";
+            }
+            catch (Exception e) when (e is IOException or JsonException or KeyNotFoundException or InvalidOperationException) { }
         }
-        catch (Exception e) when (e is IOException or JsonException or KeyNotFoundException or InvalidOperationException) { }
         return new ResultsFileLockedException(
             $"{resultsPath} is being written by another run ({holder}; lock {lockPath}). Two runs on one results file " +
             "would interleave their answers: wait for that run to finish, stop it, or pass another --out.");
