@@ -132,7 +132,7 @@ internal sealed record RunManifest(IReadOnlyDictionary<string, string> Fields)
         string index = Path.Combine(modelDir, "model.safetensors.index.json");
         if (File.Exists(index)) hash.AppendData(File.ReadAllBytes(index));
         if (!Directory.Exists(modelDir)) return (config, "(no folder)");
-        foreach (string file in Directory.EnumerateFiles(modelDir, "*.safetensors").Order(StringComparer.Ordinal))
+        foreach (string file in WeightFiles(modelDir, index).Where(File.Exists))
         {
             using var stream = File.OpenRead(file);
             hash.AppendData(Encoding.UTF8.GetBytes($"{Path.GetFileName(file)}\n{stream.Length}\n"));
@@ -158,6 +158,20 @@ internal sealed record RunManifest(IReadOnlyDictionary<string, string> Fields)
             }
         }
         return (config, Convert.ToHexStringLower(hash.GetHashAndReset()));
+    }
+
+    /// <summary>The shards the index names, else model.safetensors (other .safetensors beside them, e.g. a fixture's io
+    /// file, are not weights).</summary>
+    static IEnumerable<string> WeightFiles(string modelDir, string indexPath)
+    {
+        if (!File.Exists(indexPath)) return [Path.Combine(modelDir, "model.safetensors")];
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            return doc.RootElement.GetProperty("weight_map").EnumerateObject().Select(p => p.Value.GetString() ?? "").Distinct()
+                .Order(StringComparer.Ordinal).Select(name => Path.Combine(modelDir, name)).ToList();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { return []; }
     }
 
     static string Sha256OfFile(string path)
