@@ -85,7 +85,7 @@ internal sealed record RunManifest(IReadOnlyDictionary<string, string> Fields)
                     "start a new results file (the old one is kept as a backup), or --out another file.");
             var saved = Read(manifestPath);
             var differences = Differences(saved, this);
-            var blocking = differences.Where(d => !Informational.Contains(d.Field)).ToList();
+            var blocking = BlockingDifferences(saved, this);
             if (blocking.Count > 0)
                 throw new RunManifestMismatchException(
                     $"{resultsPath} holds answers from a different run, so resuming would mix them with this one's:" + Environment.NewLine +
@@ -120,6 +120,11 @@ internal sealed record RunManifest(IReadOnlyDictionary<string, string> Fields)
         [.. saved.Fields.Keys.Union(now.Fields.Keys).Order(StringComparer.Ordinal)
             .Select(k => (k, saved.Fields.GetValueOrDefault(k, "(none)"), now.Fields.GetValueOrDefault(k, "(none)")))
             .Where(d => d.Item2 != d.Item3)];
+
+    /// <summary>The differences that make two runs' answers incomparable (all but the code version, the dataset's path
+    /// and the creation time).</summary>
+    public static IReadOnlyList<(string Field, string Saved, string Now)> BlockingDifferences(RunManifest saved, RunManifest now) =>
+        [.. Differences(saved, now).Where(d => !Informational.Contains(d.Field))];
 
     /// <summary>SHA-256 of config.json, and a fingerprint of the weights: the index (if sharded), and per safetensors file
     /// its name, size, header (every key, dtype, shape and offset) and the first and last MiB of its data, which tells

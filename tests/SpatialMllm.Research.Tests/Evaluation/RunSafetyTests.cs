@@ -182,6 +182,30 @@ public class RunSafetyTests
     }
 
     [Fact]
+    public void Merge_RefusesShardsOfDifferentRuns_AndKeepsTheSharedManifest()
+    {
+        var mini = new MiniVsiBench("merge-manifest");
+        string[] shards = [Path.Combine(mini.Root, "s0.jsonl"), Path.Combine(mini.Root, "s1.jsonl")];
+        File.WriteAllText(shards[0], "{\"id\":1000,\"prediction\":\"A\"}\n");
+        File.WriteAllText(shards[1], "{\"id\":1001,\"prediction\":\"B\"}\n");
+        var options = new AnswererOptions(16, SamplerKind.Uniform, 1024);
+        RunManifest.Describe("vsibench", null, options, "-", false, mini.DatasetPath).Write(RunManifest.PathFor(shards[0]));
+        RunManifest.Describe("vsibench", null, options with { Frames = 8 }, "-", false, mini.DatasetPath).Write(RunManifest.PathFor(shards[1]));
+        string merged = Path.Combine(mini.Root, "merged.jsonl");
+
+        var (code, _, error) = Invoke(["merge", "--out", merged, .. shards]);
+        Assert.Equal(1, code);
+        Assert.Contains("comes from a different run", error);
+        Assert.Contains("frames 16 vs 8", error);
+        Assert.False(File.Exists(merged));
+
+        RunManifest.Describe("vsibench", null, options, "-", false, mini.DatasetPath).Write(RunManifest.PathFor(shards[1]));
+        (code, _, error) = Invoke(["merge", "--out", merged, .. shards]);
+        Assert.True(code == 0, error);
+        Assert.Equal("16", RunManifest.Read(RunManifest.PathFor(merged)).Fields["frames"]);
+    }
+
+    [Fact]
     public void Resume_RefusesAResultsFileWithoutManifest()
     {
         var mini = new MiniVsiBench("no-manifest");
