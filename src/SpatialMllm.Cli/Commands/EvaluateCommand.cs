@@ -161,16 +161,16 @@ internal static class EvaluateCommand
                     .Select(i => $"{Path.ChangeExtension(resultsPath, null)}.shard-{i}-of-{workerCount}.jsonl").ToList();
                 Manifest(gpus > 0 ? "cuda:0" : "cpu").Adopt(resultsPath, parse.GetValue(forceNew), log, alsoMoveAside: EarlierShardFiles(resultsPath));
                 var forwarded = ForwardedArguments(parse, command);
-                var outcome = RunWorkers(name, workerCount, gpus, shardPaths, resultsPath, forwarded, log, signals.Token);
+                int failures = RunWorkers(name, workerCount, gpus, shardPaths, resultsPath, forwarded, log, signals.Token);
                 if (signals.Token.IsCancellationRequested)
                 {
                     log.WriteLine($"interrupted; the worker files {Path.ChangeExtension(resultsPath, null)}.shard-*-of-{workerCount}.jsonl keep every finished answer. " +
                                   "Rerun the same command to resume.");
                     return signals.InterruptedExitCode;
                 }
-                if (outcome.Failures > 0)
+                if (failures > 0)
                 {
-                    parse.InvocationConfiguration.Error.WriteLine($"error: {outcome.Failures} worker(s) failed; their shard files keep what they answered. Rerun the same command to resume.");
+                    parse.InvocationConfiguration.Error.WriteLine($"error: {failures} worker(s) failed; their shard files keep what they answered. Rerun the same command to resume.");
                     return CliSupport.Failed;
                 }
                 var report = ResultsMerger.Merge([.. new[] { resultsPath }.Where(File.Exists), .. shardPaths], resultsPath);
@@ -268,15 +268,14 @@ internal static class EvaluateCommand
     }
 
     /// <summary>Starts `evaluate {benchmark} … --shard i/N --device cuda:i` per worker (cpu when there are no GPUs), relays their
-    /// output line by line with a prefix, and returns how many failed. Workers die with this process (parent-death signal,
+    /// output line by line with a prefix, and returns how many failed (or were stopped). Workers die with this process (parent-death signal,
     /// set by each worker on start); a cancellation (SIGINT/SIGTERM here) is passed on as SIGTERM, so each worker finishes
     /// its answer in progress, flushes and exits.</summary>
-    static (int Failures, int Interrupted) RunWorkers(string benchmark, int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath,
+    static int RunWorkers(string benchmark, int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath,
         IReadOnlyList<string> forwarded, TextWriter log, CancellationToken cancel)
     {
         var (program, prefix) = SelfInvocation();
         var processes = new List<Process>();
-        // Workers inherit stdin etc.; the parent pid tells them whom to die with.
         for (int i = 0; i < count; i++)
         {
             var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -297,10 +296,9 @@ internal static class EvaluateCommand
         }
         using (cancel.Register(() => { foreach (var p in processes) if (!p.HasExited) PosixProcess.Signal(p.Id, PosixProcess.SigTerm); }))
             foreach (var p in processes) p.WaitForExit();
-        int interrupted = processes.Count(p => p.ExitCode is 130 or 143);
-        int failures = processes.Count(p => p.ExitCode != 0) - interrupted;
+        int failures = processes.Count(p => p.ExitCode != 0);
         foreach (var p in processes) p.Dispose();
-        return (failures, interrupted);
+        return failures;
     }
 
     /// <summary>How to start this CLI again: the apphost directly, or `dotnet spatial-mllm.dll` when run through dotnet.</summary>
