@@ -243,6 +243,10 @@ public class RunSafetyTests
         Assert.Equal(MiniVsiBench.QuestionCount - 6, Results(results).Count);
         using (var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(mini.Root, "results.metrics.json"))))
             Assert.Equal(MiniVsiBench.QuestionCount, metrics.RootElement.GetProperty("rewards").EnumerateObject().Count());
+        // The notebooks' folder scoring reads results files, not the list of skipped questions beside them.
+        string folder = TestPaths.NewTempDir("score-folder");
+        foreach (string file in new[] { results, SkippedQuestions.PathFor(results) }) File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        Assert.Equal(["results"], VsiBench.ScoreFolder(folder, mini.Dataset, VsiBenchScoringProfile.SpatialMllm, MissingPredictions.CountAsWrong).Keys);
 
         // Fixed, the next run answers exactly the skipped questions.
         File.Delete(broken);
