@@ -28,8 +28,15 @@ internal static class ConfigValidation
         if (config.Connector is { } c && config.Spatial is { } s && (c.SpatialEmbedsLayerIdx >= s.Depth || c.SpatialEmbedsLayerIdx < -s.Depth))
             problems.Add($"connector_config.spatial_embeds_layer_idx = {c.SpatialEmbedsLayerIdx} is outside the {s.Depth} VGGT layers");
         Throw(configPath, problems);
-        double estimate = TextParameters(config.Text) + VisionParameters(config.Vision) + (config.Spatial is { } sp ? SpatialParameters(sp) : 0);
-        CheckSize(configPath, estimate, storedElements);
+        var t = config.Text;
+        var v = config.Vision;
+        var parts = new List<(string, double)>
+        {
+            ($"language model (num_hidden_layers = {t.NumHiddenLayers}, hidden_size = {t.HiddenSize}, intermediate_size = {t.IntermediateSize}, vocab_size = {t.VocabSize})", TextParameters(t)),
+            ($"vision tower (vision_config.depth = {v.Depth}, hidden_size = {v.HiddenSize}, intermediate_size = {v.IntermediateSize})", VisionParameters(v)),
+        };
+        if (config.Spatial is { } sp) parts.Add((SpatialDescription(sp, "spatial_config."), SpatialParameters(sp)));
+        CheckSize(configPath, parts, storedElements);
     }
 
     /// <summary>Validates VGGT's part alone (a facebook/VGGT-1B folder or the spatial section of a Spatial-MLLM config).</summary>
@@ -38,8 +45,11 @@ internal static class ConfigValidation
         var problems = new List<string>();
         CheckSpatial(spatial, keyPrefix, problems);
         Throw(configPath, problems);
-        CheckSize(configPath, SpatialParameters(spatial), storedElements);
+        CheckSize(configPath, [(SpatialDescription(spatial, keyPrefix), SpatialParameters(spatial))], storedElements);
     }
+
+    static string SpatialDescription(SpatialEncoderConfig s, string p) =>
+        $"VGGT ({p}depth = {s.Depth}, embed_dim = {s.EmbedDim}, patch_embed.depth = {s.PatchEmbed.Depth})";
 
     static void CheckText(Qwen2TextConfig t, SpecialTokenIds tokens, List<string> problems)
     {
@@ -144,14 +154,18 @@ internal static class ConfigValidation
         return s.PatchEmbed.Depth * (4 + 2 * s.PatchEmbed.MlpRatio) * pe * pe + 2.0 * s.Depth * (4 + 2 * s.MlpRatio) * e * e;
     }
 
-    static void CheckSize(string configPath, double estimate, long? storedElements)
+    /// <param name="parts">Each component's description (its sizes) and estimated parameter count.</param>
+    static void CheckSize(string configPath, IReadOnlyList<(string What, double Parameters)> parts, long? storedElements)
     {
+        double estimate = parts.Sum(p => p.Parameters);
+        var (largest, largestCount) = parts.MaxBy(p => p.Parameters);
+        string detail = $"the largest part is the {largest}: about {Count(largestCount)}";
         if (estimate > AbsoluteLimit || double.IsNaN(estimate))
-            throw new CheckpointFormatException($"{configPath}: the sizes describe a model of about {Count(estimate)} parameters; refusing to build it (check num_hidden_layers, hidden_size, intermediate_size, vocab_size and depth).");
+            throw new CheckpointFormatException($"{configPath}: the sizes describe a model of about {Count(estimate)} parameters; refusing to build it ({detail}).");
         if (storedElements is long stored && estimate > StoredFactor * stored + Slack)
             throw new CheckpointFormatException(
-                $"{configPath}: the sizes describe a model of at least {Count(estimate)} parameters, but the checkpoint's tensors hold only {Count(stored)}: " +
-                "the config does not belong to these weights (check num_hidden_layers, hidden_size, intermediate_size, vocab_size and depth).");
+                $"{configPath}: the sizes describe a model of at least {Count(estimate)} parameters, but the checkpoint's tensors hold only {Count(stored)}, " +
+                $"so the config does not belong to these weights ({detail}).");
     }
 
     static bool Positive(List<string> problems, string key, int value)

@@ -54,6 +54,7 @@ public class ConfigValidationTests
         var e = LoadFails(TinyWith(c => c[key] = value));
         Assert.Contains(message, e.Message);
         Assert.Contains(key, e.Message);
+        if (message.StartsWith("the checkpoint", StringComparison.Ordinal)) Assert.Contains($"{key} = {value}", e.Message);
     }
 
     [Fact]
@@ -78,6 +79,7 @@ public class ConfigValidationTests
     {
         var e = LoadFails(TinyWith(c => c[section]![key] = value));
         Assert.Contains(message, e.Message);
+        if (message.StartsWith("the checkpoint", StringComparison.Ordinal)) Assert.Contains($"{section}.{key} = {value}", e.Message);
     }
 
     [Fact]
@@ -86,6 +88,7 @@ public class ConfigValidationTests
         string folder = TinyWith(c => c["spatial_config"]!["depth"] = 1000000);
         var e = Assert.Throws<CheckpointFormatException>(() => VggtLoader.Load(folder, torch.CPU).Dispose());
         Assert.Contains("the checkpoint's tensors hold only", e.Message);
+        Assert.Contains("spatial_config.depth = 1000000", e.Message);
     }
 
     [Fact]
