@@ -142,7 +142,6 @@ resumed = run("killed", device_all)   # the same command again: resumes
 single, multi, after = load("one"), load("all"), load("killed")
 same_all = sum(single[i] == multi.get(i) for i in single)
 same_resumed = sum(single[i] == after.get(i) for i in single)
-resume_log = open(f"{out}/killed.log").read()
 throughput = lambda r: (total - 1) / r["answering_s"] if r["answering_s"] > 0 else float("nan")
 speedup_answering = throughput(allg) / throughput(one)
 speedup_wall = one["wall_s"] / allg["wall_s"]
