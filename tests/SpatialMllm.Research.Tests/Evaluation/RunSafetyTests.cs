@@ -55,7 +55,7 @@ public class RunSafetyTests
         var mini = new MiniVsiBench("race");
         var reference = Reference(mini);
         string results = Path.Combine(mini.Root, "results.jsonl");
-        string[] args = ["evaluate", "vsibench", "--dry-run", "--dry-run-seconds", "0.05", "--data", mini.Root, "--out", results];
+        string[] args = ["evaluate", "vsibench", "--dry-run", "--dry-run-seconds", "0.25", "--data", mini.Root, "--out", results];
 
         using var first = CliProcess.Start(mini.Root, args);
         using var second = CliProcess.Start(mini.Root, args);
