@@ -47,6 +47,8 @@ internal static class VggtLoader
         }
         // The Qwen parts of this config are defaults: only its spatial section is used.
         using var checkpoint = Checkpoint.OpenWith(folder, SpatialMllmConfig.Default with { Spatial = spatial });
+        ConfigValidation.ValidateSpatial(spatial, configPath, prefix.Length > 0 ? "spatial_config." : "",
+            checkpoint.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).Sum(k => checkpoint.Entry(k).ElementCount));
         var model = new VggtModel(spatial, device, dtype);
         model.eval();
         model.LoadWeights(checkpoint, prefix).ThrowIfIncomplete(folder);
