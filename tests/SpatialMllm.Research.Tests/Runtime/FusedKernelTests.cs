@@ -46,7 +46,7 @@ public class FusedKernelTests
         var proj = (TorchSharp.Modules.Linear)attention.named_modules().Single(m => m.name == "proj").module;
         var expected = proj.forward(attended.transpose(1, 2).reshape(1, 7, 128));
 
-        Assert.True(attention.Forward(x, rope).eq(expected).all().item<bool>());
+        Assert.True(attention.forward(x, rope).eq(expected).all().item<bool>());
     }
 
     [Fact]

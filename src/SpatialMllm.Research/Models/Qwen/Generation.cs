@@ -66,7 +66,7 @@ public static class Generation
         long length = inputIds.shape[1];
         var positions = torch.arange(length, ScalarType.Int64, inputIds.device).view(1, 1, length).expand(3, inputIds.shape[0], length);
         var deltas = torch.zeros(inputIds.shape[0], ScalarType.Int64, inputIds.device);
-        return Generate(lm, inputIds, lm.Model.EmbedTokens(inputIds), positions, deltas, options);
+        return Generate(lm, inputIds, lm.model.EmbedTokens(inputIds), positions, deltas, options);
     }
 
     /// <summary>

@@ -12,8 +12,8 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// </summary>
 public sealed class Qwen2CausalLm : nn.Module
 {
-    readonly Qwen2TextModel model;
-    readonly Linear? lm_head;
+    public readonly Qwen2TextModel model;
+    public readonly Linear? lm_head;
 
     public Qwen2CausalLm(Qwen2TextConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2CausalLm))
     {
@@ -22,11 +22,6 @@ public sealed class Qwen2CausalLm : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>The decoder (<c>model.*</c>). A parent module that must expose the checkpoint's flat key layout can
-    /// register this instance (and <see cref="LmHead"/>) as its own <c>model</c> / <c>lm_head</c> fields.</summary>
-    public Qwen2TextModel Model => model;
-    /// <summary>The untied head (<c>lm_head.weight</c>); null when tied to the embedding table.</summary>
-    public Linear? LmHead => lm_head;
     public Qwen2TextConfig Config => model.Config;
 
     /// <summary>
@@ -67,7 +62,8 @@ public sealed class Qwen2CausalLm : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         var deltas = ropeDeltas.to(ScalarType.Int64, next.device);
-        var mode = ResolveDecodeMode(next.device);
+        // A hook on a decoder point must see every token: only the eager path calls hooks.
+        var mode = model.HasHooks ? DecodeStepMode.Eager : ResolveDecodeMode(next.device);
         if (mode != DecodeStepMode.Eager)
             return model.DecodeStepScripted(next, deltas, cache, lm_head?.weight ?? model.EmbeddingWeight, graph: mode == DecodeStepMode.CudaGraph)
                 .MoveToOuterDisposeScope();

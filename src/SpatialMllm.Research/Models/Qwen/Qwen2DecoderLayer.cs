@@ -5,12 +5,12 @@ using SpatialMllm.Research.Checkpoints;
 namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>Pre-norm decoder layer: x += self_attn(input_layernorm(x)); x += mlp(post_attention_layernorm(x)).</summary>
-internal sealed class Qwen2DecoderLayer : nn.Module
+public sealed class Qwen2DecoderLayer : nn.Module
 {
-    readonly Qwen2RmsNorm input_layernorm;
-    readonly Qwen2Attention self_attn;
-    readonly Qwen2RmsNorm post_attention_layernorm;
-    readonly Qwen2SwiGluMlp mlp;
+    public readonly Qwen2RmsNorm input_layernorm;
+    public readonly Qwen2Attention self_attn;
+    public readonly Qwen2RmsNorm post_attention_layernorm;
+    public readonly Qwen2SwiGluMlp mlp;
 
     public Qwen2DecoderLayer(Qwen2TextConfig config, int layerIndex, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2DecoderLayer))
     {

@@ -12,9 +12,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// </summary>
 public sealed class Qwen2TextModel : nn.Module
 {
-    readonly TokenEmbedding embed_tokens;
-    readonly ModuleList<Qwen2DecoderLayer> layers;
-    readonly Qwen2RmsNorm norm;
+    public readonly TokenEmbedding embed_tokens;
+    public readonly ModuleList<Qwen2DecoderLayer> layers;
+    public readonly Qwen2RmsNorm norm;
     readonly MultimodalRotaryEmbedding _rotary;
     readonly Qwen2TextConfig _config;
 
@@ -31,6 +31,42 @@ public sealed class Qwen2TextModel : nn.Module
     }
 
     public Qwen2TextConfig Config => _config;
+
+    ModelHooks? _hooks;
+    string[] _layerPoints = [];
+    string _normPoint = "norm";
+    string[] _points = [];
+    int _checkedVersion = -1;
+    bool _hooked;
+
+    /// <summary>Runs <paramref name="hooks"/> at <c>{prefix}layers.{i}</c> (each layer's output), at
+    /// <c>{prefix}layers.{i}.self_attn.attn_weights</c> (attention probabilities) and at <c>{prefix}norm</c>.</summary>
+    internal void AttachHooks(ModelHooks hooks, string prefix)
+    {
+        _hooks = hooks;
+        _layerPoints = Enumerable.Range(0, layers.Count).Select(i => $"{prefix}layers.{i}").ToArray();
+        _normPoint = prefix + "norm";
+        for (int i = 0; i < layers.Count; i++) layers[i].self_attn.AttachHooks(hooks, _layerPoints[i] + ".self_attn.attn_weights");
+        _points = [.. _layerPoints.SelectMany(p => new[] { p, p + ".self_attn.attn_weights" }), _normPoint];
+    }
+
+    internal IReadOnlyList<string> HookPoints => _points;
+
+    /// <summary>Whether a hook is set on any of this decoder's points (then decoding runs the eager path, which calls them).</summary>
+    internal bool HasHooks
+    {
+        get
+        {
+            if (_hooks is not { Any: true } hooks) return false;
+            int version = hooks.Version;
+            if (version != _checkedVersion)
+            {
+                _hooked = _points.Any(hooks.IsSet);
+                _checkedVersion = version;
+            }
+            return _hooked;
+        }
+    }
 
     /// <summary>The token embedding table [vocab, hidden] (also the tied LM head).</summary>
     public Tensor EmbeddingWeight => embed_tokens.Weight;
@@ -61,10 +97,16 @@ public sealed class Qwen2TextModel : nn.Module
         var (cos, sin) = _rotary.Compute(positionIds, inputsEmbeds.dtype);
         var signedSin = RotaryEmbedding.SignedSin(sin);
         var x = inputsEmbeds;
-        foreach (var layer in layers)
-            x = layer.forward(x, cos, signedSin, cache);
+        bool hooked = HasHooks;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            x = layers[i].forward(x, cos, signedSin, cache);
+            if (hooked) x = _hooks!.Run(_layerPoints[i], x);
+        }
         cache?.Advance(length);
-        return norm.forward(x).MoveToOuterDisposeScope();
+        var normed = norm.forward(x);
+        if (hooked) normed = _hooks!.Run(_normPoint, normed);
+        return normed.MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ internal static class VggtLoader
         device ??= TorchRuntime.DefaultDevice;
         var model = Load(folder, device);
         var aggregatorType = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
-        model.Aggregator.to(aggregatorType);
+        model.aggregator.to(aggregatorType);
         return new DevicePointMapPredictor(model, device, aggregatorType);
     }
 
