@@ -169,6 +169,7 @@ public sealed class CapturedTensors : IDisposable
 {
     readonly Dictionary<string, Tensor> _latest = new(StringComparer.Ordinal);
     readonly Dictionary<string, int> _calls = new(StringComparer.Ordinal);
+    readonly List<string> _order = [];
     internal IDisposable? Handle { get; set; }
 
     /// <summary>The latest copy at <paramref name="name"/>.</summary>
@@ -183,12 +184,15 @@ public sealed class CapturedTensors : IDisposable
     }
 
     /// <summary>The points seen so far, in the order they were first seen.</summary>
-    public IReadOnlyList<string> Names { get { lock (_latest) return _latest.Keys.ToArray(); } }
+    public IReadOnlyList<string> Names { get { lock (_latest) return _order.ToArray(); } }
 
     /// <summary>How many times each point ran.</summary>
     public IReadOnlyDictionary<string, int> Calls { get { lock (_latest) return new Dictionary<string, int>(_calls); } }
 
     public bool Contains(string name) { lock (_latest) return _latest.ContainsKey(name); }
+
+    /// <summary>Stops capturing (removes the hook) and keeps the copies made so far.</summary>
+    public void Stop() => Handle?.Dispose();
 
     internal Tensor? Keep(string name, Tensor t, bool toCpu)
     {
@@ -196,6 +200,7 @@ public sealed class CapturedTensors : IDisposable
         lock (_latest)
         {
             if (_latest.Remove(name, out var previous)) previous.Dispose();
+            else _order.Add(name);
             _latest[name] = copy;
             _calls[name] = _calls.GetValueOrDefault(name) + 1;
         }
@@ -209,6 +214,7 @@ public sealed class CapturedTensors : IDisposable
         {
             foreach (var t in _latest.Values) t.Dispose();
             _latest.Clear();
+            _order.Clear();
         }
     }
 }
