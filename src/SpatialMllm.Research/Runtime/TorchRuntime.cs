@@ -24,9 +24,23 @@ public static class TorchRuntime
         try
         {
             using var probe = torch.zeros(1);
+            UseFullFloat32Precision();
             return null;
         }
         catch (Exception e) { return e; }
+    }
+
+    /// <summary>
+    /// float32 means float32: TF32 off for cuBLAS matmuls and cuDNN convolutions. libtorch (like PyTorch) lets cuDNN use
+    /// TF32 by default, which put the VGGT patch embedding's 14×14 convolution, and everything after it, ~1e-3 away from
+    /// the float32 reference on Ampere and later GPUs. bf16/fp16 runs are unaffected. A researcher who wants TF32's speed
+    /// for float32 sets <c>torch.backends.cudnn.allow_tf32</c> / <c>torch.backends.cuda.matmul.allow_tf32</c> back after
+    /// the first model is loaded.
+    /// </summary>
+    static void UseFullFloat32Precision()
+    {
+        torch.backends.cuda.matmul.allow_tf32 = false;
+        torch.backends.cudnn.allow_tf32 = false;
     }
 
     /// <summary>

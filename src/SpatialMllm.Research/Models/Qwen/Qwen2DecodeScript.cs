@@ -29,7 +29,7 @@ internal static class Qwen2DecodeScript
     /// </summary>
     const string Source = """
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    if x.is_cuda and x.dtype == weight.dtype:
+    if x.is_cuda and x.dtype == weight.dtype and x.element_size() == 2:  # bf16/fp16: see Qwen2RmsNorm
         return torch.rms_norm(x, [x.size(-1)], weight, eps)
     xf = x.float()
     scale = xf.pow(2).mean([-1], keepdim=True).add_(eps).rsqrt_()
