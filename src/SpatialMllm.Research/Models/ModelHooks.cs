@@ -72,11 +72,22 @@ public sealed class ModelHooks
     /// runs several times, e.g. a decoder layer at each generated token; <see cref="CapturedTensors.Calls"/> counts them).
     /// Disposing the result removes the hook and frees the copies.
     /// </summary>
-    /// <param name="toCpu">Copy to the CPU in float32 (for display); false keeps the device and dtype.</param>
-    public CapturedTensors Capture(string point, bool toCpu = true)
+    /// <param name="toCpu">Copy to the CPU (dtype kept); false keeps the device.</param>
+    public CapturedTensors Capture(string point, bool toCpu = true) => Capture([point], toCpu);
+
+    /// <summary><see cref="Capture(string, bool)"/> at several points (names or patterns).</summary>
+    public CapturedTensors Capture(IEnumerable<string> points, bool toCpu = true)
     {
         var captured = new CapturedTensors();
-        captured.Handle = Add(point, (name, t) => captured.Keep(name, t, toCpu));
+        try
+        {
+            foreach (var point in points) captured.Handles.Add(Add(point, (name, t) => captured.Keep(name, t, toCpu)));
+        }
+        catch
+        {
+            captured.Dispose();
+            throw;
+        }
         return captured;
     }
 
@@ -170,7 +181,7 @@ public sealed class CapturedTensors : IDisposable
     readonly Dictionary<string, Tensor> _latest = new(StringComparer.Ordinal);
     readonly Dictionary<string, int> _calls = new(StringComparer.Ordinal);
     readonly List<string> _order = [];
-    internal IDisposable? Handle { get; set; }
+    internal List<IDisposable> Handles { get; } = [];
 
     /// <summary>The latest copy at <paramref name="name"/>.</summary>
     public Tensor this[string name]
@@ -192,11 +203,14 @@ public sealed class CapturedTensors : IDisposable
     public bool Contains(string name) { lock (_latest) return _latest.ContainsKey(name); }
 
     /// <summary>Stops capturing (removes the hook) and keeps the copies made so far.</summary>
-    public void Stop() => Handle?.Dispose();
+    public void Stop()
+    {
+        foreach (var handle in Handles) handle.Dispose();
+    }
 
     internal Tensor? Keep(string name, Tensor t, bool toCpu)
     {
-        var copy = (toCpu ? t.detach().to(ScalarType.Float32, torch.CPU) : t.detach()).clone().DetachFromDisposeScope();
+        var copy = (toCpu ? t.detach().cpu() : t.detach()).clone().DetachFromDisposeScope();
         lock (_latest)
         {
             if (_latest.Remove(name, out var previous)) previous.Dispose();
@@ -209,7 +223,7 @@ public sealed class CapturedTensors : IDisposable
 
     public void Dispose()
     {
-        Handle?.Dispose();
+        Stop();
         lock (_latest)
         {
             foreach (var t in _latest.Values) t.Dispose();
