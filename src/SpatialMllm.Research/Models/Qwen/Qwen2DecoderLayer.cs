@@ -21,21 +21,6 @@ public sealed class Qwen2DecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>This layer's tensors in <see cref="Qwen2DecodeScript"/>'s order, written at <paramref name="offset"/>.</summary>
-    public void CopyDecodeWeights(Tensor[] weights, int offset)
-    {
-        var (qkvWeight, qkvBias) = self_attn.FusedQkv();
-        var (gate, up, down) = mlp.Weights;
-        weights[offset] = input_layernorm.Weight;
-        weights[offset + 1] = qkvWeight;
-        weights[offset + 2] = qkvBias;
-        weights[offset + 3] = self_attn.OProjWeight;
-        weights[offset + 4] = post_attention_layernorm.Weight;
-        weights[offset + 5] = gate;
-        weights[offset + 6] = up;
-        weights[offset + 7] = down;
-    }
-
     /// <param name="signedSin">sin with its first half negated (<see cref="RotaryEmbedding.SignedSin"/>).</param>
     public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, Qwen2KvCache? cache)
     {

@@ -32,6 +32,9 @@ public sealed class Qwen2TextModel : nn.Module
 
     public Qwen2TextConfig Config => _config;
 
+    /// <summary>The M-RoPE tables (for the decode fast path, which recomputes cos/sin in its script).</summary>
+    internal MultimodalRotaryEmbedding Rotary => _rotary;
+
     ModelHooks? _hooks;
     string[] _layerPoints = [];
     string _normPoint = "norm";
@@ -107,48 +110,5 @@ public sealed class Qwen2TextModel : nn.Module
         var normed = norm.forward(x);
         if (hooked) normed = _hooks!.Run(_normPoint, normed);
         return normed.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// One cached decode step through <see cref="Qwen2DecodeScript"/>: ids [B] (the tokens just chosen), rope_deltas [B]
-    /// int64 on the model's device → logits [B, 1, vocab] through <paramref name="headWeight"/>; the same result as
-    /// <see cref="EmbedTokens"/> + <see cref="forward"/> + the head. With <paramref name="graph"/> (CUDA) the script is
-    /// captured once per cache (<see cref="Qwen2DecodeGraph"/>) and each step replays it; the logits are then a view
-    /// the next step overwrites. Otherwise each step is one TorchScript call.
-    /// </summary>
-    internal Tensor DecodeStepScripted(Tensor ids, Tensor ropeDeltas, Qwen2KvCache cache, Tensor headWeight, bool graph)
-    {
-        if (cache.Length + 1 > _config.MaxPositionEmbeddings)
-            throw new ArgumentException(
-                $"The sequence would be {cache.Length + 1} tokens long, more than the model's max_position_embeddings ({_config.MaxPositionEmbeddings}).");
-        var (keys, values) = cache.Reserve(1);
-        var weights = new Tensor[3 + Qwen2DecodeScript.PerLayer * layers.Count];
-        weights[0] = embed_tokens.Weight;
-        weights[1] = norm.Weight;
-        weights[2] = headWeight;
-        for (int i = 0; i < layers.Count; i++) layers[i].CopyDecodeWeights(weights, 3 + Qwen2DecodeScript.PerLayer * i);
-        var invFreq = _rotary.InverseFrequencies(ids.device);
-        Tensor Step(Tensor stepIds, Tensor stepDeltas, Tensor position) =>
-            Qwen2DecodeScript.Run(stepIds, stepDeltas, position, weights, keys, values, invFreq, _rotary.Section, _config);
-
-        Tensor logits;
-        if (graph)
-        {
-            Tensor[] read = [.. weights, invFreq, .. keys, .. values];
-            if (cache.DecodeGraph is not { } captured || !captured.Reads(read))
-            {
-                cache.DecodeGraph?.Dispose();
-                cache.DecodeGraph = null;
-                cache.DecodeGraph = Qwen2DecodeGraph.Capture(Step, ids, ropeDeltas, cache.Length, read);
-            }
-            logits = cache.DecodeGraph.Step(ids, ropeDeltas, cache.Length);
-        }
-        else
-        {
-            using var position = torch.tensor(new[] { cache.Length }, ScalarType.Int64, ids.device);
-            logits = Step(ids, ropeDeltas, position);
-        }
-        cache.Advance(1);
-        return logits;
     }
 }
