@@ -91,4 +91,15 @@ public class FusedKernelTests
         Assert.Equal(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], candidates.Skip(2));
         Assert.Equal(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], Nvrtc.LibraryCandidates([]));
     }
+
+    [Theory]
+    [InlineData("scalar_types.cuh", "struct BFloat16")]
+    [InlineData("vision_rope.cu", "VISION_ROPE(BFloat16, bf16)")]
+    [InlineData("qk_norm_rope.cu", "QK_NORM_ROPE(BFloat16, bf16)")]
+    public void The_kernels_cuda_sources_are_embedded(string file, string expected)
+    {
+        Assert.Contains(expected, CudaSources.Read(file));
+        var e = Assert.Throws<InvalidOperationException>(() => CudaSources.Read("missing.cu"));
+        Assert.Contains("missing.cu", e.Message);
+    }
 }
