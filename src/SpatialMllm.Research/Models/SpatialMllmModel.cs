@@ -6,9 +6,7 @@ using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Models.Vggt;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Runtime;
-using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Text;
-using SpatialMllm.Research.Video;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -289,18 +287,6 @@ public sealed class SpatialMllmModel : IDisposable
         key.StartsWith(VggtModel.CheckpointPrefix + "track_head.", StringComparison.Ordinal)
         || (Config.Text.TieWordEmbeddings && key == "lm_head.weight");
 
-    /// <summary>Samples and decodes frames of a video file or frame folder, then encodes them.</summary>
-    public VideoFeatures EncodeVideo(string videoPath, IFrameSampler? sampler = null, AnswerOptions? options = null)
-    {
-        var clock = Stopwatch.StartNew();
-        var video = VideoSource.Open(videoPath);
-        var selection = (sampler ?? FrameSampler.Uniform(16)).Select(video);
-        using var frames = video.ReadFrames(selection.Indices);
-        var decode = new StageTiming("decode frames", clock.Elapsed.TotalMilliseconds);
-        var features = EncodeFrames(frames, options);
-        return new VideoFeatures(features.FusedEmbeds, features.Grid, features.SecondPerGridT, [decode, .. features.Timings], features.Fusion);
-    }
-
     /// <summary>
     /// uint8 frames [T, 3, H, W] at their native size → resized and patched as qwen-vl-utils does → vision tower,
     /// VGGT and connector → the fused visual tokens.
@@ -371,13 +357,6 @@ public sealed class SpatialMllmModel : IDisposable
         var tokens = Hooks.Run("spatial_tokens", Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), layer)); // [T, 5+P, 2·D]
         timings.Add(Lap("VGGT aggregator", clock));
         return (vision, tokens);
-    }
-
-    /// <summary>Answers a question about a video file or frame folder (16 uniformly sampled frames by default).</summary>
-    public Answer Answer(string videoPath, string question, IFrameSampler? sampler = null, AnswerOptions? options = null)
-    {
-        using var features = EncodeVideo(videoPath, sampler, options);
-        return Answer(features, question, options);
     }
 
     /// <summary>Answers a question from already encoded visual tokens (encode a video once, ask many questions).</summary>

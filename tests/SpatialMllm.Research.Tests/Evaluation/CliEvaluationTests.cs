@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Checkpoints;
 using System.CommandLine;
 using System.Diagnostics;

@@ -1,4 +1,3 @@
-using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -10,7 +9,7 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// camera, depth and point heads. The track head's weights are in the checkpoints but it is never run, so it is
 /// not built; <see cref="LoadWeights"/> skips its keys by name.
 /// </summary>
-public sealed class VggtModel : nn.Module, IPointMapPredictor
+public sealed class VggtModel : nn.Module
 {
     /// <summary>Where the VGGT weights live in a Spatial-MLLM checkpoint (a bare VGGT-1B file uses "").</summary>
     public const string CheckpointPrefix = "spatial_encoder.vggt_model.";
@@ -65,7 +64,7 @@ public sealed class VggtModel : nn.Module, IPointMapPredictor
     }
 
     /// <summary>
-    /// Point-map prediction for the space-aware frame sampler (the shape of <c>IPointMapPredictor.Predict</c>):
+    /// Point-map prediction for the space-aware frame sampler (<c>PointMapPredictors.Of</c> makes it the sampler's predictor):
     /// frames [S, 3, H, W] in [0, 1] → world points [S, H, W, 3] and confidence [S, H, W]. Runs only the
     /// aggregator layers and the head the point map needs.
     /// </summary>
