@@ -1,10 +1,10 @@
-using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Checkpoints;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Models;
 
 namespace SpatialMllm.Research.Tests.Evaluation;
 

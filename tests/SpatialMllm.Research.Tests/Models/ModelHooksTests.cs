@@ -195,6 +195,22 @@ public sealed class DecoderHookTests
     }
 
     [Fact]
+    public void Only_a_hook_on_a_decoder_point_takes_decoding_off_the_fast_path()
+    {
+        using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
+        Assert.False(model.model.HasHooks);
+        using (model.Hooks.Add("fused_embeds", (_, _) => null))
+        using (model.Hooks.Add("spatial_encoder.vggt_model.aggregator.*", (_, _) => null))
+            Assert.False(model.model.HasHooks);
+        using (model.Hooks.Add("model.layers.*.self_attn.attn_weights", (_, _) => null))
+            Assert.True(model.model.HasHooks);
+        Assert.False(model.model.HasHooks);
+        using (model.Hooks.Add("model.norm", (_, _) => null))
+            Assert.True(model.model.HasHooks);
+        Assert.False(model.model.HasHooks);
+    }
+
+    [Fact]
     public void A_decoder_hook_makes_scripted_decoding_fall_back_to_the_eager_path_for_every_token()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);

@@ -7,8 +7,5 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// </summary>
 public sealed class VggtSpatialEncoder(VggtModel vggtModel)
 {
-    /// <summary>The checkpoint prefix of <see cref="vggt_model"/>.</summary>
-    public const string CheckpointPrefix = VggtModel.CheckpointPrefix;
-
     public VggtModel vggt_model { get; } = vggtModel;
 }
