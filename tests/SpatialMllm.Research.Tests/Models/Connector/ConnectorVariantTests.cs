@@ -141,6 +141,30 @@ public sealed class ConnectorVariantTests
         Assert.True(back.FusedEmbeds.eq(full.FusedEmbeds).all().item<bool>());
     }
 
+    /// <summary>A connector module as a cell would write it: the checkpoint's connector at half strength.</summary>
+    sealed class HalfStrength(ISpatialConnector inner) : nn.Module("half_strength"), ISpatialConnector
+    {
+        public Tensor forward(Tensor vision, Tensor spatial, int patchStartIndex, GridThw grid) =>
+            vision + 0.5 * (inner.forward(vision, spatial, patchStartIndex, grid) - vision);
+    }
+
+    [Fact]
+    public void A_connector_module_written_in_a_cell_runs_in_the_models_place()
+    {
+        using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
+        using var frames = FixtureIo.Read("frames_uint8_tchw");
+        using var full = model.EncodeFrames(frames);
+        using var vision = model.EncodeFrames(frames, new AnswerOptions(FusionMode.VisionOnly));
+        var original = model.connector!;
+        model.connector = new HalfStrength(original);
+        try
+        {
+            using var half = model.EncodeFrames(frames);
+            Assert.True(half.FusedEmbeds.allclose((full.FusedEmbeds + vision.FusedEmbeds) / 2, rtol: 1e-5, atol: 1e-5));
+        }
+        finally { model.connector = original; }
+    }
+
     [Fact]
     public void Video_features_from_the_encoder_parts_equal_the_librarys_own()
     {
