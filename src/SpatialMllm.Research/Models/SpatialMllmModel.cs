@@ -55,7 +55,7 @@ public sealed class VideoFeatures : IDisposable
         if (fusedEmbeds.dim() != 2)
             throw new ArgumentException($"fused embeddings must be [tokens, hidden], got [{string.Join(", ", fusedEmbeds.shape)}].", nameof(fusedEmbeds));
         if (fusedEmbeds.shape[0] * 4 != grid.PatchCount)
-            throw new ArgumentException($"fused embeddings have {fusedEmbeds.shape[0]} rows but grid {grid} makes {grid.PatchCount / 4.0} merged tokens.", nameof(fusedEmbeds));
+            throw new ArgumentException($"fused embeddings have {fusedEmbeds.shape[0]} rows but grid {grid} makes {grid.PatchCount / 4.0} merged tokens (2×2 patches each).", nameof(fusedEmbeds));
         return new VideoFeatures(fusedEmbeds.detach().alias().DetachFromDisposeScope(), grid, secondPerGridT, [], null);
     }
 
