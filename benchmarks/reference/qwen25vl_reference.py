@@ -11,7 +11,7 @@ max_memory_reserved and NVML's device memory in use (polled), like the C# side. 
 
     python3 benchmarks/reference/qwen25vl_reference.py CONFIG.json --ref SEED_DIR [--runs 5] [--decode-tokens 32] [--profile DIR]
 """
-import argparse, json, os, statistics, sys, threading, time
+import argparse, contextlib, json, os, statistics, sys, threading, time
 
 import torch
 import torch.nn as nn
@@ -100,7 +100,8 @@ def main():
             model = Qwen2_5_VLForConditionalGeneration._from_config(config, torch_dtype=torch.bfloat16).eval()
         Aggregator, MLPAddConnector = seed_modules(args.ref)
         aggregator = Aggregator(img_size=518, patch_size=14, embed_dim=1024).to(torch.bfloat16).eval()
-        connector = MLPAddConnector(1024, config.text_config.hidden_size, -1, 2, 2).to(torch.bfloat16).eval()
+        with contextlib.redirect_stdout(sys.stderr):  # it prints its layer index; stdout is the JSON result
+            connector = MLPAddConnector(1024, config.text_config.hidden_size, -1, 2, 2).to(torch.bfloat16).eval()
     inner = getattr(model, "model", model)
     visual = getattr(inner, "visual", None) or model.visual
     language = getattr(inner, "language_model", None) or inner

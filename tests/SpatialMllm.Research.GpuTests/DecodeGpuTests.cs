@@ -68,45 +68,61 @@ public sealed class DecodeGpuTests
         Assert.True(Gpu.MaxAbs(script.Logits, eager.Logits) <= 1e-4 * scale, "the TorchScript step differs from the eager step");
     }
 
+    /// <summary>
+    /// bf16: the graph captured for one prompt is reused for another prompt and length and then the first again, and
+    /// every run answers the same tokens, with logits within bf16 noise of the scripted step (the reference's own
+    /// bf16-vs-float32 logits error). Run 2 on the H200 found repeated bf16 generations on the 3185-token prompt not
+    /// bit-identical (from step 9 on, by up to 3 on logits of ±100, tokens equal), so each path also runs twice and the
+    /// report says which paths repeat themselves bit for bit.
+    /// </summary>
     [Fact]
-    public void Bfloat16_graph_replays_the_scripted_step_bit_for_bit_and_is_reused_across_prompts()
+    public void Bfloat16_graph_reused_across_prompts_answers_as_the_scripted_step()
     {
         string fixture = Gpu.RequireFullSizeFixtures()[0];
+        double bf16Noise = Gpu.ReferenceNoise(fixture, "bf16").GetValueOrDefault("logits", double.NaN);
+        Assert.False(double.IsNaN(bf16Noise), $"{fixture}/reference-noise.json has no bf16 logits error");
         using var scope = torch.NewDisposeScope();
         using var model = SpatialMllmModel.Load(fixture, torch.CUDA, ScalarType.BFloat16);
         var video = FixturePrompt(model, fixture);
         var generator = new torch.Generator(7, torch.CPU);
         var text = torch.randint(0, model.Config.Text.VocabSize, [1, 57], generator: generator).to(torch.CUDA);
 
-        // The first generation after loading captures the graph; the next ones (another prompt and length, then the
-        // first prompt again) reuse the retained cache and its graph, which must carry nothing over.
-        var first = Generate(model, DecodeStepMode.CudaGraph, video);
-        var videoGraph = Generate(model, DecodeStepMode.CudaGraph, video);
+        var first = Generate(model, DecodeStepMode.CudaGraph, video);   // captures
         var textGraph = GenerateText(model, DecodeStepMode.CudaGraph, text);
-        var videoAgain = Generate(model, DecodeStepMode.CudaGraph, video);
+        var videoGraph = Generate(model, DecodeStepMode.CudaGraph, video);
+        var videoGraph2 = Generate(model, DecodeStepMode.CudaGraph, video);
         var videoScript = Generate(model, DecodeStepMode.Scripted, video);
+        var videoScript2 = Generate(model, DecodeStepMode.Scripted, video);
         var textScript = GenerateText(model, DecodeStepMode.Scripted, text);
         var videoEager = Generate(model, DecodeStepMode.Eager, video);
+        var videoEager2 = Generate(model, DecodeStepMode.Eager, video);
         Gpu.Report($"decode, bfloat16, {Steps} steps: graph reuse across prompts ({video.Ids.shape[1]} and 57 tokens)",
             [Header,
-             Row("video prompt: graph vs TorchScript", videoGraph, videoScript),
              Row("text prompt: graph (reused) vs TorchScript", textGraph, textScript),
-             Row("video prompt: graph after the text prompt vs before", videoAgain, videoGraph),
-             Row("video prompt: first generation after loading vs the next", first, videoGraph),
+             Row("video prompt: graph after the text prompt vs first", videoGraph, first),
+             Row("video prompt: graph vs TorchScript", videoGraph, videoScript),
+             Row("video prompt: graph, run twice", videoGraph, videoGraph2),
+             Row("video prompt: TorchScript, run twice", videoScript, videoScript2),
+             Row("video prompt: eager, run twice", videoEager, videoEager2),
              Row("video prompt: TorchScript vs eager (bf16 rounding differs)", videoScript, videoEager),
-             $"\nfirst differing step, first generation vs the next: {FirstDifferingStep(first.Logits, videoGraph.Logits)} (0: the prefill)"]);
+             $"\nfirst differing step: graph twice {FirstDifferingStep(videoGraph, videoGraph2)}, TorchScript twice " +
+             $"{FirstDifferingStep(videoScript, videoScript2)}, eager twice {FirstDifferingStep(videoEager, videoEager2)} (0: the prefill); " +
+             $"the reference's own bf16 logits error: {bf16Noise:F2}"]);
 
-        Assert.True(videoGraph.Logits.eq(videoScript.Logits).all().item<bool>(), "graph replay vs scripted step (video prompt)");
+        foreach (var run in new[] { textGraph, textScript })
+            Assert.Equal(textGraph.Tokens, run.Tokens);
+        foreach (var run in new[] { videoGraph, videoGraph2, videoScript, videoScript2 })
+        {
+            Assert.Equal(first.Tokens, run.Tokens);
+            Assert.True(Gpu.MaxAbs(run.Logits, first.Logits) <= bf16Noise, "a decode path moved the logits more than bf16 noise");
+        }
         Assert.True(textGraph.Logits.eq(textScript.Logits).all().item<bool>(), "reused graph vs scripted step (text prompt)");
-        Assert.True(videoAgain.Logits.eq(videoGraph.Logits).all().item<bool>(), "the graph reused after another prompt changed the logits");
-        Assert.Equal(videoGraph.Tokens, videoScript.Tokens);
-        Assert.Equal(first.Tokens, videoGraph.Tokens);
     }
 
-    static string FirstDifferingStep(Tensor a, Tensor b)
+    static string FirstDifferingStep((long[] Tokens, Tensor Logits) a, (long[] Tokens, Tensor Logits) b)
     {
-        for (int step = 0; step < a.shape[0]; step++)
-            if (!a[step].eq(b[step]).all().item<bool>()) return step.ToString();
+        for (int step = 0; step < a.Logits.shape[0]; step++)
+            if (!a.Logits[step].eq(b.Logits[step]).all().item<bool>()) return step.ToString();
         return "none";
     }
 }

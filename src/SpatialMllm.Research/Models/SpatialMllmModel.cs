@@ -244,12 +244,14 @@ public sealed class SpatialMllmModel : IDisposable
     /// never runs, is skipped by name).
     /// </summary>
     /// <param name="device">Null: cuda when available, else cpu.</param>
-    /// <param name="dtype">Null: bfloat16 on cuda, float32 on cpu.</param>
+    /// <param name="dtype">Null: bfloat16 on cuda, float32 on cpu. float32 turns TF32 off for the process
+    /// (<see cref="TorchRuntime.UseFullFloat32Precision"/>).</param>
     public static SpatialMllmModel Load(string folder, Device? device = null, ScalarType? dtype = null)
     {
         TorchRuntime.EnsureLoaded();
         device ??= TorchRuntime.DefaultDevice;
         var type = dtype ?? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32);
+        if (type == ScalarType.Float32) TorchRuntime.UseFullFloat32Precision();
         using var checkpoint = Checkpoint.Open(folder);
         ChatTemplate.EnsureSupported(folder);
         var model = Create(checkpoint.Config, device, type, folder);
