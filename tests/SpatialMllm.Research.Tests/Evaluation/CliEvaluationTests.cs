@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Models;
 
 namespace SpatialMllm.Research.Tests.Evaluation;
 

@@ -11,9 +11,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// tower's [12512, 1280] on an H100), which multiplies the weight before its single rounding, so an output can differ
 /// from transformers' by one unit in the last place; float32 keeps the formula (float32 runs are for parity).
 /// </summary>
-internal sealed class Qwen2RmsNorm : nn.Module<Tensor, Tensor>
+public sealed class Qwen2RmsNorm : nn.Module<Tensor, Tensor>
 {
-    readonly Parameter weight;
+    public readonly Parameter weight;
     readonly double _eps;
 
     public Qwen2RmsNorm(long hiddenSize, double eps, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2RmsNorm))
