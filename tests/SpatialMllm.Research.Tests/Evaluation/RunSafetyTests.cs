@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Runtime;
 
