@@ -4,233 +4,255 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Scenes;
 
 /// <summary>
-/// Renders a <see cref="SyntheticScene"/> by casting one ray per pixel (vectorised over all pixels of a few frames
-/// with TorchSharp, float32 on the CPU): the nearest hit of the room (seen from inside) and every object gives the
-/// depth, the world point and the surface id exactly, which a z-buffer rasteriser would only approximate at triangle
-/// edges. Shading is Lambertian under a fixed sun plus a ceiling light, with plank-textured floor, tinted walls and a
-/// skirting board, so that frames differ in colour and texture as the camera turns.
+/// Renders a <see cref="SyntheticScene"/> by casting one ray per pixel, in plain C# float64 arithmetic: the nearest
+/// hit of the room (seen from inside) and of every object in view gives the depth, the world point and the surface id
+/// exactly, which a z-buffer rasteriser would only approximate at triangle edges. Shading is Lambertian under a fixed
+/// sun plus a ceiling light, with a plank floor, tinted walls, a skirting board and a dado line, so frames differ in
+/// colour and texture as the camera turns. Scalar code rather than TorchSharp: a frame is ~40k rays against a handful
+/// of objects, which is far cheaper than the dozens of tensor passes (and thread hand-offs) a vectorised version needs.
 /// </summary>
 internal static class SceneRenderer
 {
     /// <summary>Surface ids of the room in <see cref="SceneFrames.SurfaceIds"/> (objects are 0, 1, …).</summary>
     public const int Floor = -1, Ceiling = -2, SouthWall = -3, EastWall = -4, NorthWall = -5, WestWall = -6;
 
-    /// <summary>Frames rendered together; bounds the [frames, pixels, objects, 3] temporaries (~25 MB at 224×168, 14 objects).</summary>
-    const int FramesPerPass = 4;
-    const float Epsilon = 1e-4f;
+    /// <summary>Hits nearer than this along a ray (depth units, metres) are ignored.</summary>
+    const double Epsilon = 1e-6;
+
+    static readonly (double R, double G, double B)[] WallColours =
+    [
+        (0.86, 0.82, 0.74),   // south (y = 0)
+        (0.74, 0.81, 0.86),   // east (x = W)
+        (0.87, 0.77, 0.77),   // north (y = D)
+        (0.79, 0.85, 0.74),   // west (x = 0)
+    ];
 
     public static SceneFrames Render(SyntheticScene scene, IReadOnlyList<int> frames)
     {
         foreach (int f in frames)
             if (f < 0 || f >= scene.FrameCount)
                 throw new ArgumentOutOfRangeException(nameof(frames), $"frame {f} is outside 0..{scene.FrameCount - 1} of {scene}");
-        if (frames.Count == 0)
-        {
-            var (h, w) = (scene.Intrinsics.Height, scene.Intrinsics.Width);
-            return new SceneFrames([], torch.zeros([0, 3, h, w], ScalarType.Byte), torch.zeros([0, h, w]),
-                torch.zeros([0, h, w, 3]), torch.zeros([0, h, w], int32));
-        }
+        int h = scene.Intrinsics.Height, w = scene.Intrinsics.Width, n = frames.Count, pixels = h * w;
+        var buffers = new FrameBuffers(new byte[n * 3 * pixels], new float[n * pixels], new float[n * pixels * 3], new int[n * pixels]);
+        var solids = scene.Objects.Select(Solid.Of).ToArray();
+        for (int t = 0; t < n; t++) RenderFrame(scene, scene.Poses[frames[t]], solids, buffers, t);
+        return new SceneFrames([.. frames],
+            torch.tensor(buffers.Rgb, [n, 3, h, w]),
+            torch.tensor(buffers.Depth, [n, h, w]),
+            torch.tensor(buffers.Points, [n, h, w, 3]),
+            torch.tensor(buffers.Ids, [n, h, w]));
+    }
 
-        var parts = new List<(Tensor Rgb, Tensor Depth, Tensor Points, Tensor Ids)>();
-        using (var outer = torch.NewDisposeScope())
+    /// <summary>Output arrays of all frames: rgb [T,3,H,W], depth [T,H,W], points [T,H,W,3], ids [T,H,W].</summary>
+    sealed record FrameBuffers(byte[] Rgb, float[] Depth, float[] Points, int[] Ids);
+
+    static void RenderFrame(SyntheticScene scene, CameraPose pose, Solid[] solids, FrameBuffers output, int t)
+    {
+        var k = scene.Intrinsics;
+        var room = scene.Room;
+        int h = k.Height, w = k.Width, pixels = h * w;
+        double[] r = pose.CameraToWorld;
+        var o = new Vec(pose.Position.X, pose.Position.Y, pose.Position.Z);
+        var inView = solids.Where(s => s.InView(k, pose)).ToArray();
+        var lamp = new Vec(room.Width / 2, room.Depth / 2, room.Height - 0.1);
+
+        // Rows are independent, so they render in parallel; every pixel's value is the same whatever the schedule.
+        Parallel.For(0, h, v =>
         {
-            var objects = ObjectTable.Of(scene.Objects);
-            Tensor cameraRays = CameraRays(scene.Intrinsics);
-            foreach (int[] chunk in frames.Chunk(FramesPerPass))
+            double cy = (v - k.Cy) / k.Fy;
+            for (int u = 0; u < w; u++)
             {
-                using var scope = torch.NewDisposeScope();
-                var result = RenderChunk(scene, chunk, cameraRays, objects);
-                parts.Add((result.Rgb.MoveToOuterDisposeScope(), result.Depth.MoveToOuterDisposeScope(),
-                    result.Points.MoveToOuterDisposeScope(), result.Ids.MoveToOuterDisposeScope()));
+                double cx = (u - k.Cx) / k.Fx;
+                // World direction R·(cx, cy, 1): its camera z is 1, so the ray parameter of a hit is its depth.
+                var d = new Vec(r[0] * cx + r[1] * cy + r[2], r[3] * cx + r[4] * cy + r[5], r[6] * cx + r[7] * cy + r[8]);
+                (double depth, int id, Vec normal) = RoomHit(room, o, d);
+                Solid? hitSolid = null;
+                foreach (var solid in inView)
+                {
+                    double hit = solid.Intersect(o, d);
+                    if (hit < depth) (depth, hitSolid) = (hit, solid);
+                }
+                var p = o + depth * d;
+                if (hitSolid is not null) (id, normal) = (hitSolid.Id, hitSolid.Normal(p));
+                var albedo = hitSolid?.Colour ?? RoomAlbedo(id, p);
+                double light = Light(p, normal, lamp);
+
+                int pixel = v * w + u, at = t * pixels + pixel;
+                output.Depth[at] = (float)depth;
+                output.Ids[at] = id;
+                output.Points[3 * at] = (float)p.X;
+                output.Points[3 * at + 1] = (float)p.Y;
+                output.Points[3 * at + 2] = (float)p.Z;
+                int rgb = t * 3 * pixels + pixel;
+                output.Rgb[rgb] = ToByte(albedo.X * light);
+                output.Rgb[rgb + pixels] = ToByte(albedo.Y * light);
+                output.Rgb[rgb + 2 * pixels] = ToByte(albedo.Z * light);
             }
-            var all = (Rgb: torch.cat(parts.Select(p => p.Rgb).ToList(), 0), Depth: torch.cat(parts.Select(p => p.Depth).ToList(), 0),
-                Points: torch.cat(parts.Select(p => p.Points).ToList(), 0), Ids: torch.cat(parts.Select(p => p.Ids).ToList(), 0));
-            return new SceneFrames([.. frames], all.Rgb.DetachFromDisposeScope(), all.Depth.DetachFromDisposeScope(),
-                all.Points.DetachFromDisposeScope(), all.Ids.DetachFromDisposeScope());
+        });
+    }
+
+    static byte ToByte(double value) => (byte)Math.Clamp(Math.Round(value * 255), 0, 255);
+
+    /// <summary>Where the ray leaves the room box [0,W]×[0,D]×[0,H] (the camera is inside), which face, its inward normal.</summary>
+    static (double T, int Id, Vec Normal) RoomHit(Room room, Vec o, Vec d)
+    {
+        double tx = d.X > 0 ? (room.Width - o.X) / d.X : d.X < 0 ? -o.X / d.X : double.PositiveInfinity;
+        double ty = d.Y > 0 ? (room.Depth - o.Y) / d.Y : d.Y < 0 ? -o.Y / d.Y : double.PositiveInfinity;
+        double tz = d.Z > 0 ? (room.Height - o.Z) / d.Z : d.Z < 0 ? -o.Z / d.Z : double.PositiveInfinity;
+        if (tz <= tx && tz <= ty) return d.Z > 0 ? (tz, Ceiling, new Vec(0, 0, -1)) : (tz, Floor, new Vec(0, 0, 1));
+        if (tx <= ty) return d.X > 0 ? (tx, EastWall, new Vec(-1, 0, 0)) : (tx, WestWall, new Vec(1, 0, 0));
+        return d.Y > 0 ? (ty, NorthWall, new Vec(0, -1, 0)) : (ty, SouthWall, new Vec(0, 1, 0));
+    }
+
+    static Vec RoomAlbedo(int id, Vec p)
+    {
+        if (id == Ceiling) return new Vec(0.93, 0.93, 0.92);
+        if (id == Floor)
+        {
+            // 0.2 m planks along x, each a little lighter or darker (an integer hash, the same on every machine),
+            // with dark joints between planks and every 1.2 m along them.
+            long plank = (long)Math.Floor(p.Y / 0.2);
+            double shade = 0.8 + 0.25 * (((ulong)(plank * 2654435761L) >> 8) % 256) / 255.0;
+            double across = p.Y / 0.2 - plank;
+            double along = (p.X + 0.37 * plank) / 1.2;
+            bool joint = across < 0.04 || along - Math.Floor(along) < 0.015;
+            return new Vec(0.62, 0.47, 0.32) * (joint ? 0.6 : shade);
         }
+        if (p.Z < 0.12) return new Vec(0.32, 0.28, 0.26);                     // skirting board
+        var (red, green, blue) = WallColours[SouthWall - id];
+        return new Vec(red, green, blue) * (Math.Abs(p.Z - 0.9) < 0.025 ? 0.7 : 1); // dado line
     }
 
-    /// <summary>The ray direction of every pixel in camera coordinates, z = 1 (so a hit's ray parameter is its depth): [H·W, 3].</summary>
-    static Tensor CameraRays(CameraIntrinsics k)
+    static readonly Vec Sun = new Vec(0.40, 0.25, 0.88).Normalised();
+
+    static double Light(Vec p, Vec normal, Vec lamp)
     {
-        Tensor u = torch.arange(k.Width, dtype: float64).sub(k.Cx).div(k.Fx);
-        Tensor v = torch.arange(k.Height, dtype: float64).sub(k.Cy).div(k.Fy);
-        var grid = torch.meshgrid([v, u], indexing: "ij");           // [H, W] each
-        return torch.stack([grid[1], grid[0], torch.ones_like(grid[0])], dim: -1).reshape(-1, 3).to(float32);
+        var toLamp = lamp - p;
+        double distance = Math.Max(0.1, toLamp.Length);
+        double lampLight = Math.Max(0, normal.Dot(toLamp) / distance) * 0.6 / (1 + 0.08 * distance * distance);
+        return 0.35 + 0.35 * Math.Max(0, normal.Dot(Sun)) + lampLight;
     }
 
-    static (Tensor Rgb, Tensor Depth, Tensor Points, Tensor Ids) RenderChunk(SyntheticScene scene, int[] frames, Tensor cameraRays, ObjectTable objects)
+    readonly record struct Vec(double X, double Y, double Z)
     {
-        int b = frames.Length, h = scene.Intrinsics.Height, w = scene.Intrinsics.Width;
-        var poses = frames.Select(f => scene.Poses[f]).ToArray();
-        Tensor rotation = torch.tensor(poses.SelectMany(p => p.CameraToWorld).ToArray(), [b, 3, 3], float64).to(float32);
-        Tensor origin = torch.tensor(poses.SelectMany(p => new[] { p.Position.X, p.Position.Y, p.Position.Z }).ToArray(), [b, 1, 3], float64).to(float32);
-        Tensor direction = torch.einsum("pj,bij->bpi", cameraRays, rotation);   // [B, P, 3] world directions
+        public static Vec operator +(Vec a, Vec b) => new(a.X + b.X, a.Y + b.Y, a.Z + b.Z);
+        public static Vec operator -(Vec a, Vec b) => new(a.X - b.X, a.Y - b.Y, a.Z - b.Z);
+        public static Vec operator *(double s, Vec a) => new(s * a.X, s * a.Y, s * a.Z);
+        public static Vec operator *(Vec a, double s) => s * a;
+        public double Dot(Vec b) => X * b.X + Y * b.Y + Z * b.Z;
+        public double Length => Math.Sqrt(Dot(this));
+        public Vec Normalised() => this * (1 / Length);
+    }
 
-        (Tensor roomT, Tensor roomId, Tensor roomNormal) = RoomHits(scene.Room, origin, direction);
-        Tensor depth = roomT, surface = roomId, normal = roomNormal;                 // [B,P], [B,P], [B,P,3]
-        if (objects.Count > 0)
+    /// <summary>An object prepared for ray casting: centre, half extents and heading.</summary>
+    sealed class Solid
+    {
+        public int Id { get; private init; }
+        public Vec Colour { get; private init; }
+        SceneObject source = null!;
+        Vec centre, half;
+        double cos, sin;
+        bool cylinder;
+
+        public static Solid Of(SceneObject o) => new()
         {
-            Tensor objectT = objects.Hits(origin, direction);                     // [B, P, N]
-            (Tensor nearest, Tensor which) = objectT.min(-1);
-            Tensor objectWins = nearest < roomT;
-            depth = torch.where(objectWins, nearest, roomT);
-            surface = torch.where(objectWins, which, roomId);
-            Tensor points = origin + depth.unsqueeze(-1) * direction;
-            normal = torch.where(objectWins.unsqueeze(-1), objects.Normals(points, which), roomNormal);
-        }
-        Tensor world = origin + depth.unsqueeze(-1) * direction;                   // [B, P, 3]
-        Tensor albedo = Albedo(scene, world, surface, objects);
-        Tensor rgb = Shade(scene.Room, world, normal, albedo).mul(255).round().clamp(0, 255).to(ScalarType.Byte);
-        return (rgb.reshape(b, h, w, 3).permute(0, 3, 1, 2).contiguous(), depth.reshape(b, h, w),
-            world.reshape(b, h, w, 3), surface.to(int32).reshape(b, h, w));
-    }
-
-    /// <summary>Where each ray leaves the room box [0,W]×[0,D]×[0,H] (the camera is inside), which face, and its inward normal.</summary>
-    static (Tensor T, Tensor Id, Tensor Normal) RoomHits(Room room, Tensor origin, Tensor direction)
-    {
-        Tensor high = torch.tensor(new[] { (float)room.Width, (float)room.Depth, (float)room.Height });
-        Tensor d = SafeDivisor(direction);
-        Tensor faceT = torch.where(d > 0, (high - origin) / d, origin.neg() / d);   // [B, P, 3]
-        (Tensor t, Tensor axis) = faceT.min(-1);
-        Tensor positive = d.gather(-1, axis.unsqueeze(-1)).squeeze(-1) > 0;
-        // axis 0: east (x=W) / west, axis 1: north (y=D) / south, axis 2: ceiling / floor.
-        Tensor idIfPositive = torch.tensor(new long[] { EastWall, NorthWall, Ceiling }).index(axis);
-        Tensor idIfNegative = torch.tensor(new long[] { WestWall, SouthWall, Floor }).index(axis);
-        Tensor id = torch.where(positive, idIfPositive, idIfNegative);
-        Tensor normal = torch.nn.functional.one_hot(axis, 3).to(float32) * (1 - 2 * positive.to(float32)).unsqueeze(-1);
-        return (t, id, normal);
-    }
-
-    /// <summary>t where a hit is valid, else ∞.</summary>
-    static Tensor Where(Tensor valid, Tensor t) => t.masked_fill(valid.logical_not(), float.PositiveInfinity);
-
-    static Tensor SafeDivisor(Tensor d) => d.masked_fill(d.abs() < 1e-12f, 1e-12f);
-
-    static Tensor Albedo(SyntheticScene scene, Tensor world, Tensor surface, ObjectTable objects)
-    {
-        Room room = scene.Room;
-        Tensor x = world[.., .., 0], y = world[.., .., 1], z = world[.., .., 2];
-        // Floor: 0.2 m planks along x, each a little lighter or darker, with dark joints.
-        Tensor plank = y.div(0.2).floor();
-        Tensor plankShade = plank.mul(12.9898f).sin().mul(43758.547f).frac().abs().mul(0.25f).add(0.8f);
-        Tensor joint = (y.div(0.2).frac().abs() < 0.04f) | ((x + plank.mul(0.37f)).div(1.2).frac().abs() < 0.015f);
-        Tensor floor = Colour(0.62, 0.47, 0.32) * plankShade.masked_fill(joint, 0.6).unsqueeze(-1);
-
-        Tensor wallColour = torch.tensor(new[]
-        {
-            0.86f, 0.82f, 0.74f,   // south
-            0.74f, 0.81f, 0.86f,   // east
-            0.87f, 0.77f, 0.77f,   // north
-            0.79f, 0.85f, 0.74f,   // west
-        }).reshape(4, 3).index((surface.clamp(WestWall, SouthWall).neg() - 3).to(int64));
-        Tensor skirting = (z < 0.12f).unsqueeze(-1);
-        Tensor dado = ((z - 0.9f).abs() < 0.025f).unsqueeze(-1);
-        Tensor wall = torch.where(skirting, Colour(0.32, 0.28, 0.26), torch.where(dado, wallColour * 0.7f, wallColour));
-
-        Tensor ceiling = Colour(0.93, 0.93, 0.92).expand_as(floor);
-        Tensor albedo = torch.where((surface == Floor).unsqueeze(-1), floor,
-            torch.where((surface == Ceiling).unsqueeze(-1), ceiling, wall));
-        if (objects.Count > 0)
-            albedo = torch.where((surface >= 0).unsqueeze(-1), objects.Colour.index(surface.clamp_min(0).to(int64)), albedo);
-        return albedo;
-    }
-
-    static Tensor Shade(Room room, Tensor world, Tensor normal, Tensor albedo)
-    {
-        Tensor sun = torch.tensor(new[] { 0.40f, 0.25f, 0.88f });
-        sun = sun / sun.norm();
-        Tensor lamp = torch.tensor(new[] { (float)room.Width / 2, (float)room.Depth / 2, (float)room.Height - 0.1f });
-        Tensor toLamp = lamp - world;
-        Tensor distance = toLamp.norm(dim: -1, keepdim: true).clamp_min(0.1f);
-        Tensor lampLight = (normal * toLamp).sum(-1, keepdim: true).div(distance).clamp_min(0) * 0.6f / (1 + 0.08f * distance.square());
-        Tensor sunLight = (normal * sun).sum(-1, keepdim: true).clamp_min(0) * 0.35f;
-        return albedo * (0.35f + sunLight + lampLight);
-    }
-
-    static Tensor Colour(double r, double g, double b) => torch.tensor(new[] { (float)r, (float)g, (float)b });
-
-    /// <summary>The scene's objects as tensors, one row each, for ray intersection.</summary>
-    sealed class ObjectTable
-    {
-        public int Count { get; private init; }
-        Tensor centre = null!, half = null!, cos = null!, sin = null!, cylinder = null!;
-        public Tensor Colour { get; private init; } = null!;
-
-        public static ObjectTable Of(IReadOnlyList<SceneObject> objects) => new()
-        {
-            Count = objects.Count,
-            centre = torch.tensor(objects.SelectMany(o => new[] { (float)o.X, (float)o.Y, (float)(o.Bottom + o.Height / 2) }).ToArray(), [objects.Count, 3]),
-            half = torch.tensor(objects.SelectMany(o => new[] { (float)o.Length / 2, (float)o.Width / 2, (float)o.Height / 2 }).ToArray(), [objects.Count, 3]),
-            cos = torch.tensor(objects.Select(o => (float)Math.Cos(o.Yaw)).ToArray()),
-            sin = torch.tensor(objects.Select(o => (float)Math.Sin(o.Yaw)).ToArray()),
-            cylinder = torch.tensor(objects.Select(o => o.Shape == ObjectShape.Cylinder).ToArray()),
-            Colour = torch.tensor(objects.SelectMany(o => new[] { o.Colour.R / 255f, o.Colour.G / 255f, o.Colour.B / 255f }).ToArray(), [objects.Count, 3]),
+            Id = o.Id,
+            Colour = new Vec(o.Colour.R / 255.0, o.Colour.G / 255.0, o.Colour.B / 255.0),
+            source = o,
+            centre = new Vec(o.X, o.Y, o.Bottom + o.Height / 2),
+            half = new Vec(o.Length / 2, o.Width / 2, o.Height / 2),
+            cos = Math.Cos(o.Yaw),
+            sin = Math.Sin(o.Yaw),
+            cylinder = o.Shape == ObjectShape.Cylinder,
         };
 
-        /// <summary>Vectors [..., N or 1, 3] turned into each object's frame: [..., N, 3].</summary>
-        Tensor ToLocal(Tensor v)
+        Vec ToLocal(Vec v) => new(cos * v.X + sin * v.Y, cos * v.Y - sin * v.X, v.Z);
+
+        Vec ToWorld(Vec v) => new(cos * v.X - sin * v.Y, sin * v.X + cos * v.Y, v.Z);
+
+        /// <summary>
+        /// Whether the bounding sphere meets the viewing frustum (planes through the camera centre and a pixel beyond
+        /// the image border), so that objects behind or beside the camera are never intersected.
+        /// </summary>
+        public bool InView(CameraIntrinsics k, CameraPose pose)
         {
-            Tensor vx = v[TensorIndex.Ellipsis, 0], vy = v[TensorIndex.Ellipsis, 1], vz = v[TensorIndex.Ellipsis, 2];
-            Tensor lx = cos * vx + sin * vy, ly = cos * vy - sin * vx;
-            return torch.stack([lx, ly, vz.expand_as(lx)], dim: -1);
+            double[] r = pose.CameraToWorld;
+            var rel = centre - new Vec(pose.Position.X, pose.Position.Y, pose.Position.Z);
+            double x = r[0] * rel.X + r[3] * rel.Y + r[6] * rel.Z;
+            double y = r[1] * rel.X + r[4] * rel.Y + r[7] * rel.Z;
+            double z = r[2] * rel.X + r[5] * rel.Y + r[8] * rel.Z;
+            double radius = half.Length;
+            if (z < -radius) return false;
+            // Inside a side plane through the camera centre: a·coordinate + b·z ≥ 0, (a, b) normalised.
+            bool Inside(double a, double coordinate, double b) => (a * coordinate + b * z) / Math.Sqrt(a * a + b * b) >= -radius;
+            double left = (-1.5 - k.Cx) / k.Fx, right = (k.Width + 0.5 - k.Cx) / k.Fx;
+            double top = (-1.5 - k.Cy) / k.Fy, bottom = (k.Height + 0.5 - k.Cy) / k.Fy;
+            return Inside(1, x, -left) && Inside(-1, x, right) && Inside(1, y, -top) && Inside(-1, y, bottom);
         }
 
-        /// <summary>Ray parameter of each object's first hit in front of the camera (∞ for a miss): [B, P, N].</summary>
-        public Tensor Hits(Tensor origin, Tensor direction)
+        /// <summary>Ray parameter of the first hit in front of the origin, ∞ for a miss.</summary>
+        public double Intersect(Vec origin, Vec direction)
         {
-            Tensor o = ToLocal(origin.unsqueeze(-2) - centre);   // [B, 1, N, 3]
-            Tensor d = ToLocal(direction.unsqueeze(-2));         // [B, P, N, 3]
-            return torch.where(cylinder, CylinderHits(o, d), BoxHits(o, d));
+            var o = ToLocal(origin - centre);
+            var d = ToLocal(direction);
+            return cylinder ? CylinderHit(o, d) : BoxHit(o, d);
         }
 
-        Tensor BoxHits(Tensor o, Tensor d)
+        double BoxHit(Vec o, Vec d)
         {
-            Tensor inverse = SafeDivisor(d).reciprocal();
-            Tensor t1 = (half.neg() - o) * inverse, t2 = (half - o) * inverse;
-            Tensor near = torch.minimum(t1, t2).amax(-1), far = torch.maximum(t1, t2).amin(-1);
-            return Where((near <= far) & (near > Epsilon), near);
+            double near = double.NegativeInfinity, far = double.PositiveInfinity;
+            if (!Slab(o.X, d.X, half.X, ref near, ref far) || !Slab(o.Y, d.Y, half.Y, ref near, ref far)
+                || !Slab(o.Z, d.Z, half.Z, ref near, ref far)) return double.PositiveInfinity;
+            return near <= far && near > Epsilon ? near : double.PositiveInfinity;
         }
 
-        Tensor CylinderHits(Tensor o, Tensor d)
+        static bool Slab(double o, double d, double h, ref double near, ref double far)
         {
-            Tensor radius = half[.., 0], halfHeight = half[.., 2];
-            Tensor ox = o[TensorIndex.Ellipsis, 0], oy = o[TensorIndex.Ellipsis, 1], oz = o[TensorIndex.Ellipsis, 2];
-            Tensor dx = d[TensorIndex.Ellipsis, 0], dy = d[TensorIndex.Ellipsis, 1], dz = d[TensorIndex.Ellipsis, 2];
-            Tensor a = (dx.square() + dy.square()).clamp_min(1e-12f);
-            Tensor halfB = ox * dx + oy * dy;
-            Tensor c = ox.square() + oy.square() - radius.square();
-            Tensor discriminant = halfB.square() - a * c;
-            Tensor side = (halfB.neg() - discriminant.clamp_min(0).sqrt()) / a;
-            Tensor sideOk = (discriminant >= 0) & (side > Epsilon) & ((oz + side * dz).abs() <= halfHeight);
-            Tensor best = Where(sideOk, side);
-            Tensor safeDz = SafeDivisor(dz);
-            foreach (Tensor capZ in new[] { halfHeight, halfHeight.neg() })
+            if (d == 0) return Math.Abs(o) <= h;
+            double t1 = (-h - o) / d, t2 = (h - o) / d;
+            near = Math.Max(near, Math.Min(t1, t2));
+            far = Math.Min(far, Math.Max(t1, t2));
+            return true;
+        }
+
+        double CylinderHit(Vec o, Vec d)
+        {
+            double radius = half.X, best = double.PositiveInfinity;
+            double a = d.X * d.X + d.Y * d.Y, halfB = o.X * d.X + o.Y * d.Y, c = o.X * o.X + o.Y * o.Y - radius * radius;
+            double discriminant = halfB * halfB - a * c;
+            if (a > 0 && discriminant >= 0)
             {
-                Tensor cap = (capZ - oz) / safeDz;
-                Tensor capOk = (cap > Epsilon) & ((ox + cap * dx).square() + (oy + cap * dy).square() <= radius.square());
-                best = torch.minimum(best, Where(capOk, cap));
+                double side = (-halfB - Math.Sqrt(discriminant)) / a;
+                if (side > Epsilon && Math.Abs(o.Z + side * d.Z) <= half.Z) best = side;
             }
+            if (d.Z != 0)
+                foreach (double capZ in (ReadOnlySpan<double>)[half.Z, -half.Z])
+                {
+                    double cap = (capZ - o.Z) / d.Z;
+                    double x = o.X + cap * d.X, y = o.Y + cap * d.Y;
+                    if (cap > Epsilon && cap < best && x * x + y * y <= radius * radius) best = cap;
+                }
             return best;
         }
 
-        /// <summary>Outward normals in world coordinates at hit points [B, P, 3] on objects <paramref name="which"/> [B, P].</summary>
-        public Tensor Normals(Tensor points, Tensor which)
+        /// <summary>Outward normal at a surface point: the face (box) or side/cap (cylinder) the point is on.</summary>
+        public Vec Normal(Vec p)
         {
-            Tensor c = cos.index(which), s = sin.index(which), h = half.index(which), isCylinder = cylinder.index(which);
-            Tensor rel = points - centre.index(which);
-            Tensor qx = c * rel[.., .., 0] + s * rel[.., .., 1], qy = -s * rel[.., .., 0] + c * rel[.., .., 1], qz = rel[.., .., 2];
-            Tensor q = torch.stack([qx, qy, qz], -1);
-            // Box: the face whose slab the point is at the edge of; cylinder: side or cap, whichever it is nearer.
-            Tensor boxAxis = (q.abs() / h).argmax(-1);
-            Tensor boxNormal = torch.nn.functional.one_hot(boxAxis, 3).to(float32) * q.sign();
-            Tensor radial = (qx.square() + qy.square()).sqrt();
-            Tensor onSide = radial / h[.., .., 0] >= qz.abs() / h[.., .., 2];
-            Tensor sideNormal = torch.stack([qx, qy, torch.zeros_like(qx)], -1) / radial.clamp_min(1e-6f).unsqueeze(-1);
-            Tensor capNormal = torch.stack([torch.zeros_like(qz), torch.zeros_like(qz), qz.sign()], -1);
-            Tensor local = torch.where(isCylinder.unsqueeze(-1), torch.where(onSide.unsqueeze(-1), sideNormal, capNormal), boxNormal);
-            Tensor nx = local[.., .., 0], ny = local[.., .., 1];
-            return torch.stack([c * nx - s * ny, s * nx + c * ny, local[.., .., 2]], -1);
+            var q = ToLocal(p - centre);
+            if (cylinder)
+            {
+                double radial = Math.Sqrt(q.X * q.X + q.Y * q.Y);
+                return radial / half.X >= Math.Abs(q.Z) / half.Z
+                    ? ToWorld(new Vec(q.X / radial, q.Y / radial, 0))
+                    : new Vec(0, 0, Math.Sign(q.Z));
+            }
+            double ax = Math.Abs(q.X) / half.X, ay = Math.Abs(q.Y) / half.Y, az = Math.Abs(q.Z) / half.Z;
+            var local = ax >= ay && ax >= az ? new Vec(Math.Sign(q.X), 0, 0)
+                : ay >= az ? new Vec(0, Math.Sign(q.Y), 0)
+                : new Vec(0, 0, Math.Sign(q.Z));
+            return ToWorld(local);
         }
+
+        public override string ToString() => source.ToString();
     }
 }
