@@ -1,4 +1,5 @@
 using System.Globalization;
+using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Video;
 using TorchSharp;
@@ -53,6 +54,7 @@ public sealed class SyntheticScene
     {
         (Seed, Options, Room, Objects, Poses) = (seed, options, room, objects, poses);
         Intrinsics = CameraIntrinsics.FromFieldOfView(options.Width, options.Height, options.HorizontalFovDegrees);
+        objectPixelCounts = new Lazy<int[][]>(CountObjectPixels);
     }
 
     /// <summary>Draws the room, its objects and the camera walk from <paramref name="seed"/> (cheap: nothing is rendered yet).</summary>
@@ -84,6 +86,33 @@ public sealed class SyntheticScene
     /// <summary>How many objects of each category the room holds (categories in first-placed order).</summary>
     public IReadOnlyDictionary<string, int> CategoryCounts =>
         Objects.GroupBy(o => o.Category).ToDictionary(g => g.Key, g => g.Count());
+
+    /// <summary>Per frame, per object id: how many pixels show the object (rendered once, on first use).</summary>
+    internal int[][] ObjectPixelCounts => objectPixelCounts.Value;
+
+    readonly Lazy<int[][]> objectPixelCounts;
+
+    int[][] CountObjectPixels()
+    {
+        var counts = new List<int[]>();
+        foreach (int[] chunk in Enumerable.Range(0, FrameCount).Chunk(16))
+        {
+            using var frames = Render(chunk);
+            int[] ids = frames.SurfaceIds.data<int>().ToArray();
+            int pixels = Options.Width * Options.Height;
+            for (int t = 0; t < chunk.Length; t++)
+            {
+                var perObject = new int[Objects.Count];
+                for (int p = t * pixels; p < (t + 1) * pixels; p++)
+                    if (ids[p] >= 0) perObject[ids[p]]++;
+                counts.Add(perObject);
+            }
+        }
+        return [.. counts];
+    }
+
+    /// <summary>VSI-Bench-style questions with answers from the ground truth (see <see cref="SceneQuestions"/>).</summary>
+    public IReadOnlyList<VsiBenchQuestion> Questions(int firstId = 0, int perType = 4) => SceneQuestions.Generate(this, firstId, perType);
 
     /// <summary>Renders frames (0-based, any order) with their depth, world points and surface ids.</summary>
     public SceneFrames Render(IReadOnlyList<int> frames) => SceneRenderer.Render(this, frames);
