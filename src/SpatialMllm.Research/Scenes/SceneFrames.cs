@@ -8,7 +8,7 @@ namespace SpatialMllm.Research.Scenes;
 /// <param name="Depth">float32 [T,H,W]: metres along the camera's forward axis (z in camera coordinates).</param>
 /// <param name="WorldPoints">float32 [T,H,W,3]: the world point each pixel sees (metres, z up).</param>
 /// <param name="SurfaceIds">int32 [T,H,W]: the object id (≥ 0, see <see cref="SyntheticScene.Objects"/>) or a room surface
-/// (<see cref="SyntheticScene.FloorId"/>, <see cref="SyntheticScene.CeilingId"/>, walls −3…−6).</param>
+/// (<see cref="SyntheticScene.FloorId"/>, <see cref="SyntheticScene.CeilingId"/>, <see cref="SyntheticScene.SouthWallId"/> …).</param>
 public sealed record SceneFrames(IReadOnlyList<int> Frames, Tensor Rgb, Tensor Depth, Tensor WorldPoints, Tensor SurfaceIds) : IDisposable
 {
     public void Dispose()

@@ -7,7 +7,7 @@ namespace SpatialMllm.Research.Scenes;
 /// VSI-Bench-style questions about a <see cref="SyntheticScene"/>, in VSI-Bench's own templates and answer formats,
 /// with answers computed from the scene's ground truth:
 /// <list type="bullet">
-/// <item><c>object_counting</c>: instances of a category (all of them seen by the walk);</item>
+/// <item><c>object_counting</c>: instances of a category that has two or more, as in VSI-Bench (all of them seen by the walk);</item>
 /// <item><c>object_abs_distance</c>: closest-point distance between two single-instance objects, metres, 1 decimal;</item>
 /// <item><c>object_size_estimation</c>: longest dimension of a single-instance object, whole centimetres;</item>
 /// <item><c>room_size_estimation</c>: floor area, m², 1 decimal;</item>
@@ -44,7 +44,7 @@ public static class SceneQuestions
         var unique = fullySeen.Where(g => g.Count() == 1).Select(g => g.Single()).ToList();
 
         var drafts = new List<Draft>();
-        drafts.AddRange(Take(rng, perType, fullySeen.Select(g => Counting(g.Key, g.Count()))));
+        drafts.AddRange(Take(rng, perType, fullySeen.Where(g => g.Count() >= 2).Select(g => Counting(g.Key, g.Count()))));
         drafts.AddRange(Take(rng, perType, Pairs(unique).Select(p => AbsoluteDistance(p.A, p.B)).OfType<Draft>()));
         drafts.AddRange(Take(rng, perType, unique.Select(Size)));
         drafts.Add(RoomSize(scene.Room));

@@ -47,8 +47,11 @@ public sealed class SyntheticScene
     /// <summary>The VSI-Bench "dataset" name of synthetic scenes (videos go under {root}/synthetic/).</summary>
     public const string DatasetName = "synthetic";
 
-    /// <summary>Surface ids of the room in <see cref="SceneFrames.SurfaceIds"/>; objects are 0, 1, ….</summary>
-    public const int FloorId = SceneRenderer.Floor, CeilingId = SceneRenderer.Ceiling;
+    /// <summary>Surface ids of the room in <see cref="SceneFrames.SurfaceIds"/>; objects are 0, 1, …. The walls are
+    /// south (y = 0), east (x = width), north (y = depth) and west (x = 0).</summary>
+    public const int FloorId = SceneRenderer.Floor, CeilingId = SceneRenderer.Ceiling,
+        SouthWallId = SceneRenderer.SouthWall, EastWallId = SceneRenderer.EastWall,
+        NorthWallId = SceneRenderer.NorthWall, WestWallId = SceneRenderer.WestWall;
 
     SyntheticScene(int seed, SyntheticSceneOptions options, Room room, IReadOnlyList<SceneObject> objects, IReadOnlyList<CameraPose> poses)
     {

@@ -85,10 +85,10 @@ public class SyntheticSceneTests
                 >= 0 => scene.Objects[id].Contains(x, y, z, tolerance) && !scene.Objects[id].Contains(x, y, z, -tolerance) ? 0 : 1,
                 SyntheticScene.FloorId => Math.Abs(z),
                 SyntheticScene.CeilingId => Math.Abs(z - room.Height),
-                -3 => Math.Abs(y),
-                -4 => Math.Abs(x - room.Width),
-                -5 => Math.Abs(y - room.Depth),
-                -6 => Math.Abs(x),
+                SyntheticScene.SouthWallId => Math.Abs(y),
+                SyntheticScene.EastWallId => Math.Abs(x - room.Width),
+                SyntheticScene.NorthWallId => Math.Abs(y - room.Depth),
+                SyntheticScene.WestWallId => Math.Abs(x),
                 _ => throw new Xunit.Sdk.XunitException($"unknown surface id {id}"),
             };
             Assert.True(offSurface < tolerance, $"pixel {p}: ({x:0.0000}, {y:0.0000}, {z:0.0000}) is not on surface {id}");
