@@ -2,7 +2,7 @@ namespace SpatialMllm.Research.Scenes;
 
 /// <summary>
 /// Draws a room, its furniture and a camera walk from one seeded <see cref="Random"/> (the same seed gives the same
-/// scene). The camera walks once around an ellipse in the middle of the room, looking outwards at the walls and
+/// scene). The camera walks 0.92 of the way around an ellipse in the middle of the room, looking outwards at the walls and
 /// sweeping its head; its speed varies ninefold along the way (it lingers on part of the room, as a person filming
 /// does), so frames evenly spaced in time are not evenly spaced in space. Furniture keeps clear of the walk.
 /// </summary>

@@ -63,7 +63,7 @@ public sealed record SceneObject(
             .Select(p => (X + c * p.Item1 - s * p.Item2, Y + s * p.Item1 + c * p.Item2))];
     }
 
-    /// <summary>Whether the world point lies in the solid (within <paramref name="tolerance"/> metres of it).</summary>
+    /// <summary>Whether the world point lies in the solid grown by <paramref name="tolerance"/> metres (shrunk, if negative).</summary>
     public bool Contains(double x, double y, double z, double tolerance = 0)
     {
         if (z < Bottom - tolerance || z > Top + tolerance) return false;

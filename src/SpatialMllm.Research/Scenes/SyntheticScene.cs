@@ -86,10 +86,6 @@ public sealed class SyntheticScene
     /// <summary>The scene's name in a VSI-Bench-style layout: <c>seed0007</c>.</summary>
     public string SceneName => $"seed{Seed.ToString("D4", CultureInfo.InvariantCulture)}";
 
-    /// <summary>How many objects of each category the room holds (categories in first-placed order).</summary>
-    public IReadOnlyDictionary<string, int> CategoryCounts =>
-        Objects.GroupBy(o => o.Category).ToDictionary(g => g.Key, g => g.Count());
-
     /// <summary>Per frame, per object id: how many pixels show the object (rendered once, on first use).</summary>
     internal int[][] ObjectPixelCounts => objectPixelCounts.Value;
 

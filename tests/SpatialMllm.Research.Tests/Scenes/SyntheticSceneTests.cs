@@ -47,7 +47,7 @@ public class SyntheticSceneTests
         Tensor v = torch.arange(k.Height, dtype: float64).sub(k.Cy).div(k.Fy).reshape(1, -1, 1).expand(1, k.Height, k.Width);
         Tensor depth = frames.Depth.to(float64);
         Tensor camera = torch.stack([u * depth, v * depth, depth], -1);                       // [T, H, W, 3]
-        Tensor extrinsic = torch.stack(SomeFrames.Select(f => scene.Poses[f].Extrinsic()).ToList()); // [T, 3, 4]
+        Tensor extrinsic = scene.Extrinsics().index_select(0, torch.tensor(SomeFrames.Select(f => (long)f).ToArray())); // [T, 3, 4]
         Tensor rotation = extrinsic[.., .., ..3], translation = extrinsic[.., .., 3];
         Tensor world = torch.einsum("tij,thwi->thwj", rotation, camera - translation.reshape(-1, 1, 1, 3));
 
