@@ -11,6 +11,7 @@ var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in To
     ScoreCommand.Create(),
     EvaluateCommand.Create(),
     MergeCommand.Create(),
+    SyntheticCommand.Create(),
 };
 // InvokeAsync: evaluate gets a cancellation token. ProcessTerminationTimeout = null: System.CommandLine would end the
 // process 2 s after Ctrl+C/SIGTERM, cutting off the answer in progress; evaluate handles both signals itself

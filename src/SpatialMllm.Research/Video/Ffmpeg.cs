@@ -108,6 +108,36 @@ internal static class Ffmpeg
             File.Move(pattern.Replace("%06d", i.ToString("D6", CultureInfo.InvariantCulture)), paths[i], overwrite: true);
     }
 
+    /// <summary>
+    /// Encodes rgb24 frames (each width·height·3 bytes, pulled one at a time, so they need not all be in memory) as an
+    /// H.264 mp4 (yuv420p, CRF <paramref name="crf"/>; width and height must be even) at <paramref name="path"/>,
+    /// written beside it first and renamed, so a reader never sees half a file.
+    /// </summary>
+    public static void WriteMp4(IEnumerable<byte[]> rgbFrames, int width, int height, double framesPerSecond, string path, int crf = 12)
+    {
+        if (width % 2 != 0 || height % 2 != 0) throw new ArgumentException($"{path}: an H.264 yuv420p video needs an even width and height, not {width}x{height}");
+        string fullPath = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
+        string partial = Path.Combine(Path.GetDirectoryName(fullPath)!, $".{Path.GetFileNameWithoutExtension(fullPath)}-{Guid.NewGuid():N}.partial.mp4");
+        var source = new RawVideoPipeSource(rgbFrames.Select(bytes => (IVideoFrame)new Rgb24Frame(bytes, width, height))) { FrameRate = framesPerSecond };
+        try
+        {
+            Run(fullPath, "encode mp4", () => FFMpegArguments
+                .FromPipeInput(source)
+                .OutputToFile(partial, overwrite: true, o => o
+                    .WithVideoCodec("libx264")
+                    .WithConstantRateFactor(crf)
+                    .WithPixelFormat("yuv420p")
+                    .WithCustomArgument("-movflags +faststart"))
+                .ProcessSynchronously());
+            File.Move(partial, fullPath, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(partial)) File.Delete(partial);
+        }
+    }
+
     const string StandardInput = "pipe:0", StandardOutput = "pipe:1";
 
     /// <summary>
