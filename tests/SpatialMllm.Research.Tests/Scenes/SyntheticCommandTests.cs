@@ -2,6 +2,7 @@ using System.CommandLine;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Models;
 
 namespace SpatialMllm.Research.Tests.Scenes;
 
