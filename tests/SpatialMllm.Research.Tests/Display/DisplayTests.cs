@@ -92,12 +92,24 @@ public class DisplayTests
 
         using var points = torch.randn(10, 100, 3);
         points[0, 0, 0] = torch.tensor(float.NaN);
-        using var frame = torch.arange(10).view(10, 1).expand(10, 100);
-        var cloud = Parse(Chart.PointCloud(points, frame, maxPoints: 250)).GetProperty("data")[0];
+        using var depth = points[.., .., 2].clone();
+        var cloud = Parse(Chart.PointCloud(points, depth, maxPoints: 250)).GetProperty("data")[0];
         int count = cloud.GetProperty("x").GetArrayLength();
         Assert.InRange(count, 200, 250);
         Assert.Equal(count, cloud.GetProperty("marker").GetProperty("color").GetArrayLength());
         Assert.Contains("Plotly.newPlot", Chart.Line([1, 2], ("s", [3.0, 4.0])).ToHtml());
+
+        // Integer colours (frame indices): one trace per value, each one colour, named in the legend.
+        using var frame = torch.arange(10).view(10, 1).expand(10, 100);
+        var byFrame = Parse(Chart.PointCloud(points, frame, maxPoints: 250)).GetProperty("data");
+        Assert.Equal(10, byFrame.GetArrayLength());
+        Assert.Equal("frame 3", byFrame[3].GetProperty("name").GetString());
+        Assert.Equal(count, byFrame.EnumerateArray().Sum(t => t.GetProperty("x").GetArrayLength()));
+        Assert.Equal(JsonValueKind.String, byFrame[3].GetProperty("marker").GetProperty("color").ValueKind);
+
+        // Categorical bars keep a category axis, also after axis titles are set.
+        var categories = Parse(Chart.Bar(["4", "4 ✓"], [1.0, 2.0]).WithAxisTitles(x: "frame", y: "voxels")).GetProperty("layout").GetProperty("xaxis");
+        Assert.Equal(("category", "frame"), (categories.GetProperty("type").GetString(), categories.GetProperty("title").GetProperty("text").GetString()));
     }
 
     /// <summary>
