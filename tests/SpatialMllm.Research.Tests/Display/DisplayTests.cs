@@ -83,6 +83,21 @@ public class DisplayTests
     }
 
     [Fact]
+    public void Results_table_shows_answers_visibly_and_rounds_numbers()
+    {
+        string html = ResultsTable.From(new[]
+        {
+            new { Answer = "two\nchairs", Ms = 1523.74, Score = 0.012346, Big = 3.2e10 },
+            new { Answer = "", Ms = 12.3456, Score = 0.5, Big = 0.0 },
+        }).Html;
+
+        var cells = Regex.Matches(html, "<td[^>]*>(.*?)</td>").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal("two⏎chairs", cells[0]);
+        Assert.Contains("∅", cells[4]);
+        Assert.Equal(["1524", "0.01235", "3.2E+10", "12.35", "0.5", "0"], new[] { cells[1], cells[2], cells[3], cells[5], cells[6], cells[7] });
+    }
+
+    [Fact]
     public void Charts_write_plotly_figures()
     {
         var bars = Parse(Chart.GroupedBar(["a", "b"], ("x", [1.0, 2.0]), ("y", [3.0, double.NaN])).WithTitle("t"));

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Notebooks;
@@ -58,8 +59,8 @@ public class NotebookExecutionTests(ITestOutputHelper log)
         return copy;
     }
 
-    /// <summary>One line per failed cell, and per <c>// expect: output</c> cell without visible output.</summary>
-    static List<string> CellProblems(string sourcePath, string executedPath)
+    /// <summary>One line per failed cell, per <c>// expect: output</c> cell without visible output, and per compiler warning shown.</summary>
+    internal static List<string> CellProblems(string sourcePath, string executedPath)
     {
         var sourceCells = CodeCells(sourcePath);
         var executedCells = CodeCells(executedPath);
@@ -76,6 +77,9 @@ public class NotebookExecutionTests(ITestOutputHelper log)
                 problems.Add($"{where}: {error.GetProperty("ename").GetString()}: {error.GetProperty("evalue").GetString()}");
             if (source.Contains(ExpectOutputMarker) && !outputs.Any(HasVisibleData))
                 problems.Add($"{where}: expected output, got none");
+            // A compiler warning is printed as an output box above the cell's result: a reader sees it as a problem.
+            foreach (var warning in outputs.SelectMany(OutputTexts).SelectMany(t => Regex.Matches(t, @"warning CS\d{4}[^\n<]*")).Select(m => m.Value).Distinct())
+                problems.Add($"{where}: {warning}");
         }
         return problems;
     }
@@ -94,6 +98,10 @@ public class NotebookExecutionTests(ITestOutputHelper log)
     static bool HasVisibleData(JsonElement output) =>
         output.TryGetProperty("data", out var data)
         && data.EnumerateObject().Any(representation => !string.IsNullOrWhiteSpace(Text(representation.Value)));
+
+    static IEnumerable<string> OutputTexts(JsonElement output) =>
+        (output.TryGetProperty("data", out var data) ? data.EnumerateObject().Select(r => Text(r.Value)) : [])
+        .Concat(output.TryGetProperty("text", out var text) ? [Text(text)] : []);
 
     /// <summary>Jupyter stores multi-line text as a string or as an array of lines.</summary>
     static string Text(JsonElement value) => value.ValueKind switch
