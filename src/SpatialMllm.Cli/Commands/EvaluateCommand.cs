@@ -118,7 +118,7 @@ internal static class EvaluateCommand
             {
                 var part = Shard.Parse(shardText);
                 string deviceName = parse.GetValue(device) == "auto" ? "cpu" : parse.GetValue(device)!;
-                int status = RunInProcess(part.Select(run.Items), Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
+                int status = RunInProcess(part.Select(run.Items), () => Answerer(deviceName), modelDir, resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
                 if (status == CliSupport.Ok) log.WriteLine($"shard {part} complete: {resultsPath}. Merge the shards with `spatial-mllm merge`, then `spatial-mllm score {name}`.");
                 return status;
             }
@@ -145,7 +145,7 @@ internal static class EvaluateCommand
             else
             {
                 string deviceName = parse.GetValue(device) is "auto" or null ? (gpus > 0 ? "cuda:0" : "cpu") : parse.GetValue(device)!;
-                int status = RunInProcess(run.Items, Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
+                int status = RunInProcess(run.Items, () => Answerer(deviceName), modelDir, resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
                 if (status != CliSupport.Ok) return status;
             }
 
@@ -159,23 +159,28 @@ internal static class EvaluateCommand
         return command;
     }
 
-    static int RunInProcess(IReadOnlyList<EvaluationItem> items, IVideoAnswerer answerer, string resultsPath,
+    /// <summary>Loads the answerer (the model) and answers the items, with the progress view on <paramref name="log"/>.</summary>
+    static int RunInProcess(IReadOnlyList<EvaluationItem> items, Func<IVideoAnswerer> createAnswerer, string? modelDir, string resultsPath,
         IReadOnlyList<string> alsoDone, TextWriter log, CancellationToken cancel)
     {
-        using (answerer)
+        var progress = new ProgressOutput(new EvaluationProgressView(parts: 1), log);
+        try
         {
-            var progress = new ConsoleProgress(log, interactive: ReferenceEquals(log, Console.Out) && !Console.IsOutputRedirected);
-            try
-            {
-                EvaluationRunner.Run(items, answerer, resultsPath, log, progress.Report, alsoDone, cancel);
-                return CliSupport.Ok;
-            }
-            catch (OperationCanceledException)
-            {
-                log.WriteLine();
-                log.WriteLine($"interrupted; {resultsPath} keeps every finished answer. Rerun the same command to resume.");
-                return CliSupport.Interrupted;
-            }
+            progress.SetActivity(0, modelDir is null ? "starting the dry run" : $"loading model {modelDir}");
+            using var answerer = createAnswerer();
+            EvaluationRunner.Run(items, answerer, resultsPath, progress.Log, p => progress.Report(0, p), alsoDone, cancel);
+            return CliSupport.Ok;
+        }
+        catch (OperationCanceledException)
+        {
+            progress.Dispose();
+            log.WriteLine();
+            log.WriteLine($"interrupted; {resultsPath} keeps every finished answer. Rerun the same command to resume.");
+            return CliSupport.Interrupted;
+        }
+        finally
+        {
+            progress.Dispose();
         }
     }
 
@@ -207,9 +212,11 @@ internal static class EvaluateCommand
     {
         var (program, prefix) = SelfInvocation();
         var processes = new List<Process>();
+        using var progress = new ProgressOutput(new EvaluationProgressView(count), log);
         for (int i = 0; i < count; i++)
         {
             var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            start.Environment[ProgressOutput.ProtocolVariable] = "protocol"; // workers report progress events for the combined view
             foreach (string a in prefix) start.ArgumentList.Add(a);
             foreach (string a in (string[])["evaluate", benchmark, .. forwarded,
                          "--shard", $"{i}/{count}", "--device", gpus > 0 ? $"cuda:{i % gpus}" : "cpu",
@@ -217,8 +224,9 @@ internal static class EvaluateCommand
                 start.ArgumentList.Add(a);
             var process = new Process { StartInfo = start };
             string tag = $"[worker {i}] ";
-            process.OutputDataReceived += (_, e) => { if (e.Data != null) lock (log) log.WriteLine(tag + e.Data); };
-            process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.WriteLine(tag + e.Data); };
+            int part = i;
+            process.OutputDataReceived += (_, e) => { if (e.Data != null) progress.Relay(part, tag, e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data != null) progress.Log.WriteLine(tag + e.Data); };
             process.Start();
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
