@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Packs the library as a NuGet package into a local feed folder (default: artifacts/packages).
+# Usage: build/pack.sh [FEED] [-p:TorchBackend=cuda] [-p:Version=0.1.1]
+# Bump Version on every repack that should reach a machine which already restored this version: NuGet caches by id + version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+feed=${1:-artifacts/packages}; [ $# -gt 0 ] && shift
+dotnet pack src/SpatialMllm.Research -c Release -nologo -v q -o "$feed" "$@"
+ls "$feed"/SpatialMllm.Research.*.nupkg
