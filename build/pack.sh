@@ -4,6 +4,7 @@
 # Bump Version on every repack that should reach a machine which already restored this version: NuGet caches by id + version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-feed=${1:-artifacts/packages}; [ $# -gt 0 ] && shift
+feed=artifacts/packages
+if [ $# -gt 0 ] && [[ $1 != -* ]]; then feed=$1; shift; fi
 dotnet pack src/SpatialMllm.Research -c Release -nologo -v q -o "$feed" "$@"
 ls "$feed"/SpatialMllm.Research.*.nupkg

@@ -3,6 +3,7 @@ using Microsoft.DotNet.Interactive.Formatting;
 using SpatialMllm.Research.Display;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Sampling;
 
 namespace SpatialMllm.Research.Interactive;
@@ -17,6 +18,11 @@ public sealed class SpatialMllmKernelExtension : IKernelExtension
 {
     public Task OnLoadAsync(Kernel kernel)
     {
+        // Before any cell touches TorchSharp: its natives from the NuGet cache need the GLIBCXX patch on Debian 12.
+        if (NuGetCacheNatives.PreloadPatchedLibTorchSharp() is string note) 
+        {
+            if (KernelInvocationContext.Current is { } context) KernelInvocationContextExtensions.Display(context, note, "text/plain");
+        }
         Register<SpatialMllmModel>(LibraryViews.Of);
         Register<VideoFeatures>(LibraryViews.Of);
         Register<Answer>(LibraryViews.Of);
