@@ -55,12 +55,17 @@ public class ChartRenderingTests
         Assert.Matches("Chart not drawn: plotly.js did not load from file:///nonexistent/plotly.min.js", dom);
     }
 
-    /// <summary>The page's DOM after its scripts ran (virtual time, so plotly's timers finish), script elements removed.</summary>
     static string RenderedDom(string body)
     {
-        string dir = TestPaths.NewTempDir("chart");
-        string page = Path.Combine(dir, "page.html");
+        string page = Path.Combine(TestPaths.NewTempDir("chart"), "page.html");
         File.WriteAllText(page, HtmlPage.Wrap(body));
+        return RenderedDomOf(page);
+    }
+
+    /// <summary>The page's DOM after its scripts ran (virtual time, so plotly's timers finish), script elements removed.</summary>
+    internal static string RenderedDomOf(string page)
+    {
+        string dir = TestPaths.NewTempDir("chromium");
         var start = new ProcessStartInfo(Chromium())
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,

@@ -19,7 +19,7 @@ public class NotebookExecutionTests(ITestOutputHelper log)
     public const string ExpectOutputMarker = "// expect: output";
     static readonly TimeSpan NotebookTimeout = TimeSpan.FromMinutes(5);
     static readonly string NotebookFolder = Path.Combine(TestPaths.RepoRoot, "notebooks");
-    static readonly Lazy<string?> ToolRestoreError = new(RestoreTools);
+    internal static readonly Lazy<string?> ToolRestoreError = new(RestoreTools);
 
     public static TheoryData<string> Notebooks() =>
         new(Directory.GetFiles(NotebookFolder, "*.ipynb").Select(Path.GetFileName).Order().ToArray()!);
@@ -50,7 +50,7 @@ public class NotebookExecutionTests(ITestOutputHelper log)
     /// Notebooks reference the Release build. Another configuration's test run executes a copy that references its
     /// own build instead, so the check never runs against a stale or missing Release build.
     /// </summary>
-    static string NotebookForThisBuild(string notebook, string workDir)
+    internal static string NotebookForThisBuild(string notebook, string workDir)
     {
         string configuration = typeof(NotebookExecutionTests).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Release";
         if (configuration == "Release") return notebook;
@@ -120,9 +120,13 @@ public class NotebookExecutionTests(ITestOutputHelper log)
         return exitCode == 0 ? null : $"dotnet tool restore failed ({exitCode}):\n{Tail(output)}";
     }
 
-    static (int ExitCode, string Output) Run(string workingDirectory, TimeSpan timeout, params string[] arguments)
+    static (int ExitCode, string Output) Run(string workingDirectory, TimeSpan timeout, params string[] arguments) =>
+        RunProgram("dotnet", workingDirectory, timeout, new Dictionary<string, string>(), arguments);
+
+    internal static (int ExitCode, string Output) RunProgram(string program, string workingDirectory, TimeSpan timeout,
+        IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(program)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -130,6 +134,7 @@ public class NotebookExecutionTests(ITestOutputHelper log)
             Environment = { ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1", ["DOTNET_NOLOGO"] = "1" },
         };
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
 
         using var process = Process.Start(start)!;
         var output = new StringBuilder();
@@ -146,5 +151,5 @@ public class NotebookExecutionTests(ITestOutputHelper log)
         return (process.ExitCode, output.ToString());
     }
 
-    static string Tail(string text, int lines = 40) => string.Join("\n", text.Split('\n').TakeLast(lines));
+    internal static string Tail(string text, int lines = 40) => string.Join("\n", text.Split('\n').TakeLast(lines));
 }
