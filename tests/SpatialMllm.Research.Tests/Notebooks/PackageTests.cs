@@ -8,8 +8,9 @@ using Xunit.Abstractions;
 namespace SpatialMllm.Research.Tests.Notebooks;
 
 /// <summary>
-/// The library as a user gets it: <c>build/pack.sh</c> into a fresh feed (a version of its own, so the NuGet cache
-/// never serves an older build), then (1) a fresh console project with a PackageReference compiles and runs the
+/// The library as a user gets it: <c>build/pack.sh</c> into a fresh feed (a package version of its own, so the NuGet
+/// cache never serves an older build; PackageVersion, not Version, so the repository's build output is not recompiled
+/// under the other tests), then (1) a fresh console project with a PackageReference compiles and runs the
 /// README's C# example, paths pointed at the tiny checkpoint and the shared scoring fixture, and (2) a notebook with
 /// <c>#r "nuget: SpatialMllm.Research"</c> runs in dotnet-repl, with the package's kernel extension formatting a result.
 /// </summary>
@@ -22,7 +23,7 @@ public class PackageTests : IClassFixture<PackageTests.Feed>
         public string PackOutput { get; }
         public int PackExitCode { get; }
 
-        public Feed() => (PackExitCode, PackOutput) = Run(TestPaths.RepoRoot, "bash", "build/pack.sh", Folder, $"-p:Version={Version}");
+        public Feed() => (PackExitCode, PackOutput) = Run(TestPaths.RepoRoot, "bash", "build/pack.sh", Folder, $"-p:PackageVersion={Version}");
 
         /// <summary>The restored copy of this test version; every other version in the cache is left alone.</summary>
         public void Dispose()
