@@ -98,6 +98,22 @@ public class DisplayTests
     }
 
     [Fact]
+    public void Library_views_show_an_answer_as_generated_and_a_selection()
+    {
+        var answer = new SpatialMllm.Research.Models.Answer("3\n", [18, 198], 120, 64, [new("decode", 12.3456)],
+            SpatialMllm.Research.Models.Qwen.GenerationStopReason.EndOfSequence);
+        var selection = new SpatialMllm.Research.Sampling.FrameSelection("uniform(k=2)", 8, [0, 7], [0, 7], [0, 7]);
+
+        string answerHtml = LibraryViews.For(answer)!.Html, selectionHtml = LibraryViews.For(selection)!.Html;
+
+        Assert.Contains(">3⏎<", answerHtml);
+        Assert.Contains(">18 198<", answerHtml);
+        Assert.Contains(">12.35<", answerHtml);
+        Assert.Contains(">0, 7<", selectionHtml);
+        Assert.Null(LibraryViews.For("text"));
+    }
+
+    [Fact]
     public void Charts_write_plotly_figures()
     {
         var bars = Parse(Chart.GroupedBar(["a", "b"], ("x", [1.0, 2.0]), ("y", [3.0, double.NaN])).WithTitle("t"));
