@@ -62,6 +62,7 @@ internal sealed class EvaluationProgressView(int parts)
         lock (state)
         {
             var (done, total) = Count();
+            if (total is int all && done >= all) return TimeSpan.Zero;
             double rate = state.Sum(p => p.Last is { AnsweredNow: > 0 } l && l.Elapsed > TimeSpan.Zero && l.DoneBefore + l.AnsweredNow < l.Total
                 ? l.AnsweredNow / l.Elapsed.TotalSeconds : 0);
             return total is int t && rate > 0 ? TimeSpan.FromSeconds(Math.Max(0, t - done) / rate) : null;
@@ -232,7 +233,7 @@ internal sealed class ProgressOutput : IDisposable
         {
             string line;
             lock (pendingLog) { if (!pendingLog.TryDequeue(out line!)) return; }
-            console!.Write(new Text(line + "\n"));
+            console!.Write(new LogLine(line));
         }
     }
 
@@ -244,6 +245,16 @@ internal sealed class ProgressOutput : IDisposable
         if (stop.IsCancellationRequested) return;
         stop.Cancel();
         live?.Wait();
+    }
+
+    /// <summary>
+    /// A log line printed above the live region. Spectre moves the cursor to the region's top line without erasing that
+    /// line, so the line is erased first (in the same write), or a short log line would leave the end of the bar behind it.
+    /// </summary>
+    sealed class LogLine(string text) : Renderable
+    {
+        protected override IEnumerable<Segment> Render(RenderOptions options, int maxWidth) =>
+            [Segment.Control("\u001b[2K"), .. ((IRenderable)new Text(text)).Render(options, maxWidth), Segment.LineBreak];
     }
 
     /// <summary>A TextWriter that hands over whole lines.</summary>
