@@ -1,38 +1,69 @@
+#nullable disable
 using System;
-using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Text;
+#if !SPATIAL_MLLM_LIBRARY
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 
 /// <summary>
-/// Marks one GLIBCXX version requirement of an ELF64 shared library weak, so that the dynamic loader
-/// accepts a libstdc++ that lacks it. Does nothing when the system's libstdc++ has the version, when the
-/// library does not ask for it, or when it is already weak. Idempotent.
+/// The MSBuild task over <see cref="GlibcxxRequirement"/>: marks one GLIBCXX version requirement of the build or
+/// publish output's copy of a library weak when the system's libstdc++ lacks that version. Idempotent.
 /// </summary>
 public class WeakenGlibcxxRequirement : Task
 {
     [Required] public string Library { get; set; }
     [Required] public string Version { get; set; }
 
-    const uint ShtGnuVerneed = 0x6ffffffe;
-    const ushort VerFlgWeak = 0x2;
-
     public override bool Execute()
     {
-        string systemLib = FindSystemLibStdCxx();
-        if (systemLib != null && ContainsVersion(File.ReadAllBytes(systemLib), Version))
+        string systemLib = GlibcxxRequirement.FindSystemLibStdCxx();
+        if (GlibcxxRequirement.SystemHas(Version))
         {
             Log.LogMessage(MessageImportance.Low, systemLib + " has " + Version + ": " + Library + " left as shipped.");
             return true;
         }
-        byte[] elf = File.ReadAllBytes(Library);
-        if (elf.Length < 64 || elf[0] != 0x7f || elf[1] != (byte)'E' || elf[4] != 2)
+        try
         {
-            Log.LogError(Library + " is not an ELF64 file; cannot weaken its " + Version + " requirement.");
+            if (GlibcxxRequirement.Weaken(Library, Version))
+                Log.LogMessage(MessageImportance.High, "Marked " + Version + " weak in " + Library +
+                    " (system libstdc++ " + (systemLib ?? "not found") + " lacks it).");
+            return true;
+        }
+        catch (InvalidDataException e)
+        {
+            Log.LogError(e.Message);
             return false;
         }
+    }
+}
+#endif
+
+/// <summary>
+/// Marks one GLIBCXX version requirement of an ELF64 shared library weak (VER_FLG_WEAK in .gnu.version_r), so that
+/// the dynamic loader accepts a libstdc++ that lacks it. Used at build time by the task above (this file is its
+/// source, compiled by RoslynCodeTaskFactory) and at run time by the library (compiled into it with
+/// SPATIAL_MLLM_LIBRARY), for notebooks that load TorchSharp from the NuGet cache.
+/// </summary>
+internal static class GlibcxxRequirement
+{
+    const uint ShtGnuVerneed = 0x6ffffffe;
+    const ushort VerFlgWeak = 0x2;
+
+    /// <summary>Whether the system's libstdc++ provides <paramref name="version"/> (false when none is found).</summary>
+    public static bool SystemHas(string version)
+    {
+        string systemLib = FindSystemLibStdCxx();
+        return systemLib != null && ContainsVersion(File.ReadAllBytes(systemLib), version);
+    }
+
+    /// <summary>Marks <paramref name="version"/> weak in <paramref name="library"/>; true when the file was changed.</summary>
+    public static bool Weaken(string library, string version)
+    {
+        byte[] elf = File.ReadAllBytes(library);
+        if (elf.Length < 64 || elf[0] != 0x7f || elf[1] != (byte)'E' || elf[4] != 2)
+            throw new InvalidDataException(library + " is not an ELF64 file; cannot weaken its " + version + " requirement.");
         long shoff = BitConverter.ToInt64(elf, 0x28);
         int shentsize = BitConverter.ToUInt16(elf, 0x3A), shnum = BitConverter.ToUInt16(elf, 0x3C);
         for (int s = 0; s < shnum; s++)
@@ -52,12 +83,10 @@ public class WeakenGlibcxxRequirement : Task
                     int flagsAt = (int)aux + 4;
                     string name = ReadString(elf, strtab + BitConverter.ToUInt32(elf, (int)aux + 8));
                     ushort flags = BitConverter.ToUInt16(elf, flagsAt);
-                    if (name == Version && (flags & VerFlgWeak) == 0)
+                    if (name == version && (flags & VerFlgWeak) == 0)
                     {
                         BitConverter.GetBytes((ushort)(flags | VerFlgWeak)).CopyTo(elf, flagsAt);
-                        File.WriteAllBytes(Library, elf);
-                        Log.LogMessage(MessageImportance.High, "Marked " + Version + " weak in " + Library +
-                            " (system libstdc++ " + (systemLib ?? "not found") + " lacks it).");
+                        File.WriteAllBytes(library, elf);
                         return true;
                     }
                     aux += BitConverter.ToUInt32(elf, (int)aux + 12);
@@ -65,7 +94,7 @@ public class WeakenGlibcxxRequirement : Task
                 vn += BitConverter.ToUInt32(elf, (int)vn + 12);
             }
         }
-        return true;
+        return false;
     }
 
     static string ReadString(byte[] bytes, long at)
@@ -87,7 +116,7 @@ public class WeakenGlibcxxRequirement : Task
         return false;
     }
 
-    static string FindSystemLibStdCxx()
+    public static string FindSystemLibStdCxx()
     {
         string[] candidates =
         {

@@ -4,7 +4,7 @@ using SpatialMllm.Research.Evaluation;
 
 namespace SpatialMllm.Cli.Commands;
 
-/// <summary>What the evaluation commands share: exit codes, error reporting, default file locations, progress display.</summary>
+/// <summary>What the evaluation commands share: exit codes, error reporting, default file locations.</summary>
 internal static class CliSupport
 {
     public const int Ok = 0;
@@ -71,37 +71,4 @@ internal static class CliSupport
 
     /// <summary>metrics path beside a results file: results.jsonl → results.metrics.json.</summary>
     public static string MetricsPathFor(string resultsPath) => Path.ChangeExtension(resultsPath, null) + ".metrics.json";
-}
-
-/// <summary>
-/// Progress of a run: a redrawn bar with rate and ETA on a terminal; plain lines (at most one per 10 s, plus the last)
-/// when the output is piped or redirected, as under a cluster scheduler or from a parent evaluate process.
-/// </summary>
-internal sealed class ConsoleProgress(TextWriter output, bool interactive)
-{
-    static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(10);
-    TimeSpan? _lastPlain;
-
-    public void Report(EvaluationProgress p)
-    {
-        int done = p.DoneBefore + p.AnsweredNow;
-        bool last = done >= p.Total;
-        double rate = p.Elapsed.TotalSeconds > 0 ? p.AnsweredNow / p.Elapsed.TotalSeconds : 0;
-        string eta = rate > 0 ? FormatSpan(TimeSpan.FromSeconds((p.Total - done) / rate)) : "?";
-        string text = $"{done}/{p.Total} ({(p.Total == 0 ? 100 : 100.0 * done / p.Total):F1}%)  {rate:F2} q/s  ETA {eta}";
-        if (interactive)
-        {
-            const int width = 30;
-            int filled = p.Total == 0 ? width : (int)((long)width * done / p.Total);
-            output.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {text}  {p.CurrentVideo}".PadRight(110));
-            if (last) output.WriteLine();
-        }
-        else if (last || _lastPlain is not TimeSpan previous || p.Elapsed - previous >= PlainInterval)
-        {
-            _lastPlain = p.Elapsed;
-            output.WriteLine($"progress {text}");
-        }
-    }
-
-    static string FormatSpan(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t.Minutes:00}:{t.Seconds:00}" : $"{t.Minutes}:{t.Seconds:00}";
 }

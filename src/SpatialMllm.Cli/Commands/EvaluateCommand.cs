@@ -146,7 +146,7 @@ internal static class EvaluateCommand
                 var part = Shard.Parse(shardText);
                 string deviceName = parse.GetValue(device) == "auto" ? "cpu" : parse.GetValue(device)!;
                 Manifest(deviceName).Adopt(resultsPath, parse.GetValue(forceNew), log);
-                var (status, _) = RunInProcess(part.Select(run.Items), () => Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [],
+                var (status, _) = RunInProcess(part.Select(run.Items), () => Answerer(deviceName), modelDir, resultsPath, parse.GetValue(alsoDone) ?? [],
                     errorPolicy, log, signals);
                 if (status == CliSupport.Ok) log.WriteLine($"shard {part} complete: {resultsPath}. Merge the shards with `spatial-mllm merge`, then `spatial-mllm score {name}`.");
                 return status;
@@ -187,7 +187,7 @@ internal static class EvaluateCommand
             {
                 string deviceName = parse.GetValue(device) is "auto" or null ? (gpus > 0 ? "cuda:0" : "cpu") : parse.GetValue(device)!;
                 Manifest(deviceName).Adopt(resultsPath, parse.GetValue(forceNew), log);
-                (int status, skipped) = RunInProcess(run.Items, () => Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [],
+                (int status, skipped) = RunInProcess(run.Items, () => Answerer(deviceName), modelDir, resultsPath, parse.GetValue(alsoDone) ?? [],
                     errorPolicy, log, signals);
                 if (status != CliSupport.Ok) return status;
             }
@@ -206,22 +206,31 @@ internal static class EvaluateCommand
     /// <summary>Environment variable that marks a worker process and names its parent (so it can die with it).</summary>
     const string ParentPidVariable = "SPATIAL_MLLM_PARENT_PID";
 
-    /// <summary>Answers in this process. Cancellation (a signal) stops after the answer in progress, which is flushed.</summary>
+    /// <summary>
+    /// Loads the answerer (the model) and answers the items in this process, with the progress view on
+    /// <paramref name="log"/>. Cancellation (a signal) stops after the answer in progress, which is flushed.
+    /// </summary>
     static (int Status, IReadOnlyList<SkippedQuestion> Skipped) RunInProcess(IReadOnlyList<EvaluationItem> items, Func<IVideoAnswerer> createAnswerer,
-        string resultsPath, IReadOnlyList<string> alsoDone, OnVideoError onError, TextWriter log, ShutdownSignals signals)
+        string? modelDir, string resultsPath, IReadOnlyList<string> alsoDone, OnVideoError onError, TextWriter log, ShutdownSignals signals)
     {
-        using var answerer = createAnswerer();
-        var progress = new ConsoleProgress(log, interactive: ReferenceEquals(log, Console.Out) && !Console.IsOutputRedirected);
+        var progress = new ProgressOutput(new EvaluationProgressView(parts: 1), log);
         try
         {
-            var summary = EvaluationRunner.Run(items, answerer, resultsPath, log, progress.Report, alsoDone, signals.Token, onError);
+            progress.SetActivity(0, modelDir is null ? "starting the dry run" : $"loading model {modelDir}");
+            using var answerer = createAnswerer();
+            var summary = EvaluationRunner.Run(items, answerer, resultsPath, progress.Log, p => progress.Report(0, p), alsoDone, signals.Token, onError);
             return (CliSupport.Ok, summary.Skipped);
         }
         catch (OperationCanceledException)
         {
+            progress.Dispose();
             log.WriteLine();
             log.WriteLine($"interrupted{(signals.Received is { } s ? $" ({s})" : "")}; {resultsPath} keeps every finished answer. Rerun the same command to resume.");
             return (signals.InterruptedExitCode, []);
+        }
+        finally
+        {
+            progress.Dispose();
         }
     }
 
@@ -277,10 +286,12 @@ internal static class EvaluateCommand
     {
         var (program, prefix) = SelfInvocation();
         var processes = new List<Process>();
+        using var progress = new ProgressOutput(new EvaluationProgressView(count), log);
         for (int i = 0; i < count; i++)
         {
             var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             start.Environment[ParentPidVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+            start.Environment[ProgressOutput.ProtocolVariable] = "protocol"; // workers report progress events for the combined view
             foreach (string a in prefix) start.ArgumentList.Add(a);
             foreach (string a in (string[])["evaluate", benchmark, .. forwarded,
                          "--shard", $"{i}/{count}", "--device", gpus > 0 ? $"cuda:{i % gpus}" : "cpu",
@@ -288,8 +299,9 @@ internal static class EvaluateCommand
                 start.ArgumentList.Add(a);
             var process = new Process { StartInfo = start };
             string tag = $"[worker {i}] ";
-            process.OutputDataReceived += (_, e) => { if (e.Data != null) lock (log) log.WriteLine(tag + e.Data); };
-            process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.WriteLine(tag + e.Data); };
+            int part = i;
+            process.OutputDataReceived += (_, e) => { if (e.Data != null) progress.Relay(part, tag, e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data != null) progress.Log.WriteLine(tag + e.Data); };
             process.Start();
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();

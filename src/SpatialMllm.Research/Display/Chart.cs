@@ -11,17 +11,20 @@ namespace SpatialMllm.Research.Display;
 /// </summary>
 /// <remarks>
 /// Why not Plotly.NET: Plotly.NET 6 needs FSharp.Core 10.1, but the notebook kernels (dotnet-interactive 1.0.712001
-/// in VS Code, dotnet-repl 0.3.259 in CI) already load FSharp.Core 10.0, so the first chart throws there; the figure
-/// JSON is small enough to write directly. plotly.js itself comes from its CDN (the VS Code notebook view and a
-/// browser need internet for charts; the rest of a notebook works offline). It is loaded through require.js, as
-/// Plotly.NET.Interactive does: where an AMD loader is present (Jupyter), plotly.js registers as a module instead of
-/// setting <c>window.Plotly</c>, so a plain script tag would not work everywhere.
+/// in VS Code and Jupyter, dotnet-repl 0.3.259 in CI) already load FSharp.Core 10.0, so the first chart throws there;
+/// the figure JSON is small enough to write directly. plotly.js comes from <see cref="PlotlyScript"/> (the library's
+/// own copy by default, so charts draw offline). Until the plot has drawn, the output shows a line saying why it has
+/// not (scripts not run, plotly.js not loaded), so a chart is never just a blank area.
 /// </remarks>
 [TypeFormatterSource(typeof(HtmlFormatterSource), PreferredMimeTypes = ["text/html"])]
 public sealed class Chart : IHtmlDisplay
 {
-    const string PlotlyJs = "https://cdn.plot.ly/plotly-2.35.2.min";
-    const string RequireJs = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js";
+    /// <summary>Colours for integer-valued point colours (plotly's Dark24), one legend entry per value.</summary>
+    static readonly string[] DiscreteColours =
+    [
+        "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1",
+        "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038",
+    ];
 
     readonly JsonArray traces = [];
     readonly JsonObject layout = new() { ["margin"] = new JsonObject { ["t"] = 40, ["r"] = 20 } };
@@ -33,7 +36,8 @@ public sealed class Chart : IHtmlDisplay
     public static Chart Bar(IEnumerable<string> categories, IEnumerable<double> values, string? title = null) =>
         GroupedBar(categories, [("", values)]).WithTitle(title);
 
-    /// <summary>One group per category, one bar (and legend entry) per series, e.g. VSI-Bench accuracy per task per model.</summary>
+    /// <summary>One group per category, one bar (and legend entry) per series, e.g. VSI-Bench accuracy per task per model.
+    /// The x axis is a category axis: labels are shown as given, in order.</summary>
     public static Chart GroupedBar(IEnumerable<string> categories, params (string Name, IEnumerable<double> Values)[] series)
     {
         var chart = new Chart();
@@ -41,6 +45,9 @@ public sealed class Chart : IHtmlDisplay
         foreach (var (name, values) in series)
             chart.traces.Add(new JsonObject { ["type"] = "bar", ["name"] = name, ["x"] = x.DeepClone(), ["y"] = Numbers(values) });
         chart.layout["barmode"] = "group";
+        // Categories stay categories even when they look like numbers ("4", "4 ✓"): plotly would otherwise guess a
+        // numeric axis and silently drop the labels it cannot read as numbers.
+        chart.Axis("xaxis")["type"] = "category";
         chart.layout["showlegend"] = series.Length > 1;
         return chart;
     }
@@ -85,26 +92,56 @@ public sealed class Chart : IHtmlDisplay
             values = c?.data<float>().ToArray() ?? [];
         }
 
-        var marker = new JsonObject { ["size"] = 2 };
-        if (values.Length > 0)
-        {
-            marker["color"] = Numbers(values.Select(v => (double)v));
-            marker["colorscale"] = "Viridis";
-            marker["showscale"] = true;
-            marker["colorbar"] = new JsonObject { ["title"] = new JsonObject { ["text"] = colourTitle } };
-        }
         var chart = new Chart();
-        chart.traces.Add(new JsonObject
+        int count = xyz.Length / 3;
+        var distinct = values.Distinct().Order().ToList();
+        if (values.Length > 0 && distinct.Count <= DiscreteColours.Length && distinct.All(v => v == Math.Round(v)))
         {
-            ["type"] = "scatter3d", ["mode"] = "markers",
-            ["x"] = Numbers(Enumerable.Range(0, xyz.Length / 3).Select(i => (double)xyz[3 * i])),
-            ["y"] = Numbers(Enumerable.Range(0, xyz.Length / 3).Select(i => (double)xyz[3 * i + 1])),
-            ["z"] = Numbers(Enumerable.Range(0, xyz.Length / 3).Select(i => (double)xyz[3 * i + 2])),
-            ["marker"] = marker,
-        });
+            // Integer values (frame indices): one trace and legend entry per value, each its own colour.
+            for (int k = 0; k < distinct.Count; k++)
+            {
+                var members = Enumerable.Range(0, count).Where(i => values[i] == distinct[k]).ToList();
+                chart.traces.Add(Scatter3d(xyz, members, $"{colourTitle} {distinct[k]}",
+                    new JsonObject { ["size"] = 2, ["color"] = DiscreteColours[k] }));
+            }
+            chart.layout["legend"] = new JsonObject { ["title"] = new JsonObject { ["text"] = colourTitle }, ["itemsizing"] = "constant" };
+            chart.layout["showlegend"] = true;
+        }
+        else
+        {
+            var marker = new JsonObject { ["size"] = 2 };
+            if (values.Length > 0)
+            {
+                marker["color"] = Numbers(values.Select(v => (double)v));
+                marker["colorscale"] = "Viridis";
+                marker["showscale"] = true;
+                marker["colorbar"] = new JsonObject { ["title"] = new JsonObject { ["text"] = colourTitle } };
+            }
+            chart.traces.Add(Scatter3d(xyz, Enumerable.Range(0, count).ToList(), null, marker));
+        }
         chart.layout["scene"] = new JsonObject { ["aspectmode"] = "data" };
         chart.height = 560;
         return chart;
+    }
+
+    static JsonObject Scatter3d(float[] xyz, IReadOnlyList<int> points, string? name, JsonObject marker)
+    {
+        var trace = new JsonObject
+        {
+            ["type"] = "scatter3d", ["mode"] = "markers",
+            ["x"] = Numbers(points.Select(i => (double)xyz[3 * i])),
+            ["y"] = Numbers(points.Select(i => (double)xyz[3 * i + 1])),
+            ["z"] = Numbers(points.Select(i => (double)xyz[3 * i + 2])),
+            ["marker"] = marker,
+        };
+        if (name != null) trace["name"] = name;
+        return trace;
+    }
+
+    JsonObject Axis(string name)
+    {
+        if (layout[name] is not JsonObject axis) layout[name] = axis = new JsonObject();
+        return axis;
     }
 
     public Chart WithTitle(string? title)
@@ -115,8 +152,8 @@ public sealed class Chart : IHtmlDisplay
 
     public Chart WithAxisTitles(string? x = null, string? y = null)
     {
-        if (x != null) layout["xaxis"] = new JsonObject { ["title"] = new JsonObject { ["text"] = x } };
-        if (y != null) layout["yaxis"] = new JsonObject { ["title"] = new JsonObject { ["text"] = y } };
+        if (x != null) Axis("xaxis")["title"] = new JsonObject { ["text"] = x };
+        if (y != null) Axis("yaxis")["title"] = new JsonObject { ["text"] = y };
         return this;
     }
 
@@ -130,30 +167,58 @@ public sealed class Chart : IHtmlDisplay
     /// <summary>The plotly.js figure: <c>{"data": [traces], "layout": {...}}</c>.</summary>
     public string ToJson() => new JsonObject { ["data"] = traces.DeepClone(), ["layout"] = layout.DeepClone() }.ToJsonString();
 
-    public string ToHtml()
+    /// <summary>The chart for a notebook output: plotly.js rides along with the first chart of the process (see <see cref="PlotlyScript"/>).</summary>
+    public string ToHtml() =>
+        ToHtml(PlotlyScript.Source, PlotlyScript.Source == PlotlySource.Embedded && PlotlyScript.TakeFirstEmbedding(), PlotlyScript.CdnUrl);
+
+    internal string ToHtml(PlotlySource source, bool carryPlotly, string cdnUrl)
     {
         string id = "plotly-" + Guid.NewGuid().ToString("N");
+        bool cdn = source == PlotlySource.Cdn;
+        string load = cdn
+            ? $$"""
+                var url = '{{cdnUrl}}';
+                var offline = function () { fail('plotly.js did not load from ' + url + ' (no internet access?). The library has its own copy: PlotlyScript.Source = PlotlySource.Embedded.'); };
+                if (typeof requirejs === 'function' && typeof requirejs.config === 'function') {
+                  requirejs.config({ context: 'spatial-mllm-plotly', paths: { plotly: url.replace(/\.js$/, '') } })(['plotly'], draw, offline);
+                } else {
+                  var script = document.createElement('script');
+                  script.src = url;
+                  script.onload = function () { draw(window.Plotly); };
+                  script.onerror = offline;
+                  document.head.appendChild(script);
+                }
+              """
+            : """
+                var waited = 0;
+                (function poll() {
+                  if (window.Plotly) { draw(window.Plotly); return; }
+                  if ((waited += 100) > 10000) { fail('plotly.js is not on this page. The first chart a kernel shows carries it; if that output was cleared, run PlotlyScript.EmbedAgain() and this cell again.'); return; }
+                  setTimeout(poll, 100);
+                })();
+              """;
         return $$"""
             <div id="{{id}}" style="width:{{width}}px;height:{{height}}px"></div>
+            <div id="{{id}}-message" class="spatial-mllm-chart-message" style="font:12px monospace;color:#b00">Chart not drawn: its script did not run (an untrusted notebook, or a viewer without JavaScript).</div>
+            {{(carryPlotly && !cdn ? PlotlyScript.InlineScriptElement() : "")}}
             <script type="text/javascript">
             (function () {
               var figure = {{ToJson()}};
-              var render = function () {
-                var load = requirejs.config({ context: 'spatial-mllm-plotly', paths: { plotly: '{{PlotlyJs}}' } }) || require;
-                load(['plotly'], function (Plotly) { Plotly.newPlot('{{id}}', figure.data, figure.layout, { responsive: true }); });
+              var message = document.getElementById('{{id}}-message');
+              var fail = function (text) { message.textContent = 'Chart not drawn: ' + text; };
+              var draw = function (Plotly) {
+                Plotly.newPlot('{{id}}', figure.data, figure.layout, { responsive: true })
+                  .then(function () { message.remove(); }, function (e) { fail('plotly.js could not draw it: ' + e); });
               };
-              if (typeof requirejs === 'function' && typeof requirejs.config === 'function') { render(); return; }
-              var script = document.createElement('script');
-              script.src = '{{RequireJs}}';
-              script.onload = render;
-              document.head.appendChild(script);
+              message.textContent = 'Loading plotly.js…';
+            {{load}}
             })();
             </script>
             """;
     }
 
-    /// <summary>Writes a standalone HTML page (opens in a browser with internet access).</summary>
-    public void SaveHtml(string path) => File.WriteAllText(path, HtmlPage.Wrap(ToHtml()));
+    /// <summary>Writes a standalone HTML page; it carries plotly.js (unless <see cref="PlotlyScript.Source"/> is the CDN), so it opens offline.</summary>
+    public void SaveHtml(string path) => File.WriteAllText(path, HtmlPage.Wrap(ToHtml(PlotlyScript.Source, carryPlotly: true, PlotlyScript.CdnUrl)));
 
     public override string ToString() => ToJson();
 

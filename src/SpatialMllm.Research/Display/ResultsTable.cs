@@ -9,7 +9,11 @@ namespace SpatialMllm.Research.Display;
 /// <summary>Rows as an HTML table: records or anonymous objects (public properties and fields, in declaration order) or dictionaries (keys, in order of first appearance).</summary>
 public static class ResultsTable
 {
-    /// <summary>One column per member or key; numbers are right-aligned with up to 4 decimals; missing values are blank.</summary>
+    /// <summary>
+    /// One column per member or key. Numbers are right-aligned and rounded for reading (4 significant digits, no
+    /// exponent between 1e-4 and 1e9); text shows what a model wrote: a line break as ⏎ and an empty string as a grey ∅,
+    /// so an answer of only whitespace is not an empty-looking cell. Missing values (null) are blank.
+    /// </summary>
     public static HtmlView From<T>(IEnumerable<T> rows, string? caption = null)
     {
         var cellsByRow = rows.Select(row => Cells(row)).ToList();
@@ -28,7 +32,7 @@ public static class ResultsTable
             {
                 object? value = byColumn.GetValueOrDefault(column);
                 string align = IsNumber(value) ? "right" : "left";
-                html.Append($"<td style=\"text-align:{align};padding:2px 8px\">{WebUtility.HtmlEncode(Format(value))}</td>");
+                html.Append($"<td style=\"text-align:{align};padding:2px 8px\">{Cell(value)}</td>");
             }
             html.Append("</tr>");
         }
@@ -65,9 +69,15 @@ public static class ResultsTable
 
     static bool IsNumber(object? value) => value is sbyte or byte or short or ushort or int or uint or long or ulong or float or double or decimal;
 
-    static string Format(object? value) => value switch
+    /// <summary>A cell's HTML: <see cref="Format"/>, encoded, with an empty string shown as a grey ∅.</summary>
+    static string Cell(object? value) =>
+        value is string { Length: 0 } ? "<span style=\"color:#999\" title=\"empty string\">∅</span>" : WebUtility.HtmlEncode(Format(value));
+
+    /// <summary>A value as text for a table cell: line breaks visible (⏎), numbers rounded (see <see cref="From{T}"/>).</summary>
+    internal static string Format(object? value) => value switch
     {
         null => "",
+        string text => VisibleText(text),
         double d => FormatReal(d),
         float f => FormatReal(f),
         decimal m => m.ToString("0.####", CultureInfo.InvariantCulture),
@@ -75,7 +85,17 @@ public static class ResultsTable
         _ => value.ToString() ?? "",
     };
 
-    static string FormatReal(double value) =>
-        value == 0 || Math.Abs(value) >= 1e-4 && Math.Abs(value) < 1e9 ? value.ToString("0.####", CultureInfo.InvariantCulture)
-        : value.ToString("G4", CultureInfo.InvariantCulture);
+    /// <summary>Line breaks and tabs as visible marks (⏎, ⇥), so generated text reads as it was produced.</summary>
+    internal static string VisibleText(string text) =>
+        text.Replace("\r\n", "⏎").Replace('\n', '⏎').Replace('\r', '⏎').Replace('\t', '⇥');
+
+    /// <summary>4 significant digits, at most 6 decimals, no exponent between 1e-4 and 1e9: 1523.74 → 1524, 0.012345 → 0.01235.</summary>
+    internal static string FormatReal(double value)
+    {
+        if (!double.IsFinite(value)) return value.ToString(CultureInfo.InvariantCulture);
+        double magnitude = Math.Abs(value);
+        if (value != 0 && (magnitude < 1e-4 || magnitude >= 1e9)) return value.ToString("G4", CultureInfo.InvariantCulture);
+        int decimals = value == 0 ? 0 : Math.Clamp(3 - (int)Math.Floor(Math.Log10(magnitude)), 0, 6);
+        return Math.Round(value, decimals, MidpointRounding.AwayFromZero).ToString("0." + new string('#', Math.Max(decimals, 1)), CultureInfo.InvariantCulture);
+    }
 }

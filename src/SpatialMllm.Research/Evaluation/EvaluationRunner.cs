@@ -9,8 +9,9 @@ namespace SpatialMllm.Research.Evaluation;
 /// <summary>One question to put to the answerer.</summary>
 internal sealed record EvaluationItem(string Id, BenchmarkVideo Video, string Prompt);
 
-/// <summary>Where a run stands: answered in this run, already done before it, and the total for this shard.</summary>
-internal sealed record EvaluationProgress(int AnsweredNow, int DoneBefore, int Total, TimeSpan Elapsed, string? CurrentVideo);
+/// <summary>Where a run stands: answered in this run, already done before it, and the total for this shard; what it is doing
+/// when that is not answering (null: answering <paramref name="CurrentVideo"/>, or done).</summary>
+internal sealed record EvaluationProgress(int AnsweredNow, int DoneBefore, int Total, TimeSpan Elapsed, string? CurrentVideo, string? Activity = null);
 
 /// <summary>Shard "i/N": this process answers the videos of partition i (0-based) out of N.</summary>
 internal sealed record Shard(int Index, int Count)
@@ -95,6 +96,7 @@ internal static class EvaluationRunner
         foreach (var video in todo.GroupBy(i => i.Video.Key).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
             cancel.ThrowIfCancellationRequested();
+            progress?.Invoke(new EvaluationProgress(answered, doneBefore, items.Count, clock.Elapsed, video.Key, $"decoding and encoding video {video.Key}"));
             IPreparedVideo prepared;
             try { prepared = answerer.Prepare(video.First().Video); }
             catch (Exception e) when (onError == OnVideoError.Skip && IsUnreadableVideo(e))

@@ -83,6 +83,37 @@ public class DisplayTests
     }
 
     [Fact]
+    public void Results_table_shows_answers_visibly_and_rounds_numbers()
+    {
+        string html = ResultsTable.From(new[]
+        {
+            new { Answer = "two\nchairs", Ms = 1523.74, Score = 0.012346, Big = 3.2e10 },
+            new { Answer = "", Ms = 12.3456, Score = 0.5, Big = 0.0 },
+        }).Html;
+
+        var cells = Regex.Matches(html, "<td[^>]*>(.*?)</td>").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal("two⏎chairs", cells[0]);
+        Assert.Contains("∅", cells[4]);
+        Assert.Equal(["1524", "0.01235", "3.2E+10", "12.35", "0.5", "0"], new[] { cells[1], cells[2], cells[3], cells[5], cells[6], cells[7] });
+    }
+
+    [Fact]
+    public void Library_views_show_an_answer_as_generated_and_a_selection()
+    {
+        var answer = new SpatialMllm.Research.Models.Answer("3\n", [18, 198], 120, 64, [new("decode", 12.3456)],
+            SpatialMllm.Research.Models.Qwen.GenerationStopReason.EndOfSequence);
+        var selection = new SpatialMllm.Research.Sampling.FrameSelection("uniform(k=2)", 8, [0, 7], [0, 7], [0, 7]);
+
+        string answerHtml = LibraryViews.For(answer)!.Html, selectionHtml = LibraryViews.For(selection)!.Html;
+
+        Assert.Contains(">3⏎<", answerHtml);
+        Assert.Contains(">18 198<", answerHtml);
+        Assert.Contains(">12.35<", answerHtml);
+        Assert.Contains(">0, 7<", selectionHtml);
+        Assert.Null(LibraryViews.For("text"));
+    }
+
+    [Fact]
     public void Charts_write_plotly_figures()
     {
         var bars = Parse(Chart.GroupedBar(["a", "b"], ("x", [1.0, 2.0]), ("y", [3.0, double.NaN])).WithTitle("t"));
@@ -92,12 +123,24 @@ public class DisplayTests
 
         using var points = torch.randn(10, 100, 3);
         points[0, 0, 0] = torch.tensor(float.NaN);
-        using var frame = torch.arange(10).view(10, 1).expand(10, 100);
-        var cloud = Parse(Chart.PointCloud(points, frame, maxPoints: 250)).GetProperty("data")[0];
+        using var depth = points[.., .., 2].clone();
+        var cloud = Parse(Chart.PointCloud(points, depth, maxPoints: 250)).GetProperty("data")[0];
         int count = cloud.GetProperty("x").GetArrayLength();
         Assert.InRange(count, 200, 250);
         Assert.Equal(count, cloud.GetProperty("marker").GetProperty("color").GetArrayLength());
         Assert.Contains("Plotly.newPlot", Chart.Line([1, 2], ("s", [3.0, 4.0])).ToHtml());
+
+        // Integer colours (frame indices): one trace per value, each one colour, named in the legend.
+        using var frame = torch.arange(10).view(10, 1).expand(10, 100);
+        var byFrame = Parse(Chart.PointCloud(points, frame, maxPoints: 250)).GetProperty("data");
+        Assert.Equal(10, byFrame.GetArrayLength());
+        Assert.Equal("frame 3", byFrame[3].GetProperty("name").GetString());
+        Assert.Equal(count, byFrame.EnumerateArray().Sum(t => t.GetProperty("x").GetArrayLength()));
+        Assert.Equal(JsonValueKind.String, byFrame[3].GetProperty("marker").GetProperty("color").ValueKind);
+
+        // Categorical bars keep a category axis, also after axis titles are set.
+        var categories = Parse(Chart.Bar(["4", "4 ✓"], [1.0, 2.0]).WithAxisTitles(x: "frame", y: "voxels")).GetProperty("layout").GetProperty("xaxis");
+        Assert.Equal(("category", "frame"), (categories.GetProperty("type").GetString(), categories.GetProperty("title").GetProperty("text").GetString()));
     }
 
     /// <summary>

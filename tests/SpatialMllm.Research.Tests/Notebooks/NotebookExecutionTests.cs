@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Notebooks;
@@ -18,7 +19,7 @@ public class NotebookExecutionTests(ITestOutputHelper log)
     public const string ExpectOutputMarker = "// expect: output";
     static readonly TimeSpan NotebookTimeout = TimeSpan.FromMinutes(5);
     static readonly string NotebookFolder = Path.Combine(TestPaths.RepoRoot, "notebooks");
-    static readonly Lazy<string?> ToolRestoreError = new(RestoreTools);
+    internal static readonly Lazy<string?> ToolRestoreError = new(RestoreTools);
 
     public static TheoryData<string> Notebooks() =>
         new(Directory.GetFiles(NotebookFolder, "*.ipynb").Select(Path.GetFileName).Order().ToArray()!);
@@ -49,7 +50,7 @@ public class NotebookExecutionTests(ITestOutputHelper log)
     /// Notebooks reference the Release build. Another configuration's test run executes a copy that references its
     /// own build instead, so the check never runs against a stale or missing Release build.
     /// </summary>
-    static string NotebookForThisBuild(string notebook, string workDir)
+    internal static string NotebookForThisBuild(string notebook, string workDir)
     {
         string configuration = typeof(NotebookExecutionTests).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Release";
         if (configuration == "Release") return notebook;
@@ -58,8 +59,8 @@ public class NotebookExecutionTests(ITestOutputHelper log)
         return copy;
     }
 
-    /// <summary>One line per failed cell, and per <c>// expect: output</c> cell without visible output.</summary>
-    static List<string> CellProblems(string sourcePath, string executedPath)
+    /// <summary>One line per failed cell, per <c>// expect: output</c> cell without visible output, and per compiler warning shown.</summary>
+    internal static List<string> CellProblems(string sourcePath, string executedPath)
     {
         var sourceCells = CodeCells(sourcePath);
         var executedCells = CodeCells(executedPath);
@@ -76,6 +77,9 @@ public class NotebookExecutionTests(ITestOutputHelper log)
                 problems.Add($"{where}: {error.GetProperty("ename").GetString()}: {error.GetProperty("evalue").GetString()}");
             if (source.Contains(ExpectOutputMarker) && !outputs.Any(HasVisibleData))
                 problems.Add($"{where}: expected output, got none");
+            // A compiler warning is printed as an output box above the cell's result: a reader sees it as a problem.
+            foreach (var warning in outputs.SelectMany(OutputTexts).SelectMany(t => Regex.Matches(t, @"warning CS\d{4}[^\n<]*")).Select(m => m.Value).Distinct())
+                problems.Add($"{where}: {warning}");
         }
         return problems;
     }
@@ -95,6 +99,10 @@ public class NotebookExecutionTests(ITestOutputHelper log)
         output.TryGetProperty("data", out var data)
         && data.EnumerateObject().Any(representation => !string.IsNullOrWhiteSpace(Text(representation.Value)));
 
+    static IEnumerable<string> OutputTexts(JsonElement output) =>
+        (output.TryGetProperty("data", out var data) ? data.EnumerateObject().Select(r => Text(r.Value)) : [])
+        .Concat(output.TryGetProperty("text", out var text) ? [Text(text)] : []);
+
     /// <summary>Jupyter stores multi-line text as a string or as an array of lines.</summary>
     static string Text(JsonElement value) => value.ValueKind switch
     {
@@ -112,9 +120,13 @@ public class NotebookExecutionTests(ITestOutputHelper log)
         return exitCode == 0 ? null : $"dotnet tool restore failed ({exitCode}):\n{Tail(output)}";
     }
 
-    static (int ExitCode, string Output) Run(string workingDirectory, TimeSpan timeout, params string[] arguments)
+    static (int ExitCode, string Output) Run(string workingDirectory, TimeSpan timeout, params string[] arguments) =>
+        RunProgram("dotnet", workingDirectory, timeout, new Dictionary<string, string>(), arguments);
+
+    internal static (int ExitCode, string Output) RunProgram(string program, string workingDirectory, TimeSpan timeout,
+        IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(program)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -122,6 +134,7 @@ public class NotebookExecutionTests(ITestOutputHelper log)
             Environment = { ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1", ["DOTNET_NOLOGO"] = "1" },
         };
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
 
         using var process = Process.Start(start)!;
         var output = new StringBuilder();
@@ -138,5 +151,5 @@ public class NotebookExecutionTests(ITestOutputHelper log)
         return (process.ExitCode, output.ToString());
     }
 
-    static string Tail(string text, int lines = 40) => string.Join("\n", text.Split('\n').TakeLast(lines));
+    internal static string Tail(string text, int lines = 40) => string.Join("\n", text.Split('\n').TakeLast(lines));
 }
