@@ -214,11 +214,19 @@ public sealed class SpatialMllmModel : IDisposable
 
     FusionMode EffectiveFusion(AnswerOptions options) => HasSpatialEncoder ? options.Fusion : FusionMode.VisionOnly;
 
+    /// <summary>
+    /// The fused visual tokens with an autograd graph through the trainable parts (the vision merger and the connector;
+    /// the frozen vision blocks and VGGT run without one): fine-tuning's encoder (<see cref="Training.SftObjective"/>).
+    /// </summary>
+    public Tensor EncodeForTraining(Tensor pixelValues, GridThw grid, Tensor videoTchw) =>
+        EncodeProcessed(pixelValues, grid, videoTchw, new AnswerOptions(), [], withGradient: true);
+
     /// <summary>The encoders on processor outputs: pixel_values_videos [N, 1176], the grid, and VGGT's frames in [0,1].</summary>
-    internal Tensor EncodeProcessed(Tensor pixelValues, GridThw grid, Tensor videoTchw, AnswerOptions options, List<StageTiming> timings)
+    internal Tensor EncodeProcessed(Tensor pixelValues, GridThw grid, Tensor videoTchw, AnswerOptions options, List<StageTiming> timings,
+        bool withGradient = false)
     {
         using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
+        using var noGrad = withGradient ? null : torch.no_grad();
         var fusion = EffectiveFusion(options);
         var clock = Stopwatch.StartNew();
         var pixels = pixelValues.to(DType, Device);
@@ -229,7 +237,8 @@ public sealed class SpatialMllmModel : IDisposable
         if (fusion == FusionMode.VisionOnly) return vision.MoveToOuterDisposeScope();
 
         int layer = options.SpatialLayer ?? Config.Connector!.SpatialEmbedsLayerIdx;
-        var spatial = Vggt!.Aggregator.ForwardLayer(videoTchw.to(DType, Device), layer); // [T, 5+P, 2·D]
+        Tensor spatial; // [T, 5+P, 2·D]
+        using (torch.no_grad()) spatial = Vggt!.Aggregator.ForwardLayer(videoTchw.to(DType, Device), layer); // VGGT is never trained
         TensorHook?.Invoke("spatial_tokens", spatial);
         timings.Add(Lap("VGGT aggregator", clock));
         var base2d = fusion == FusionMode.SpatialOnly ? torch.zeros_like(vision) : vision;

@@ -1,0 +1,26 @@
+using SpatialMllm.Research.Processing;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Training;
+
+/// <summary>
+/// One supervised example ready for the model: token ids with the video pads expanded, labels (-100 outside the
+/// assistant's answers, <see cref="SftLabels"/>), and the video as the processor emits it.
+/// </summary>
+/// <param name="PixelValuesVideos">[patches, 1176] Qwen patches.</param>
+/// <param name="VideoTchw">[T, 3, H, W] the same frames in [0, 1] for VGGT.</param>
+/// <param name="Source">Where it came from (file:line), for messages.</param>
+public sealed record SftExample(long[] InputIds, long[] Labels, Tensor PixelValuesVideos, GridThw Grid, double SecondPerGridT,
+    Tensor VideoTchw, string Source = "") : IDisposable
+{
+    public const long IgnoreIndex = -100;
+
+    /// <summary>Tokens that count in the loss (label != -100 one position after a logit).</summary>
+    public int LabelledTokens => Labels.Skip(1).Count(l => l != IgnoreIndex);
+
+    public void Dispose()
+    {
+        PixelValuesVideos.Dispose();
+        VideoTchw.Dispose();
+    }
+}
