@@ -113,6 +113,17 @@ public sealed class SpatialMllmModel : IDisposable
         if (Connector != null) yield return (MlpAddConnector.CheckpointPrefix, Connector);
     }
 
+    /// <summary>
+    /// Call after changing weights in place (an optimizer step): drops the inference-only fused copies (q/k/v), which
+    /// are rebuilt from the current weights on the next forward. Checkpoint loading does this itself.
+    /// </summary>
+    public void WeightsUpdated()
+    {
+        foreach (var (_, module) in Components())
+            foreach (var (_, child) in module.named_modules())
+                if (child is IFusedWeights fused) fused.InvalidateFusedWeights();
+    }
+
     /// <summary>Checkpoint keys and shapes this model has (what a complete checkpoint must hold).</summary>
     internal IEnumerable<(string Key, long[] Shape)> StateDictShapes() =>
         Components().SelectMany(c => c.Module.state_dict().Select(kv => (c.Prefix + kv.Key, kv.Value.shape)));

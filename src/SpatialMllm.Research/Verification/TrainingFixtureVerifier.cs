@@ -22,13 +22,15 @@ public static class TrainingFixtureVerifier
     public static bool HasTrainingFixture(string folder) => File.Exists(Path.Combine(folder, "train.safetensors"));
 
     /// <summary>One check per expected tensor of train.safetensors, named as there, plus <c>trainable_set</c>.</summary>
-    public static IReadOnlyList<TensorCheck> Verify(string folder, Device? device = null)
+    /// <param name="gradientCheckpointing">Recompute the decoder layers in the backward pass (must give the same numbers).</param>
+    public static IReadOnlyList<TensorCheck> Verify(string folder, Device? device = null, bool gradientCheckpointing = false)
     {
         using var expected = SafetensorsFile.Open(Path.Combine(folder, "train.safetensors"));
         using var io = SafetensorsFile.Open(Path.Combine(folder, "io.safetensors"));
         using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(folder, "train.json")));
         var spec = doc.RootElement;
         using var model = SpatialMllmModel.Load(folder, device ?? torch.CPU, ScalarType.Float32);
+        model.Language.Model.GradientCheckpointing = gradientCheckpointing;
         var checks = new List<TensorCheck>();
 
         var trainable = TrainableSet.Seed.Apply(model);
@@ -64,6 +66,7 @@ public static class TrainingFixtureVerifier
                 foreach (var p in trainable)
                     Compare(checks, expected, "grad." + p.Key, p.Parameter.grad ?? torch.zeros_like(p.Parameter), relativeToMax: true);
             optimizer.Update(g => g == ParameterGroup.Language ? lrLanguage : lrProjector, decayAll: true);
+            model.WeightsUpdated();
         }
         foreach (var p in trainable)
         {

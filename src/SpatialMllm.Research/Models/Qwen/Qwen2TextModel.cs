@@ -32,6 +32,10 @@ public sealed class Qwen2TextModel : nn.Module
 
     public Qwen2TextConfig Config => _config;
 
+    /// <summary>Training: recompute each layer's activations in the backward pass instead of keeping them
+    /// (<see cref="CheckpointedDecoderLayer"/>): less memory, one more forward.</summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>The token embedding table [vocab, hidden] (also the tied LM head).</summary>
     public Tensor EmbeddingWeight => embed_tokens.Weight;
 
@@ -61,8 +65,9 @@ public sealed class Qwen2TextModel : nn.Module
         var (cos, sin) = _rotary.Compute(positionIds, inputsEmbeds.dtype);
         var signedSin = RotaryEmbedding.SignedSin(sin);
         var x = inputsEmbeds;
+        bool checkpointed = GradientCheckpointing && cache is null && torch.is_grad_enabled();
         foreach (var layer in layers)
-            x = layer.forward(x, cos, signedSin, cache);
+            x = checkpointed ? CheckpointedDecoderLayer.apply(layer, x, cos, signedSin) : layer.forward(x, cos, signedSin, cache);
         cache?.Advance(length);
         return norm.forward(x).MoveToOuterDisposeScope();
     }
