@@ -11,6 +11,7 @@ var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in To
     ScoreCommand.Create(),
     EvaluateCommand.Create(),
     MergeCommand.Create(),
+    TrainCommand.Create(),
 };
 // InvokeAsync: evaluate gets a cancellation token on Ctrl+C.
 return await root.Parse(args).InvokeAsync();

@@ -38,7 +38,7 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
         }
         catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException or InvalidOperationException or InvalidDataException)
         {
-            throw new AnnotationException(row.File, row.Line, $"{row.VideoPath}: {e.Message}");
+            throw new AnnotationException(row.File, row.Line, e.Message.Contains(row.VideoPath, StringComparison.Ordinal) ? e.Message : $"{row.VideoPath}: {e.Message}");
         }
     }
 
@@ -57,7 +57,7 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
         }
         catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException or InvalidOperationException or InvalidDataException)
         {
-            throw new AnnotationException(row.File, row.Line, $"{row.VideoPath}: {e.Message}");
+            throw new AnnotationException(row.File, row.Line, e.Message.Contains(row.VideoPath, StringComparison.Ordinal) ? e.Message : $"{row.VideoPath}: {e.Message}");
         }
     }
 

@@ -15,7 +15,7 @@ public class SftTrainerTests(ITestOutputHelper output)
     static string? _sharedData;
 
     /// <summary>A tiny checkpoint, a synthetic video and annotations (made once per test run).</summary>
-    static string Data()
+    internal static string Data()
     {
         lock (Setup)
         {
