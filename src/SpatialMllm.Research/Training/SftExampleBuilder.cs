@@ -25,21 +25,28 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
             var video = VideoSource.Open(row.VideoPath);
             var (indices, fps) = FrameIndices(video.Info);
             using var frames = video.ReadFrames(indices);
-            var size = SmartResize.Compute((int)frames.shape[2], (int)frames.shape[3], processor.Config.Factor,
-                Options.VideoMinFramePixels, Options.VideoMaxFramePixels);
-            using var resized = QwenVideoProcessor.ResizeFrames(frames, size.Height, size.Width);
-            var inputs = processor.ProcessResized(resized, fps);
-            try
-            {
-                var (ids, labels) = Tokenize(row, inputs.Grid.MergedTokenCount(processor.Config.MergeSize));
-                return new SftExample(ids, labels, inputs.PixelValuesVideos, inputs.Grid, inputs.SecondPerGridT, inputs.VideoTchw, row.Source);
-            }
-            catch { inputs.Dispose(); throw; }
+            return Build(frames, fps, row);
         }
         catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException or InvalidOperationException or InvalidDataException)
         {
             throw new AnnotationException(row.File, row.Line, e.Message.Contains(row.VideoPath, StringComparison.Ordinal) ? e.Message : $"{row.VideoPath}: {e.Message}");
         }
+    }
+
+    /// <summary>An example from frames already decoded (uint8 [T, 3, H, W], e.g. made in memory): resized within the
+    /// frame pixel bounds, patched, tokenized with the row's conversation (its video path is not read).</summary>
+    public SftExample Build(Tensor framesUint8, double fps, SftRow row)
+    {
+        var size = SmartResize.Compute((int)framesUint8.shape[2], (int)framesUint8.shape[3], processor.Config.Factor,
+            Options.VideoMinFramePixels, Options.VideoMaxFramePixels);
+        using var resized = QwenVideoProcessor.ResizeFrames(framesUint8, size.Height, size.Width);
+        var inputs = processor.ProcessResized(resized, fps);
+        try
+        {
+            var (ids, labels) = Tokenize(row, inputs.Grid.MergedTokenCount(processor.Config.MergeSize));
+            return new SftExample(ids, labels, inputs.PixelValuesVideos, inputs.Grid, inputs.SecondPerGridT, inputs.VideoTchw, row.Source);
+        }
+        catch { inputs.Dispose(); throw; }
     }
 
     /// <summary>Checks a row without decoding frames (for <c>--dry-run</c>): the video opens and has frames, the text

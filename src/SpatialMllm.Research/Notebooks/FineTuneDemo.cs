@@ -1,0 +1,67 @@
+using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Notebooks;
+
+/// <summary>
+/// A small in-memory fine-tuning loop for notebooks (notebook 07), the same pieces as <see cref="SftTrainer"/>: the SFT
+/// loss, global clip, AdamW with the seed's two groups, the cosine schedule with warm-up; and multiple-choice accuracy
+/// by likelihood (the choice whose answer tokens have the lowest loss).
+/// </summary>
+public static class FineTuneDemo
+{
+    /// <summary>Builds the training examples once (frames → patches, text → ids and labels).</summary>
+    public static List<SftExample> Examples(SftExampleBuilder builder, IEnumerable<VideoQuestion> questions, double fps = 2.0) =>
+        questions.Select((q, i) => builder.Build(q.Frames, fps, q.ToRow($"example {i}"))).ToList();
+
+    /// <summary>
+    /// <paramref name="steps"/> optimizer steps, one example each (cycling through the shuffled examples); returns the
+    /// loss of every step. <paramref name="onStep"/> sees (step, loss) as it goes.
+    /// </summary>
+    public static List<double> Train(SpatialMllmModel model, IReadOnlyList<SftExample> examples, TrainableSet trainableSet, int steps,
+        double learningRate, double projectorLearningRate, int seed = 0, Action<int, double>? onStep = null)
+    {
+        var trainable = trainableSet.Apply(model);
+        using var optimizer = new AdamW(trainable);
+        var schedule = CosineSchedule.FromRatio(steps, 0.03);
+        var order = Enumerable.Range(0, examples.Count).ToArray();
+        var random = new Random(seed);
+        var losses = new List<double>();
+        for (int step = 0; step < steps; step++)
+        {
+            if (step % examples.Count == 0) random.Shuffle(order);
+            using var scope = torch.NewDisposeScope();
+            foreach (var p in trainable) p.Parameter.grad = null;
+            var loss = SftObjective.Loss(model, examples[order[step % examples.Count]]);
+            loss.backward();
+            GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), 1.0);
+            double factor = schedule.Factor(step);
+            optimizer.Update(g => (g == ParameterGroup.Language ? learningRate : projectorLearningRate) * factor);
+            model.WeightsUpdated();
+            losses.Add(loss.item<float>());
+            onStep?.Invoke(step + 1, losses[^1]);
+        }
+        foreach (var p in trainable) p.Parameter.grad = null;
+        return losses;
+    }
+
+    /// <summary>The fraction of questions whose most likely choice (lowest answer loss) is the right one.</summary>
+    public static double Accuracy(SpatialMllmModel model, SftExampleBuilder builder, IReadOnlyList<VideoQuestion> questions, double fps = 2.0)
+    {
+        using var noGrad = torch.no_grad();
+        int right = 0;
+        foreach (var q in questions)
+        {
+            var losses = q.Choices.Select(choice =>
+            {
+                using var scope = torch.NewDisposeScope();
+                using var example = builder.Build(q.Frames, fps, q.ToRow("choice", choice));
+                return SftObjective.Loss(model, example).item<float>();
+            }).ToList();
+            if (q.Choices[losses.IndexOf(losses.Min())] == q.Answer) right++;
+        }
+        return (double)right / questions.Count;
+    }
+}
