@@ -17,11 +17,12 @@ public static class FineTuneDemo
         questions.Select((q, i) => builder.Build(q.Frames, fps, q.ToRow($"example {i}"))).ToList();
 
     /// <summary>
-    /// <paramref name="steps"/> optimizer steps, one example each (cycling through the shuffled examples); returns the
-    /// loss of every step. <paramref name="onStep"/> sees (step, loss) as it goes.
+    /// <paramref name="steps"/> optimizer steps of <paramref name="examplesPerStep"/> examples each (gradient accumulation,
+    /// cycling through the shuffled examples); returns the mean loss of every step. <paramref name="onStep"/> sees
+    /// (step, loss) as it goes.
     /// </summary>
     public static List<double> Train(SpatialMllmModel model, IReadOnlyList<SftExample> examples, TrainableSet trainableSet, int steps,
-        double learningRate, double projectorLearningRate, int seed = 0, Action<int, double>? onStep = null)
+        double learningRate, double projectorLearningRate, int examplesPerStep = 1, int seed = 0, Action<int, double>? onStep = null)
     {
         var trainable = trainableSet.Apply(model);
         using var optimizer = new AdamW(trainable);
@@ -29,18 +30,24 @@ public static class FineTuneDemo
         var order = Enumerable.Range(0, examples.Count).ToArray();
         var random = new Random(seed);
         var losses = new List<double>();
+        int seen = 0;
         for (int step = 0; step < steps; step++)
         {
-            if (step % examples.Count == 0) random.Shuffle(order);
             using var scope = torch.NewDisposeScope();
             foreach (var p in trainable) p.Parameter.grad = null;
-            var loss = SftObjective.Loss(model, examples[order[step % examples.Count]]);
-            loss.backward();
+            double sum = 0;
+            for (int i = 0; i < examplesPerStep; i++, seen++)
+            {
+                if (seen % examples.Count == 0) random.Shuffle(order);
+                var loss = SftObjective.Loss(model, examples[order[seen % examples.Count]]);
+                (loss / examplesPerStep).backward();
+                sum += loss.item<float>();
+            }
             GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), 1.0);
             double factor = schedule.Factor(step);
             optimizer.Update(g => (g == ParameterGroup.Language ? learningRate : projectorLearningRate) * factor);
             model.WeightsUpdated();
-            losses.Add(loss.item<float>());
+            losses.Add(sum / examplesPerStep);
             onStep?.Invoke(step + 1, losses[^1]);
         }
         foreach (var p in trainable) p.Parameter.grad = null;
