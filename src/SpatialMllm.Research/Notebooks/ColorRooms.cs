@@ -18,25 +18,28 @@ public sealed record VideoQuestion(Tensor Frames, string Question, string Answer
 /// <summary>
 /// A learnable toy task for fine-tuning demos on the CPU: short videos of a room whose walls are one colour (with
 /// per-pixel noise and a moving bright square, so no two videos are equal), and the question which colour it is.
-/// The answer is in the pixels and nowhere else, so a model can only learn it through the visual tokens.
+/// The answer (A, B or C) is in the pixels and nowhere else, so a model can only learn it through the visual tokens.
 /// </summary>
 public static class ColorRooms
 {
     public static readonly IReadOnlyList<(string Name, byte R, byte G, byte B)> Colors =
         [("red", 200, 40, 40), ("green", 40, 180, 60), ("blue", 40, 70, 210)];
 
-    public const string Question = "What colour are the walls of this room? Answer with one word.";
+    /// <summary>Multiple choice as VSI-Bench asks it: the answer is the option's letter (one token).</summary>
+    public const string Question = "What colour are the walls of this room?\nA. red\nB. green\nC. blue\nAnswer with the option's letter from the given choices directly.";
+
+    static readonly string[] Letters = ["A", "B", "C"];
 
     /// <summary><paramref name="count"/> videos cycling through the colours; frames [T, 3, H, W].</summary>
     public static List<VideoQuestion> Make(int count, int seed, int frames = 4, int height = 84, int width = 112)
     {
         var generator = new torch.Generator((ulong)seed);
-        var choices = Colors.Select(c => c.Name).ToArray();
+        var choices = Letters;
         var list = new List<VideoQuestion>();
         for (int i = 0; i < count; i++)
         {
             using var scope = torch.NewDisposeScope();
-            var (name, r, g, b) = Colors[i % Colors.Count];
+            var (_, r, g, b) = Colors[i % Colors.Count];
             var colour = torch.tensor(new float[] { r, g, b }).view(1, 3, 1, 1);
             var video = colour + torch.randn([frames, 3, height, width], generator: generator) * 25f;
             for (int t = 0; t < frames; t++)
@@ -46,7 +49,7 @@ public static class ColorRooms
                 video[t, .., y..(y + 20), x..(x + 20)] = torch.tensor(235f);
             }
             var uint8 = video.clamp(0, 255).to(ScalarType.Byte).MoveToOuterDisposeScope();
-            list.Add(new VideoQuestion(uint8, Question, name, choices));
+            list.Add(new VideoQuestion(uint8, Question, Letters[i % Colors.Count], choices));
         }
         return list;
     }

@@ -31,12 +31,16 @@ public sealed class DataParallel : IDisposable
 
     /// <summary>The environment's rank and world size; with more than one rank, joins the NCCL communicator: rank 0
     /// writes the NCCL id into <paramref name="rendezvousFolder"/>, the others wait for it (2 minutes at most).</summary>
-    public static DataParallel FromEnvironment(string rendezvousFolder)
+    /// <param name="environment">Reads a variable (default: the process environment).</param>
+    public static DataParallel FromEnvironment(string rendezvousFolder, Func<string, string?>? environment = null)
     {
+        environment ??= Environment.GetEnvironmentVariable;
+        int EnvInt(string name, int fallback) => int.TryParse(environment(name), out int v) ? v : fallback;
         int worldSize = EnvInt("WORLD_SIZE", 1), rank = EnvInt("RANK", 0), localRank = EnvInt("LOCAL_RANK", rank);
-        if (worldSize <= 1) return Single;
+        if (worldSize < 1 || rank < 0 || rank >= worldSize) throw new ArgumentException($"RANK={rank} is outside WORLD_SIZE={worldSize}.");
+        if (worldSize == 1) return Single;
         if (!torch.cuda.is_available()) throw new InvalidOperationException($"WORLD_SIZE={worldSize}: data-parallel training runs one process per CUDA GPU, and no GPU is visible.");
-        string run = Environment.GetEnvironmentVariable("SPATIAL_MLLM_RUN_ID") ?? Environment.GetEnvironmentVariable("MASTER_PORT") ?? "default";
+        string run = environment("SPATIAL_MLLM_RUN_ID") ?? environment("MASTER_PORT") ?? "default";
         string idFile = Path.Combine(rendezvousFolder, $".nccl-id-{run}");
         Directory.CreateDirectory(rendezvousFolder);
         byte[] id;
@@ -79,9 +83,6 @@ public sealed class DataParallel : IDisposable
         _comm.AllReduceAverage([t]);
         return t.cpu().data<double>().ToArray();
     }
-
-    static int EnvInt(string name, int fallback) =>
-        int.TryParse(Environment.GetEnvironmentVariable(name), out int v) ? v : fallback;
 
     public void Dispose() => _comm?.Dispose();
 }

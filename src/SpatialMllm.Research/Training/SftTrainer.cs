@@ -45,13 +45,14 @@ public sealed class SftTrainer
     {
         args.Validate();
         var (rows, errors) = SftAnnotations.Load(args.DatasetUse, args.DataPath);
+        int unparsed = errors.Count;
         var builder = NewBuilder(args.ModelNameOrPath, args.DataOptions);
         foreach (var row in rows)
         {
             try { builder.Validate(row); }
             catch (AnnotationException e) { errors.Add(e); }
         }
-        return (rows.Count + errors.Count(e => !rows.Any(r => r.File == e.File && r.Line == e.Line)), errors);
+        return (rows.Count + unparsed, errors);
     }
 
     static SftExampleBuilder NewBuilder(string modelFolder, SftDataOptions options)
@@ -159,13 +160,20 @@ public sealed class SftTrainer
 
     /// <summary>The row for a global example slot: each epoch visits every row once, in an order fixed by the seed and
     /// the epoch (so a resumed run sees the same rows in the same order).</summary>
-    static SftRow RowAt(List<SftRow> rows, long slot, int seed)
+    SftRow RowAt(List<SftRow> rows, long slot, int seed)
     {
         int epoch = (int)(slot / rows.Count);
-        var order = Enumerable.Range(0, rows.Count).ToArray();
-        new Random(seed + epoch).Shuffle(order);
-        return rows[order[slot % rows.Count]];
+        if (_order is null || _orderEpoch != epoch)
+        {
+            _order = Enumerable.Range(0, rows.Count).ToArray();
+            new Random(seed + epoch).Shuffle(_order);
+            _orderEpoch = epoch;
+        }
+        return rows[_order[slot % rows.Count]];
     }
+
+    int[]? _order;
+    int _orderEpoch;
 
     void SaveCheckpoint(SpatialMllmModel model, AdamW optimizer, int step, int totalSteps)
     {
