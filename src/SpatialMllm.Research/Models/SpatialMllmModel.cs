@@ -229,12 +229,21 @@ public sealed class SpatialMllmModel : IDisposable
     /// The fused visual tokens with an autograd graph through the trainable parts (the vision merger and the connector;
     /// the frozen vision blocks and VGGT run without one): fine-tuning's encoder (<see cref="Training.SftObjective"/>).
     /// </summary>
-    public Tensor EncodeForTraining(Tensor pixelValues, GridThw grid, Tensor videoTchw) =>
-        EncodeProcessed(pixelValues, grid, videoTchw, new AnswerOptions(), [], withGradient: true);
+    /// <param name="spatialTokens">VGGT's connector layer for these frames computed before (<see cref="SpatialTokens"/>;
+    /// VGGT is frozen, so it can be computed once per video); null: computed here.</param>
+    public Tensor EncodeForTraining(Tensor pixelValues, GridThw grid, Tensor videoTchw, Tensor? spatialTokens = null) =>
+        EncodeProcessed(pixelValues, grid, videoTchw, new AnswerOptions(), [], withGradient: true, spatialTokens);
+
+    /// <summary>The VGGT aggregator layer the connector reads, without autograd: [T, 5+P, 2·D].</summary>
+    public Tensor SpatialTokens(Tensor videoTchw)
+    {
+        using var noGrad = torch.no_grad();
+        return Vggt!.Aggregator.ForwardLayer(videoTchw.to(DType, Device), Config.Connector!.SpatialEmbedsLayerIdx);
+    }
 
     /// <summary>The encoders on processor outputs: pixel_values_videos [N, 1176], the grid, and VGGT's frames in [0,1].</summary>
     internal Tensor EncodeProcessed(Tensor pixelValues, GridThw grid, Tensor videoTchw, AnswerOptions options, List<StageTiming> timings,
-        bool withGradient = false)
+        bool withGradient = false, Tensor? precomputedSpatial = null)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = withGradient ? null : torch.no_grad();
@@ -249,7 +258,8 @@ public sealed class SpatialMllmModel : IDisposable
 
         int layer = options.SpatialLayer ?? Config.Connector!.SpatialEmbedsLayerIdx;
         Tensor spatial; // [T, 5+P, 2·D]
-        using (torch.no_grad()) spatial = Vggt!.Aggregator.ForwardLayer(videoTchw.to(DType, Device), layer); // VGGT is never trained
+        if (precomputedSpatial is not null) spatial = precomputedSpatial;
+        else using (torch.no_grad()) spatial = Vggt!.Aggregator.ForwardLayer(videoTchw.to(DType, Device), layer); // VGGT is never trained
         TensorHook?.Invoke("spatial_tokens", spatial);
         timings.Add(Lap("VGGT aggregator", clock));
         var base2d = fusion == FusionMode.SpatialOnly ? torch.zeros_like(vision) : vision;

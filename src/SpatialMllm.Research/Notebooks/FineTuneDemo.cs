@@ -12,9 +12,14 @@ namespace SpatialMllm.Research.Notebooks;
 /// </summary>
 public static class FineTuneDemo
 {
-    /// <summary>Builds the training examples once (frames → patches, text → ids and labels).</summary>
-    public static List<SftExample> Examples(SftExampleBuilder builder, IEnumerable<VideoQuestion> questions, double fps = 2.0) =>
-        questions.Select((q, i) => builder.Build(q.Frames, fps, q.ToRow($"example {i}"))).ToList();
+    /// <summary>Builds the training examples once (frames → patches, text → ids and labels) with VGGT's output computed
+    /// once per video (frozen, so every epoch would compute the same).</summary>
+    public static List<SftExample> Examples(SpatialMllmModel model, SftExampleBuilder builder, IEnumerable<VideoQuestion> questions, double fps = 2.0) =>
+        questions.Select((q, i) =>
+        {
+            var example = builder.Build(q.Frames, fps, q.ToRow($"example {i}"));
+            return model.HasSpatialEncoder ? example with { SpatialTokens = model.SpatialTokens(example.VideoTchw).DetachFromDisposeScope() } : example;
+        }).ToList();
 
     /// <summary>
     /// <paramref name="steps"/> optimizer steps of <paramref name="examplesPerStep"/> examples each (gradient accumulation,
@@ -61,10 +66,12 @@ public static class FineTuneDemo
         int right = 0;
         foreach (var q in questions)
         {
+            using var scope = torch.NewDisposeScope();
+            Tensor? spatial = null; // one VGGT pass per video, shared by its choices
             var losses = q.Choices.Select(choice =>
             {
-                using var scope = torch.NewDisposeScope();
-                using var example = builder.Build(q.Frames, fps, q.ToRow("choice", choice));
+                var example = builder.Build(q.Frames, fps, q.ToRow("choice", choice));
+                if (model.HasSpatialEncoder) example = example with { SpatialTokens = spatial ??= model.SpatialTokens(example.VideoTchw) };
                 return SftObjective.Loss(model, example).item<float>();
             }).ToList();
             if (q.Choices[losses.IndexOf(losses.Min())] == q.Answer) right++;

@@ -15,6 +15,10 @@ public sealed record SftExample(long[] InputIds, long[] Labels, Tensor PixelValu
 {
     public const long IgnoreIndex = -100;
 
+    /// <summary>VGGT's output for this video when computed once ahead (<see cref="Models.SpatialMllmModel.SpatialTokens"/>;
+    /// VGGT is frozen, so it is the same every epoch); null: computed in each forward. Disposed with the example.</summary>
+    public Tensor? SpatialTokens { get; init; }
+
     /// <summary>Tokens that count in the loss (label != -100 one position after a logit).</summary>
     public int LabelledTokens => Labels.Skip(1).Count(l => l != IgnoreIndex);
 
@@ -22,5 +26,6 @@ public sealed record SftExample(long[] InputIds, long[] Labels, Tensor PixelValu
     {
         PixelValuesVideos.Dispose();
         VideoTchw.Dispose();
+        SpatialTokens?.Dispose();
     }
 }

@@ -20,7 +20,7 @@ public static class SftObjective
         var device = model.Device;
         var ids = torch.tensor(example.InputIds, device: device).unsqueeze(0);
         var grid = example.Grid.ToTensor().to(device);
-        var visual = model.EncodeForTraining(example.PixelValuesVideos, example.Grid, example.VideoTchw);
+        var visual = model.EncodeForTraining(example.PixelValuesVideos, example.Grid, example.VideoTchw, example.SpatialTokens);
         var embeds = model.Language.EmbedWithVisualTokens(ids, visual, model.Config.Tokens.VideoTokenId);
         var (positions, _) = RopeIndex.Compute(ids, model.Config.Tokens, model.Config.Vision, grid,
             torch.tensor(new[] { example.SecondPerGridT }, device: device));
