@@ -32,12 +32,17 @@ internal static class TrainCommand
         {
             string name = p.GetCustomAttribute<JsonPropertyNameAttribute>()!.Name;
             var option = new Option<string?>("--" + name) { Description = Describe(p) };
+            // "--bf16" alone means true, as with the seed's HfArgumentParser.
+            if ((Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType) == typeof(bool)) option.Arity = ArgumentArity.ZeroOrOne;
+            // The seed's script names the base model --pretrained_model_name_or_path.
+            if (name == "model_name_or_path") option.Aliases.Add("--pretrained_model_name_or_path");
             flags[p] = option;
             command.Options.Add(option);
         }
         command.SetAction((parse, cancel) => Task.FromResult(CliSupport.Guard(parse, output =>
         {
-            var args = Build(parse.GetValue(config), flags.Where(f => parse.GetValue(f.Value) != null).ToDictionary(f => f.Key, f => parse.GetValue(f.Value)!));
+            var given = flags.Where(f => parse.GetResult(f.Value) != null).ToDictionary(f => f.Key, f => parse.GetValue(f.Value) ?? "true");
+            var args = Build(parse.GetValue(config), given);
             if (parse.GetValue(dryRun))
             {
                 var (rows, errors) = SftTrainer.DryRun(args);
