@@ -23,9 +23,9 @@ public sealed class DataParallel : IDisposable
     public int LocalRank { get; }
     public bool IsMain => Rank == 0;
 
-    /// <summary>This rank's CUDA device: 0 when the launcher left each process one visible GPU
-    /// (<c>CUDA_VISIBLE_DEVICES</c>, as <c>spatial-mllm train --nproc</c> does), else <c>LOCAL_RANK</c>.</summary>
-    public int DeviceIndex => WorldSize == 1 || torch.cuda.device_count() == 1 ? 0 : LocalRank;
+    /// <summary>This rank's CUDA device: each worker sees exactly one GPU (<c>CUDA_VISIBLE_DEVICES</c>, as
+    /// <c>spatial-mllm train --nproc</c> sets it), so always 0.</summary>
+    public int DeviceIndex => 0;
 
     public static DataParallel Single { get; } = new(0, 1, 0, null);
 
@@ -40,6 +40,10 @@ public sealed class DataParallel : IDisposable
         if (worldSize < 1 || rank < 0 || rank >= worldSize) throw new ArgumentException($"RANK={rank} is outside WORLD_SIZE={worldSize}.");
         if (worldSize == 1) return Single;
         if (!torch.cuda.is_available()) throw new InvalidOperationException($"WORLD_SIZE={worldSize}: data-parallel training runs one process per CUDA GPU, and no GPU is visible.");
+        // NCCL binds a communicator to the current device, which is device 0 unless set: one visible GPU per worker.
+        if (torch.cuda.device_count() != 1)
+            throw new InvalidOperationException($"Rank {rank} sees {torch.cuda.device_count()} GPUs: give each worker one (CUDA_VISIBLE_DEVICES=<its GPU>), " +
+                                                "as `spatial-mllm train --nproc N` does.");
         string run = environment("SPATIAL_MLLM_RUN_ID") ?? environment("MASTER_PORT") ?? "default";
         string idFile = Path.Combine(rendezvousFolder, $".nccl-id-{run}");
         Directory.CreateDirectory(rendezvousFolder);
@@ -60,7 +64,7 @@ public sealed class DataParallel : IDisposable
             }
             id = File.ReadAllBytes(idFile);
         }
-        var comm = NcclCommunicator.Create(id, rank, worldSize, torch.cuda.device_count() == 1 ? 0 : localRank);
+        var comm = NcclCommunicator.Create(id, rank, worldSize, device: 0);
         if (rank == 0) File.Delete(idFile);
         return new DataParallel(rank, worldSize, localRank, comm);
     }
