@@ -149,18 +149,18 @@ internal static class MainStages
         result["stages"] = stages;
         using var noGrad = torch.no_grad();
 
-        var (ms, peak, all) = Timing.Measure("vision tower", runs, () => model.Visual.forward(pixels, gridTensor), memory);
+        var (ms, peak, all) = Timing.Measure("vision tower", runs, () => model.visual.forward(pixels, gridTensor), memory);
         stages["vision_tower"] = Timing.Stage(ms, peak, all);
 
-        (ms, peak, all) = Timing.Measure("VGGT aggregator (layer -1)", runs, () => model.Vggt!.Aggregator.ForwardLayer(frames, -1), memory);
+        (ms, peak, all) = Timing.Measure("VGGT aggregator (layer -1)", runs, () => model.Vggt!.aggregator.ForwardLayer(frames, -1), memory);
         stages["vggt_aggregator"] = Timing.Stage(ms, peak, all);
 
-        using var vision = model.Visual.forward(pixels, gridTensor).DetachFromDisposeScope();
-        using var spatial = model.Vggt!.Aggregator.ForwardLayer(frames, -1).DetachFromDisposeScope();
-        (ms, peak, all) = Timing.Measure("connector", runs, () => model.Connector!.Forward(vision, spatial, 5, grid.T, grid.H, grid.W), memory);
+        using var vision = model.visual.forward(pixels, gridTensor).DetachFromDisposeScope();
+        using var spatial = model.Vggt!.aggregator.ForwardLayer(frames, -1).DetachFromDisposeScope();
+        (ms, peak, all) = Timing.Measure("connector", runs, () => model.connector!.forward(vision, spatial, 5, grid), memory);
         stages["connector"] = Timing.Stage(ms, peak, all);
 
-        using var fused = model.Connector!.Forward(vision, spatial, 5, grid.T, grid.H, grid.W).DetachFromDisposeScope();
+        using var fused = model.connector!.forward(vision, spatial, 5, grid).DetachFromDisposeScope();
         using var inputIds = torch.tensor(ids.Select(i => (long)i).ToArray(), device: cuda).unsqueeze(0);
         using var embeds = model.Language.EmbedWithVisualTokens(inputIds, fused, config.Tokens.VideoTokenId).DetachFromDisposeScope();
         var (positionsRaw, deltasRaw) = RopeIndex.Compute(inputIds, config.Tokens, config.Vision, gridTensor, torch.tensor(new[] { 1.0 }, device: cuda));
@@ -338,7 +338,7 @@ internal static class SamplingStage
         torch.manual_seed(0);
         using var model = new VggtModel(SpatialEncoderConfig.Vggt1B, cuda, ScalarType.Float32);
         model.eval();
-        model.Aggregator.to(ScalarType.BFloat16);
+        model.aggregator.to(ScalarType.BFloat16);
         int width = VggtSamplingPreprocessor.TargetSize, height = VggtSamplingPreprocessor.ResizedHeight(640, 480);
         using var frames = torch.rand(frameCount, 3, height, width, ScalarType.Float32, cuda);
         using var noGrad = torch.no_grad();
@@ -369,7 +369,7 @@ internal static class SamplingStage
         }
         var (aggMs, aggPeak, aggAll) = Timing.Measure("  aggregator only (layers 4..23 kept)", runs, () =>
         {
-            using var layers = model.Aggregator.Forward(frames.to(ScalarType.BFloat16).unsqueeze(0), [4, 11, 17, 23]);
+            using var layers = model.aggregator.forward(frames.to(ScalarType.BFloat16).unsqueeze(0), [4, 11, 17, 23]);
         }, memory);
         return new JsonObject
         {
@@ -399,13 +399,13 @@ internal static class FixtureCheck
             var dt = m.DType;
             var grid = In("video_grid_thw").to(ScalarType.Int64);
             var g = new GridThw((int)grid[0, 0].item<long>(), (int)grid[0, 1].item<long>(), (int)grid[0, 2].item<long>());
-            var agg = m.Vggt!.Aggregator;
+            var agg = m.Vggt!.aggregator;
             var o = new Dictionary<string, Tensor>
             {
-                ["vision_embeds"] = m.Visual.forward(In("pixel_values_videos", dt), grid),
+                ["vision_embeds"] = m.visual.forward(In("pixel_values_videos", dt), grid),
                 ["spatial_tokens_last"] = agg.ForwardLayer(In("video_tchw", dt), -1),
             };
-            o["fused_embeds"] = m.Connector!.Forward(In("vision_embeds", dt), agg.ForwardLayer(In("video_tchw", dt), -1), agg.PatchStartIndex, g.T, g.H, g.W);
+            o["fused_embeds"] = m.connector!.forward(In("vision_embeds", dt), agg.ForwardLayer(In("video_tchw", dt), -1), agg.PatchStartIndex, g);
             var embeds = m.Language.EmbedWithVisualTokens(In("input_ids"), In("fused_embeds", dt), m.Config.Tokens.VideoTokenId);
             o["logits"] = m.Language.forward(embeds, In("position_ids")).squeeze(0);
             var gen = Generation.Generate(m.Language, In("input_ids"), embeds, In("position_ids"), In("rope_deltas"),

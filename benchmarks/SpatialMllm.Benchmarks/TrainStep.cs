@@ -22,7 +22,7 @@ internal static class TrainStep
         var config = qwenConfig with { Spatial = SpatialEncoderConfig.Vggt1B, Connector = new ConnectorConfig("mlp_add", -1) };
         torch.manual_seed(0);
         using var model = SpatialMllmModel.Create(config, cuda, ScalarType.BFloat16);
-        model.Language.Model.GradientCheckpointing = gradientCheckpointing;
+        model.model.GradientCheckpointing = gradientCheckpointing;
         var trainable = TrainableSet.Seed.Apply(model);
         using var optimizer = new AdamW(trainable);
         var schedule = CosineSchedule.FromRatio(100, 0.03);

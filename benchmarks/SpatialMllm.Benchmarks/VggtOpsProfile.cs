@@ -48,19 +48,19 @@ internal static class VggtOpsProfile
         using var framed = global.view(frames, perFrame, dim);
         if (Environment.GetEnvironmentVariable("VGGT_OPS_NCU") == "1")
         {
-            for (int i = 0; i < 3; i++) { Run1(() => block.Forward(global, globalRope)); Run1(() => block.Forward(framed, frameRope)); Run1(() => dino.Forward(framed)); }
+            for (int i = 0; i < 3; i++) { Run1(() => block.forward(global, globalRope)); Run1(() => block.forward(framed, frameRope)); Run1(() => dino.forward(framed)); }
             Timing.Sync();
             cuProfilerStart();
-            Run1(() => block.Forward(global, globalRope));
-            Run1(() => block.Forward(framed, frameRope));
-            Run1(() => dino.Forward(framed));
+            Run1(() => block.forward(global, globalRope));
+            Run1(() => block.forward(framed, frameRope));
+            Run1(() => dino.forward(framed));
             Timing.Sync();
             cuProfilerStop();
             return result;
         }
-        Time("global block", () => Run1(() => block.Forward(global, globalRope)));
-        Time("frame block", () => Run1(() => block.Forward(framed, frameRope)));
-        Time("dino block", () => Run1(() => dino.Forward(framed)));
+        Time("global block", () => Run1(() => block.forward(global, globalRope)));
+        Time("frame block", () => Run1(() => block.forward(framed, frameRope)));
+        Time("dino block", () => Run1(() => dino.forward(framed)));
 
         var x = global.view(frames * perFrame, dim);
         using var w = torch.randn(dim, dtype: bf16, device: cuda);

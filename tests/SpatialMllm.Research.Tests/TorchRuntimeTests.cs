@@ -18,6 +18,16 @@ public class TorchRuntimeTests
         Assert.Equal(q.shape, attention.shape);
     }
 
+    /// <summary>float32 must mean float32 on CUDA: with cuDNN's default TF32 the VGGT patch embedding (a convolution)
+    /// moved every spatial token ~1e-3 away from the reference. The flags are libtorch's global context.</summary>
+    [Fact]
+    public void Loading_a_float32_model_turns_TF32_off_for_cuBLAS_and_cuDNN()
+    {
+        using var model = SpatialMllm.Research.Models.SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU, ScalarType.Float32);
+        Assert.False(torch.backends.cudnn.allow_tf32);
+        Assert.False(torch.backends.cuda.matmul.allow_tf32);
+    }
+
     [Fact]
     public void Device_and_dtype_names_parse()
     {

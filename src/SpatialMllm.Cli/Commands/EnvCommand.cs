@@ -40,6 +40,7 @@ internal static class EnvCommand
                 // The fast paths fall back silently when missing; say which are in use.
                 output.WriteLine($"decode steps as CUDA graphs: {LibTorchCuda.UnavailableReason ?? "yes"}");
                 output.WriteLine($"fused kernels (NVRTC): {CudaDriver.UnavailableReason ?? Nvrtc.UnavailableReason ?? "yes"}");
+                output.WriteLine($"TF32 in float32 (cuBLAS / cuDNN): {torch.backends.cuda.matmul.allow_tf32} / {torch.backends.cudnn.allow_tf32}");
             }
             return 0;
         }));

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Cli.Commands;
 
@@ -26,8 +27,9 @@ internal static class EvaluateCommand
 
     /// <summary>A benchmark's part of a run: the items, how to answer them, and how to score a finished results file.</summary>
     /// <param name="StripAnswers">Store answers Python-stripped (ScanQA's eval does).</param>
-    sealed record BenchmarkSetup(IReadOnlyList<EvaluationItem> Items, AnswererOptions Options,
-        Func<string, (string MetricsJson, string Table)> Score, bool StripAnswers = false);
+    /// <param name="DatasetPath">The annotations file (its hash goes into the run manifest).</param>
+    sealed record BenchmarkSetup(IReadOnlyList<EvaluationItem> Items, AnswererOptions Options, string DatasetPath,
+        Func<string, MissingPredictions, (string MetricsJson, string Table)> Score, bool StripAnswers = false);
 
     static Command CreateVsiBench()
     {
@@ -48,9 +50,9 @@ internal static class EvaluateCommand
                 var questions = VsiBench.Load(datasetPath, CliSupport.ParseSubset(parse.GetValue(subset)!));
                 var rules = VsiBenchScoringProfile.FromName(parse.GetValue(profile)!);
                 var options = inputs.Options with { Sampler = parse.GetValue(sampler) == "space-aware" ? SamplerKind.SpaceAware : SamplerKind.Uniform };
-                return new BenchmarkSetup(VsiBenchVideos.Items(questions, inputs.VideoRoot), options, results =>
+                return new BenchmarkSetup(VsiBenchVideos.Items(questions, inputs.VideoRoot), options, datasetPath, (results, missing) =>
                 {
-                    var scores = VsiBench.Score(results, questions, rules);
+                    var scores = VsiBench.Score(results, questions, rules, missing);
                     return (scores.ToMetricsJsonText(), scores.FormatTable());
                 });
             });
@@ -68,9 +70,9 @@ internal static class EvaluateCommand
                 string datasetPath = CliSupport.Locate("ScanQA dataset", inputs.DatasetPath, [inputs.DataDir], CliSupport.ScanQaFileNames);
                 var dataset = ScanQa.Load(datasetPath);
                 return new BenchmarkSetup(ScanQaVideos.Items(dataset, inputs.VideoRoot), inputs.Options with { ResizedSize = ScanQaVideos.ResizedSize },
-                    results =>
+                    datasetPath, (results, missing) =>
                     {
-                        var scores = ScanQa.Score(results, dataset);
+                        var scores = ScanQa.Score(results, dataset, missing);
                         return (scores.ToMetricsJsonText(), scores.FormatTable());
                     },
                     StripAnswers: true);
@@ -95,19 +97,44 @@ internal static class EvaluateCommand
         var dryRun = new Option<bool>("--dry-run") { Description = "No model: deterministic placeholder answers, to check data, sharding and resume." };
         var dryRunSeconds = new Option<double>("--dry-run-seconds") { Description = "Seconds each dry-run answer takes.", Hidden = true };
         var alsoDone = new Option<string[]>("--also-done") { Description = "Results files whose ids count as answered (used by the parent for its workers).", Hidden = true };
+        var onError = new Option<string>("--on-error")
+        {
+            Description = "A video that cannot be read: stop (default) the run, or skip its questions (listed in {results}.skipped.jsonl, " +
+                          "scored as wrong, tried again on the next run).",
+            DefaultValueFactory = _ => "stop",
+        }.AcceptOnlyFromAmong("stop", "skip");
+        var forceNew = new Option<bool>("--force-new")
+        {
+            Description = "Start a new results file even if --out holds answers of another model or settings (the old files are renamed *.bak-TIME, not deleted).",
+        };
 
         var command = new Command(name, description) { model, data, dataset, videos, frames, maxNewTokens, output };
         foreach (var option in benchmarkOptions) command.Options.Add(option);
-        foreach (var option in new Option[] { shard, device, workers, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
+        foreach (var option in new Option[] { shard, device, workers, onError, forceNew, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
         command.SetAction((parse, cancel) => Task.FromResult(CliSupport.Guard(parse, log =>
         {
+            string resultsPath = parse.GetValue(output)!;
+            if (Directory.Exists(resultsPath))
+                throw new ArgumentException($"--out {resultsPath} is a folder; name a results file, e.g. --out {Path.Combine(resultsPath, "results.jsonl")}.");
+            if (parse.GetValue(workers) is int w && w < 1) throw new ArgumentException($"--workers must be 1 or more; got {w}.");
+            if (parse.GetValue(frames) < 1) throw new ArgumentException($"--frames must be 1 or more; got {parse.GetValue(frames)}.");
+            if (parse.GetValue(maxNewTokens) < 1) throw new ArgumentException($"--max-new-tokens must be 1 or more; got {parse.GetValue(maxNewTokens)}.");
+            string? parentPid = parse.GetValue(shard) != null ? Environment.GetEnvironmentVariable(ParentPidVariable) : null;
+            bool isWorker = parentPid != null;
+            if (isWorker && !PosixProcess.DieWithParent(int.Parse(parentPid!, CultureInfo.InvariantCulture)))
+                throw new InvalidOperationException("the parent evaluate process is gone; this worker stops.");
+            using var signals = new ShutdownSignals(cancel, isWorker);
+            using var resultsLock = ResultsFileLock.Acquire(resultsPath, $"evaluate {name}");
+
             string dataDir = parse.GetValue(data)!;
             var run = setup(parse, new EvaluationInputs(dataDir, parse.GetValue(dataset), parse.GetValue(videos) ?? dataDir,
                 new AnswererOptions(parse.GetValue(frames), SamplerKind.Uniform, parse.GetValue(maxNewTokens))));
-            string resultsPath = parse.GetValue(output)!;
             bool isDryRun = parse.GetValue(dryRun);
             string? modelDir = parse.GetValue(model);
             if (modelDir == null && !isDryRun) throw new ArgumentException("--model is required (or --dry-run).");
+            var errorPolicy = parse.GetValue(onError) == "skip" ? OnVideoError.Skip : OnVideoError.Stop;
+            RunManifest Manifest(string deviceName) => RunManifest.Describe(name, isDryRun ? null : modelDir, run.Options,
+                deviceName.StartsWith("cuda", StringComparison.Ordinal) ? "bfloat16" : "float32", run.StripAnswers, run.DatasetPath);
             IVideoAnswerer Answerer(string deviceName)
             {
                 var answerer = isDryRun ? new DryRunAnswerer(parse.GetValue(dryRunSeconds)) : AnswererFactory.Create(modelDir!, deviceName, run.Options);
@@ -118,19 +145,29 @@ internal static class EvaluateCommand
             {
                 var part = Shard.Parse(shardText);
                 string deviceName = parse.GetValue(device) == "auto" ? "cpu" : parse.GetValue(device)!;
-                int status = RunInProcess(part.Select(run.Items), Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
+                Manifest(deviceName).Adopt(resultsPath, parse.GetValue(forceNew), log);
+                var (status, _) = RunInProcess(part.Select(run.Items), () => Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [],
+                    errorPolicy, log, signals);
                 if (status == CliSupport.Ok) log.WriteLine($"shard {part} complete: {resultsPath}. Merge the shards with `spatial-mllm merge`, then `spatial-mllm score {name}`.");
                 return status;
             }
 
             int gpus = parse.GetValue(device) == "auto" && !isDryRun ? VisibleGpus() : 0;
             int workerCount = parse.GetValue(workers) ?? Math.Max(1, gpus);
+            IReadOnlyList<SkippedQuestion> skipped;
             if (workerCount > 1)
             {
                 var shardPaths = Enumerable.Range(0, workerCount)
                     .Select(i => $"{Path.ChangeExtension(resultsPath, null)}.shard-{i}-of-{workerCount}.jsonl").ToList();
+                Manifest(gpus > 0 ? "cuda:0" : "cpu").Adopt(resultsPath, parse.GetValue(forceNew), log, alsoMoveAside: EarlierShardFiles(resultsPath));
                 var forwarded = ForwardedArguments(parse, command);
-                int failures = RunWorkers(name, workerCount, gpus, shardPaths, resultsPath, forwarded, log, cancel);
+                int failures = RunWorkers(name, workerCount, gpus, shardPaths, resultsPath, forwarded, log, signals.Token);
+                if (signals.Token.IsCancellationRequested)
+                {
+                    log.WriteLine($"interrupted; the worker files {Path.ChangeExtension(resultsPath, null)}.shard-*-of-{workerCount}.jsonl keep every finished answer. " +
+                                  "Rerun the same command to resume.");
+                    return signals.InterruptedExitCode;
+                }
                 if (failures > 0)
                 {
                     parse.InvocationConfiguration.Error.WriteLine($"error: {failures} worker(s) failed; their shard files keep what they answered. Rerun the same command to resume.");
@@ -139,44 +176,74 @@ internal static class EvaluateCommand
                 var report = ResultsMerger.Merge([.. new[] { resultsPath }.Where(File.Exists), .. shardPaths], resultsPath);
                 if (report.ConflictingIds.Count > 0)
                     throw new InvalidOperationException($"{report.ConflictingIds.Count} id(s) answered differently by different workers, e.g. {string.Join(", ", report.ConflictingIds.Take(5))}.");
-                foreach (string path in shardPaths) File.Delete(path);
+                skipped = [.. shardPaths.SelectMany(p => SkippedQuestions.Read(SkippedQuestions.PathFor(p)))];
+                string skippedPath = SkippedQuestions.PathFor(resultsPath);
+                if (File.Exists(skippedPath)) File.Delete(skippedPath);
+                if (skipped.Count > 0) SkippedQuestions.Append(skippedPath, skipped);
+                foreach (string path in shardPaths.SelectMany(WorkerFiles)) File.Delete(path);
                 log.WriteLine($"merged {workerCount} worker results: {report.Records} answers → {resultsPath}");
             }
             else
             {
                 string deviceName = parse.GetValue(device) is "auto" or null ? (gpus > 0 ? "cuda:0" : "cpu") : parse.GetValue(device)!;
-                int status = RunInProcess(run.Items, Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [], log, cancel);
+                Manifest(deviceName).Adopt(resultsPath, parse.GetValue(forceNew), log);
+                (int status, skipped) = RunInProcess(run.Items, () => Answerer(deviceName), resultsPath, parse.GetValue(alsoDone) ?? [],
+                    errorPolicy, log, signals);
                 if (status != CliSupport.Ok) return status;
             }
 
-            var (metricsJson, table) = run.Score(resultsPath);
+            var (metricsJson, table) = run.Score(resultsPath, skipped.Count > 0 ? MissingPredictions.CountAsWrong : MissingPredictions.Error);
             string metricsPath = CliSupport.MetricsPathFor(resultsPath);
             File.WriteAllText(metricsPath, metricsJson);
             log.WriteLine(table);
             log.WriteLine($"metrics: {metricsPath}");
+            if (skipped.Count > 0) ReportSkipped(skipped, resultsPath, log);
             return CliSupport.Ok;
         })));
         return command;
     }
 
-    static int RunInProcess(IReadOnlyList<EvaluationItem> items, IVideoAnswerer answerer, string resultsPath,
-        IReadOnlyList<string> alsoDone, TextWriter log, CancellationToken cancel)
+    /// <summary>Environment variable that marks a worker process and names its parent (so it can die with it).</summary>
+    const string ParentPidVariable = "SPATIAL_MLLM_PARENT_PID";
+
+    /// <summary>Answers in this process. Cancellation (a signal) stops after the answer in progress, which is flushed.</summary>
+    static (int Status, IReadOnlyList<SkippedQuestion> Skipped) RunInProcess(IReadOnlyList<EvaluationItem> items, Func<IVideoAnswerer> createAnswerer,
+        string resultsPath, IReadOnlyList<string> alsoDone, OnVideoError onError, TextWriter log, ShutdownSignals signals)
     {
-        using (answerer)
+        using var answerer = createAnswerer();
+        var progress = new ConsoleProgress(log, interactive: ReferenceEquals(log, Console.Out) && !Console.IsOutputRedirected);
+        try
         {
-            var progress = new ConsoleProgress(log, interactive: ReferenceEquals(log, Console.Out) && !Console.IsOutputRedirected);
-            try
-            {
-                EvaluationRunner.Run(items, answerer, resultsPath, log, progress.Report, alsoDone, cancel);
-                return CliSupport.Ok;
-            }
-            catch (OperationCanceledException)
-            {
-                log.WriteLine();
-                log.WriteLine($"interrupted; {resultsPath} keeps every finished answer. Rerun the same command to resume.");
-                return CliSupport.Interrupted;
-            }
+            var summary = EvaluationRunner.Run(items, answerer, resultsPath, log, progress.Report, alsoDone, signals.Token, onError);
+            return (CliSupport.Ok, summary.Skipped);
         }
+        catch (OperationCanceledException)
+        {
+            log.WriteLine();
+            log.WriteLine($"interrupted{(signals.Received is { } s ? $" ({s})" : "")}; {resultsPath} keeps every finished answer. Rerun the same command to resume.");
+            return (signals.InterruptedExitCode, []);
+        }
+    }
+
+    /// <summary>The list at the end of a run with skipped videos.</summary>
+    static void ReportSkipped(IReadOnlyList<SkippedQuestion> skipped, string resultsPath, TextWriter log)
+    {
+        var videos = skipped.GroupBy(q => q.Video).ToList();
+        log.WriteLine($"{skipped.Count} question(s) of {videos.Count} unreadable video(s) were skipped and count as wrong in these metrics " +
+                      $"(listed in {SkippedQuestions.PathFor(resultsPath)}; the next run tries them again):");
+        foreach (var video in videos) log.WriteLine($"  {video.Key} ({video.Count()} question(s)): {video.First().Reason}");
+    }
+
+    /// <summary>A worker's results file and its sidecars (lock, manifest, skipped list).</summary>
+    static IEnumerable<string> WorkerFiles(string shardPath) =>
+        new[] { shardPath, ResultsFileLock.LockPathFor(shardPath), RunManifest.PathFor(shardPath), SkippedQuestions.PathFor(shardPath) }.Where(File.Exists);
+
+    /// <summary>Worker files an earlier, interrupted run left beside <paramref name="resultsPath"/> (any worker count).</summary>
+    static IEnumerable<string> EarlierShardFiles(string resultsPath)
+    {
+        string folder = Path.GetDirectoryName(Path.GetFullPath(resultsPath))!;
+        string stem = Path.GetFileNameWithoutExtension(resultsPath);
+        return Directory.EnumerateFiles(folder, $"{stem}.shard-*-of-*.jsonl").SelectMany(WorkerFiles).ToList();
     }
 
     /// <summary>GPUs this process can see; 0 when libtorch has no CUDA (the CPU build) or cannot load.</summary>
@@ -186,10 +253,10 @@ internal static class EvaluateCommand
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or NotSupportedException) { return 0; }
     }
 
-    /// <summary>The options the user gave, minus those the parent sets per worker.</summary>
+    /// <summary>The options the user gave, minus those the parent sets per worker (and --force-new, which the parent applies).</summary>
     static List<string> ForwardedArguments(ParseResult parse, Command command)
     {
-        string[] perWorker = ["--shard", "--device", "--workers", "--out", "--also-done"];
+        string[] perWorker = ["--shard", "--device", "--workers", "--out", "--also-done", "--force-new"];
         var args = new List<string>();
         foreach (var option in command.Options)
         {
@@ -201,15 +268,19 @@ internal static class EvaluateCommand
     }
 
     /// <summary>Starts `evaluate {benchmark} … --shard i/N --device cuda:i` per worker (cpu when there are no GPUs), relays their
-    /// output line by line with a prefix, and returns how many failed. Ctrl+C stops them all.</summary>
-    static int RunWorkers(string benchmark, int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath, IReadOnlyList<string> forwarded,
-        TextWriter log, CancellationToken cancel)
+    /// output line by line with a prefix, and returns how many failed (or were stopped). Workers die with this process (parent-death signal,
+    /// set by each worker on start); a cancellation (SIGINT/SIGTERM here) is passed on as SIGTERM, so each worker finishes
+    /// its answer in progress, flushes and exits. (The kernel ties the parent-death signal to the thread that started the
+    /// worker: this one, which waits below until every worker has exited.)</summary>
+    static int RunWorkers(string benchmark, int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath,
+        IReadOnlyList<string> forwarded, TextWriter log, CancellationToken cancel)
     {
         var (program, prefix) = SelfInvocation();
         var processes = new List<Process>();
         for (int i = 0; i < count; i++)
         {
             var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            start.Environment[ParentPidVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
             foreach (string a in prefix) start.ArgumentList.Add(a);
             foreach (string a in (string[])["evaluate", benchmark, .. forwarded,
                          "--shard", $"{i}/{count}", "--device", gpus > 0 ? $"cuda:{i % gpus}" : "cpu",
@@ -224,7 +295,7 @@ internal static class EvaluateCommand
             process.BeginErrorReadLine();
             processes.Add(process);
         }
-        using (cancel.Register(() => { foreach (var p in processes) if (!p.HasExited) p.Kill(entireProcessTree: true); }))
+        using (cancel.Register(() => { foreach (var p in processes) if (!p.HasExited) PosixProcess.Signal(p.Id, PosixProcess.SigTerm); }))
             foreach (var p in processes) p.WaitForExit();
         int failures = processes.Count(p => p.ExitCode != 0);
         foreach (var p in processes) p.Dispose();

@@ -16,6 +16,8 @@ internal static class MergeCommand
         };
         command.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
+            using var outputLock = ResultsFileLock.Acquire(parse.GetValue(output)!, "merge");
+            var manifest = CommonManifest(parse.GetValue(inputs)!, writer);
             var report = ResultsMerger.Merge(parse.GetValue(inputs)!, parse.GetValue(output)!);
             if (report.ConflictingIds.Count > 0)
             {
@@ -24,11 +26,32 @@ internal static class MergeCommand
                     $"{string.Join(", ", report.ConflictingIds.Take(5))}; nothing was written.");
                 return CliSupport.Failed;
             }
+            manifest?.Write(RunManifest.PathFor(parse.GetValue(output)!));
             writer.WriteLine($"merged {report.Inputs} file(s): {report.Records} answers" +
                              (report.IdenticalDuplicates > 0 ? $", {report.IdenticalDuplicates} identical duplicate(s) kept once" : "") +
                              $" → {parse.GetValue(output)}");
             return CliSupport.Ok;
         }));
         return command;
+    }
+
+    /// <summary>The run manifest the inputs share (shards of one cluster job), to keep beside the merged file. Inputs whose
+    /// manifests disagree (another model, other frames or decoding) are refused: their answers do not belong in one file.</summary>
+    static RunManifest? CommonManifest(IReadOnlyList<string> inputs, TextWriter log)
+    {
+        var withManifest = inputs.Where(p => File.Exists(RunManifest.PathFor(p))).ToList();
+        if (withManifest.Count == 0) return null;
+        if (withManifest.Count < inputs.Count)
+            log.WriteLine($"note: {inputs.Count - withManifest.Count} of {inputs.Count} input(s) have no run manifest, so their model and settings cannot be checked.");
+        var first = RunManifest.Read(RunManifest.PathFor(withManifest[0]));
+        foreach (string other in withManifest.Skip(1))
+        {
+            var differences = RunManifest.BlockingDifferences(first, RunManifest.Read(RunManifest.PathFor(other)));
+            if (differences.Count > 0)
+                throw new RunManifestMismatchException(
+                    $"{other} comes from a different run than {withManifest[0]}: " +
+                    string.Join("; ", differences.Select(d => $"{d.Field} {d.Saved} vs {d.Now}")) + ". Nothing was written.");
+        }
+        return first;
     }
 }

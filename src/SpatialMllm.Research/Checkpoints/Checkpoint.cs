@@ -24,8 +24,15 @@ internal sealed class Checkpoint : IDisposable
     public static Checkpoint Open(string folder)
     {
         if (!Directory.Exists(folder)) throw new CheckpointFormatException($"{folder}: checkpoint folder not found.");
-        return OpenWith(folder, SpatialMllmConfig.Load(System.IO.Path.Combine(folder, "config.json")));
+        string configPath = System.IO.Path.Combine(folder, "config.json");
+        var checkpoint = OpenWith(folder, SpatialMllmConfig.Load(configPath));
+        try { ConfigValidation.Validate(checkpoint.Config, configPath, checkpoint.StoredElementCount); }
+        catch { checkpoint.Dispose(); throw; }
+        return checkpoint;
     }
+
+    /// <summary>Elements in all tensors of the checkpoint (what a config's sizes are checked against).</summary>
+    public long StoredElementCount => _fileByKey.Sum(kv => kv.Value.Entry(kv.Key).ElementCount);
 
     /// <summary>A folder whose config.json is not a Spatial-MLLM/Qwen2.5-VL one (e.g. facebook/VGGT-1B), with the
     /// config the caller derived from it.</summary>

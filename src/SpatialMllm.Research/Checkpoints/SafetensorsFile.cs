@@ -134,6 +134,21 @@ internal sealed class SafetensorsFile : IDisposable
         _ => 1,
     };
 
+    static string Kind(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32 or ScalarType.Float64 => "floating point",
+        ScalarType.Bool => "boolean",
+        _ => "integer",
+    };
+
+    /// <summary>The safetensors name of a dtype (F32, I32, …), as the file's header spells it.</summary>
+    static string DTypeName(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float64 => "F64", ScalarType.Float32 => "F32", ScalarType.Float16 => "F16", ScalarType.BFloat16 => "BF16",
+        ScalarType.Int64 => "I64", ScalarType.Int32 => "I32", ScalarType.Int16 => "I16", ScalarType.Int8 => "I8",
+        ScalarType.Byte => "U8", ScalarType.Bool => "BOOL", _ => dtype.ToString(),
+    };
+
     public bool Contains(string key) => Entries.ContainsKey(key);
 
     public SafetensorsEntry Entry(string key) =>
@@ -151,12 +166,17 @@ internal sealed class SafetensorsFile : IDisposable
     }
 
     /// <summary>Copies a tensor into an existing one (a module parameter) of the same shape, converting dtype and
-    /// device on the way.</summary>
+    /// device on the way. Conversions keep the kind of number: a float tensor may change precision (bf16 → f32), but an
+    /// integer or boolean tensor stored where the module has floats (or the reverse) is refused, not converted.</summary>
     public void CopyInto(string key, Tensor destination)
     {
         var entry = Entry(key);
         if (!entry.Shape.SequenceEqual(destination.shape))
             throw new CheckpointFormatException($"{Path}: tensor '{key}' has shape [{string.Join(", ", entry.Shape)}] but the module expects [{string.Join(", ", destination.shape)}].");
+        if (Kind(entry.DType) != Kind(destination.dtype))
+            throw new CheckpointFormatException(
+                $"{Path}: tensor '{key}' is stored as {DTypeName(entry.DType)} ({Kind(entry.DType)}) but the module expects {destination.dtype} ({Kind(destination.dtype)}); " +
+                "the checkpoint was written wrongly or belongs to another model.");
         using var _ = torch.no_grad();
         if (destination.device_type == DeviceType.CPU && destination.dtype == entry.DType && destination.is_contiguous())
         {

@@ -47,7 +47,10 @@ public sealed record SpatialEncoderConfig(
         new DptHeadConfig(256, [256, 512, 1024, 1024], [4, 11, 17, 23]));
 }
 
-public sealed record ConnectorConfig(string ConnectorType, int SpatialEmbedsLayerIdx);
+/// <summary><c>connector_config</c>: the connector type and the VGGT layer it reads; the rest are the reference's
+/// <c>cross_attn</c> settings (<c>num_heads</c>, <c>mlp_ratio</c>, <c>hidden_act</c>, <c>bias</c>, with its defaults).</summary>
+public sealed record ConnectorConfig(string ConnectorType, int SpatialEmbedsLayerIdx, int NumHeads = 8, double MlpRatio = 4,
+    string HiddenAct = "gelu", bool Bias = false);
 
 /// <summary>
 /// A Spatial-MLLM or plain Qwen2.5-VL <c>config.json</c>. <see cref="Spatial"/> and <see cref="Connector"/> are
@@ -110,7 +113,8 @@ public sealed record SpatialMllmConfig(
 
         SpatialEncoderConfig? spatial = Prop(root, "spatial_config") is { } s ? ParseSpatial(s) : null;
         ConnectorConfig? connector = Prop(root, "connector_config") is { } c
-            ? new ConnectorConfig(String(c, "connector_type", "mlp_add"), Int(c, "spatial_embeds_layer_idx", -1))
+            ? new ConnectorConfig(String(c, "connector_type", "mlp_add"), Int(c, "spatial_embeds_layer_idx", -1),
+                Int(c, "num_heads", 8), Double(c, "mlp_ratio", 4), String(c, "hidden_act", "gelu"), Bool(c, "bias", false))
             : null;
         string modelType = String(root, "model_type", spatial != null ? "spatial-mllm" : "qwen2_5_vl");
         return new SpatialMllmConfig(modelType, textConfig, vision, tokens, spatial, connector);

@@ -44,9 +44,9 @@ internal static class StateDictLoader
             checkpoint.CopyInto(key, tensor);
             loaded.Add(key);
         }
-        if (module is Models.IFusedWeights self) self.InvalidateFusedWeights();
+        if (module is IFusedWeights self) self.InvalidateFusedWeights();
         foreach (var (_, child) in module.named_modules())
-            if (child is Models.IFusedWeights fused) fused.InvalidateFusedWeights();
+            if (child is IFusedWeights fused) fused.InvalidateFusedWeights();
         var unexpected = new List<string>();
         var skipped = new List<string>();
         foreach (string key in checkpoint.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !wanted.Contains(k)).Order())

@@ -45,6 +45,22 @@ internal sealed record Shard(int Index, int Count)
     }
 }
 
+/// <summary>What to do when a video cannot be read.</summary>
+internal enum OnVideoError
+{
+    /// <summary>Stop the run (the default): the error names the file.</summary>
+    Stop,
+    /// <summary>Record the video's questions with the reason in <c>{results}.skipped.jsonl</c> and go on; they are
+    /// retried on the next run.</summary>
+    Skip,
+}
+
+/// <summary>A question left unanswered because its video could not be read.</summary>
+internal sealed record SkippedQuestion(string Id, string Video, string Reason);
+
+/// <summary>What a run did: answers written now, and the questions skipped (with <see cref="OnVideoError.Skip"/>).</summary>
+internal sealed record EvaluationSummary(int Answered, IReadOnlyList<SkippedQuestion> Skipped);
+
 /// <summary>
 /// Answers items video by video and appends one JSON line per answer to a results file, flushed to disk each time, so
 /// a killed run loses at most the answer in flight. On start it reads what the file (and any other files named as
@@ -53,11 +69,13 @@ internal sealed record Shard(int Index, int Count)
 /// </summary>
 internal static class EvaluationRunner
 {
-    /// <summary>Runs to completion or cancellation; returns how many answers this call wrote.</summary>
-    public static int Run(
+    /// <summary>Runs to completion or cancellation (cancellation is checked between answers: the answer in progress is
+    /// finished and flushed). Videos that cannot be read stop the run, or with <see cref="OnVideoError.Skip"/> are listed
+    /// in <c>{results}.skipped.jsonl</c>, rewritten by every run, so skipped questions are tried again next time.</summary>
+    public static EvaluationSummary Run(
         IReadOnlyList<EvaluationItem> items, IVideoAnswerer answerer, string resultsPath,
         TextWriter log, Action<EvaluationProgress>? progress = null,
-        IReadOnlyList<string>? alsoDonePaths = null, CancellationToken cancel = default)
+        IReadOnlyList<string>? alsoDonePaths = null, CancellationToken cancel = default, OnVideoError onError = OnVideoError.Stop)
     {
         var done = ResultsFile.Recover(resultsPath, log).Select(r => r.Id).ToHashSet();
         foreach (string other in alsoDonePaths ?? [])
@@ -68,23 +86,64 @@ internal static class EvaluationRunner
 
         var clock = Stopwatch.StartNew();
         int answered = 0;
+        var skipped = new List<SkippedQuestion>();
+        string skippedPath = SkippedQuestions.PathFor(resultsPath);
+        if (File.Exists(skippedPath)) File.Delete(skippedPath);
         using var writer = ResultsFile.OpenForAppend(resultsPath);
         progress?.Invoke(new EvaluationProgress(0, doneBefore, items.Count, clock.Elapsed, null));
         // Videos in key order, questions in item order: the same sequence on every run, so resumed runs are reproducible.
         foreach (var video in todo.GroupBy(i => i.Video.Key).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
             cancel.ThrowIfCancellationRequested();
-            using var prepared = answerer.Prepare(video.First().Video);
-            foreach (var item in video)
+            IPreparedVideo prepared;
+            try { prepared = answerer.Prepare(video.First().Video); }
+            catch (Exception e) when (onError == OnVideoError.Skip && IsUnreadableVideo(e))
             {
-                cancel.ThrowIfCancellationRequested();
-                string answer = prepared.Answer(item.Prompt);
-                writer.Append(new ResultRecord(item.Id, answer, item.Video.Key));
-                answered++;
-                progress?.Invoke(new EvaluationProgress(answered, doneBefore, items.Count, clock.Elapsed, video.Key));
+                var lost = video.Select(i => new SkippedQuestion(i.Id, video.Key, e.Message)).ToList();
+                SkippedQuestions.Append(skippedPath, lost);
+                skipped.AddRange(lost);
+                log.WriteLine($"skipped {video.Key} ({lost.Count} question(s)): {e.Message}");
+                continue;
             }
+            using (prepared)
+                foreach (var item in video)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    string answer = prepared.Answer(item.Prompt);
+                    writer.Append(new ResultRecord(item.Id, answer, item.Video.Key));
+                    answered++;
+                    progress?.Invoke(new EvaluationProgress(answered, doneBefore, items.Count, clock.Elapsed, video.Key));
+                }
         }
-        return answered;
+        return new EvaluationSummary(answered, skipped);
+    }
+
+    /// <summary>A video that is missing, not a video, truncated or that ffmpeg cannot decode; other failures (the
+    /// model's) always stop the run.</summary>
+    static bool IsUnreadableVideo(Exception e) =>
+        e is Video.VideoReadException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException;
+}
+
+/// <summary>The sidecar <c>{results}.skipped.jsonl</c>: one {"id", "video", "reason"} line per skipped question.</summary>
+internal static class SkippedQuestions
+{
+    public static string PathFor(string resultsPath) => Path.ChangeExtension(resultsPath, null) + ".skipped.jsonl";
+
+    public static void Append(string path, IEnumerable<SkippedQuestion> questions) =>
+        File.AppendAllText(path, string.Concat(questions.Select(q =>
+            JsonSerializer.Serialize(new { id = q.Id, video = q.Video, reason = q.Reason }) + "\n")));
+
+    public static IReadOnlyList<SkippedQuestion> Read(string path)
+    {
+        if (!File.Exists(path)) return [];
+        var result = new List<SkippedQuestion>();
+        foreach (string line in File.ReadAllLines(path).Where(l => l.Trim().Length > 0))
+        {
+            using var doc = JsonDocument.Parse(line);
+            var r = doc.RootElement;
+            result.Add(new SkippedQuestion(r.GetProperty("id").GetString()!, r.GetProperty("video").GetString()!, r.GetProperty("reason").GetString()!));
+        }
+        return result;
     }
 }
 

@@ -118,11 +118,12 @@ public static class ScanQa
             : throw DataFileException.At(path, where, "'answers' must be a non-empty list of strings");
 
     /// <summary>The seed's id normalisation: the last "_"-separated field becomes "0"
-    /// ("scanqa_val-scene0011-0_3" → "scanqa_val-scene0011-0_0").</summary>
+    /// ("scanqa_val-scene0011-0_3" → "scanqa_val-scene0011-0_0"). An id without "_" (the official file's question_id,
+    /// "val-scene0011-0") is kept whole: cutting it would map every question to "0".</summary>
     public static string NormalizeId(string sampleId)
     {
         int cut = sampleId.LastIndexOf('_');
-        return (cut < 0 ? "" : sampleId[..(cut + 1)]) + "0";
+        return cut < 0 ? sampleId : sampleId[..(cut + 1)] + "0";
     }
 
     /// <summary>Scores predictions as score_scanqa.py does: ids normalised; the prediction Python-stripped (as the seed's

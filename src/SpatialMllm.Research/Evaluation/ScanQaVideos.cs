@@ -6,7 +6,7 @@ internal static class ScanQaVideos
     /// <summary>The seed's explicit resized_height/resized_width for ScanQA (→ 476×644 after smart_resize).</summary>
     public static readonly (int Height, int Width) ResizedSize = (480, 640);
 
-    /// <summary>{root}/{scene}.mp4 per question. Every video is checked before any model time is spent; missing ones are listed.</summary>
+    /// <summary>{root}/{scene}.mp4 per question; a scene_id naming a path outside the root is refused. Every video is checked before any model time is spent; missing ones are listed.</summary>
     public static IReadOnlyList<EvaluationItem> Items(ScanQaDataset dataset, string videoRoot)
     {
         var videos = new Dictionary<string, BenchmarkVideo>();
@@ -14,7 +14,7 @@ internal static class ScanQaVideos
         foreach (var q in dataset.Questions)
         {
             if (videos.ContainsKey(q.VideoKey) || missing.Contains(q.VideoKey)) continue;
-            string file = Path.Combine(videoRoot, q.SceneId + ".mp4");
+            string file = DataPaths.Under(videoRoot, $"{dataset.SourcePath}, question {q.Id}", ("scene_id", q.SceneId)) + ".mp4";
             if (File.Exists(file)) videos[q.VideoKey] = new BenchmarkVideo(q.VideoKey, file, false);
             else missing.Add(q.VideoKey);
         }

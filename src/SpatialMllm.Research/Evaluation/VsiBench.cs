@@ -37,13 +37,14 @@ public static class VsiBench
 
     /// <summary>
     /// Every results file (<c>*.jsonl</c>, as <c>spatial-mllm evaluate --out</c> writes them; shard files
-    /// <c>*.shard-i-of-n.jsonl</c> are skipped) in <paramref name="folder"/>, scored; keyed by file name without
+    /// <c>*.shard-i-of-n.jsonl</c> and the lists of skipped questions <c>*.skipped.jsonl</c> are left out) in <paramref name="folder"/>, scored; keyed by file name without
     /// extension (one file per model or setting, e.g. <c>full.jsonl</c>, <c>vision-only.jsonl</c>), in ordinal order.
     /// </summary>
     public static IReadOnlyDictionary<string, VsiBenchScores> ScoreFolder(string folder, VsiBenchDataset dataset,
         VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error)
     {
-        var files = Directory.GetFiles(folder, "*.jsonl").Where(f => !Path.GetFileName(f).Contains(".shard-", StringComparison.Ordinal))
+        var files = Directory.GetFiles(folder, "*.jsonl").Where(f => !Path.GetFileName(f).Contains(".shard-", StringComparison.Ordinal)
+                                                           && !Path.GetFileName(f).EndsWith(".skipped.jsonl", StringComparison.Ordinal))
             .OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal).ToList();
         if (files.Count == 0) throw new FileNotFoundException($"No results files (*.jsonl) in {folder}.");
         var scores = new Dictionary<string, VsiBenchScores>();

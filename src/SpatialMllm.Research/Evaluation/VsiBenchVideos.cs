@@ -6,7 +6,7 @@ namespace SpatialMllm.Research.Evaluation;
 internal static class VsiBenchVideos
 {
     /// <summary>{root}/{dataset}/{scene}.mp4, else the folder {root}/{dataset}/{scene}/ of PNG frames (the seed's
-    /// space-aware-sampling layout). Every video is checked before any model time is spent; missing ones are listed.</summary>
+    /// space-aware-sampling layout); rows naming paths outside the root are refused. Every video is checked before any model time is spent; missing ones are listed.</summary>
     public static IReadOnlyList<EvaluationItem> Items(VsiBenchDataset dataset, string videoRoot)
     {
         var videos = new Dictionary<string, BenchmarkVideo>();
@@ -14,8 +14,8 @@ internal static class VsiBenchVideos
         foreach (var q in dataset.Questions)
         {
             if (videos.ContainsKey(q.VideoKey) || missing.Contains(q.VideoKey)) continue;
-            string file = Path.Combine(videoRoot, q.Dataset, q.SceneName + ".mp4");
-            string folder = Path.Combine(videoRoot, q.Dataset, q.SceneName);
+            string folder = DataPaths.Under(videoRoot, $"{dataset.SourcePath}, question {q.Id}", ("dataset", q.Dataset), ("scene_name", q.SceneName));
+            string file = folder + ".mp4";
             if (File.Exists(file)) videos[q.VideoKey] = new BenchmarkVideo(q.VideoKey, file, false);
             else if (Directory.Exists(folder)) videos[q.VideoKey] = new BenchmarkVideo(q.VideoKey, folder, true);
             else missing.Add(q.VideoKey);

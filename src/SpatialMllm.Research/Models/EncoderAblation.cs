@@ -49,7 +49,7 @@ public static class EncoderAblation
             double shift = ((x - v).norm(dim: -1) / v.norm(dim: -1).clamp_min(1e-12)).mean().item<float>();
             double cosine = nn.functional.cosine_similarity(x, full.FusedEmbeds.to(float32), dim: -1).mean().item<float>();
             var answers = questions.Select(q => model.Answer(features, q, options).Text).ToArray();
-            results.Add(new AblationResult(setting.Name, features.Fusion, setting.Options.SpatialLayer, features.TokenCount,
+            results.Add(new AblationResult(setting.Name, features.Fusion ?? setting.Options.Fusion, setting.Options.SpatialLayer, features.TokenCount,
                 shift, cosine, features.Timings.Sum(t => t.Milliseconds), answers));
         }
         return results;

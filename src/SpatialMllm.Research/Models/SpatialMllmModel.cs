@@ -6,10 +6,9 @@ using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Models.Vggt;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Runtime;
-using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Text;
-using SpatialMllm.Research.Video;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Models;
@@ -39,9 +38,25 @@ public sealed record StageTiming(string Stage, double Milliseconds);
 /// <summary>The visual tokens of one video, ready to answer any number of questions about it.</summary>
 public sealed class VideoFeatures : IDisposable
 {
-    internal VideoFeatures(Tensor fusedEmbeds, GridThw grid, double secondPerGridT, IReadOnlyList<StageTiming> timings, FusionMode fusion)
+    internal VideoFeatures(Tensor fusedEmbeds, GridThw grid, double secondPerGridT, IReadOnlyList<StageTiming> timings, FusionMode? fusion)
     {
         FusedEmbeds = fusedEmbeds; Grid = grid; SecondPerGridT = secondPerGridT; Timings = timings; Fusion = fusion;
+    }
+
+    /// <summary>
+    /// Visual tokens made your own way (a custom fusion): <paramref name="fusedEmbeds"/> [merged tokens, hidden] for a
+    /// video of patch grid <paramref name="grid"/> whose temporal patches are <paramref name="secondPerGridT"/> seconds
+    /// apart (both from <see cref="EncoderOutputs"/>). The features hold their own handle to the tensor: disposing them
+    /// leaves yours alone.
+    /// </summary>
+    public static VideoFeatures FromTensors(Tensor fusedEmbeds, GridThw grid, double secondPerGridT)
+    {
+        ArgumentNullException.ThrowIfNull(fusedEmbeds);
+        if (fusedEmbeds.dim() != 2)
+            throw new ArgumentException($"fused embeddings must be [tokens, hidden], got [{string.Join(", ", fusedEmbeds.shape)}].", nameof(fusedEmbeds));
+        if (fusedEmbeds.shape[0] * 4 != grid.PatchCount)
+            throw new ArgumentException($"fused embeddings have {fusedEmbeds.shape[0]} rows but grid {grid} makes {grid.PatchCount / 4.0} merged tokens (2×2 patches each).", nameof(fusedEmbeds));
+        return new VideoFeatures(fusedEmbeds.detach().alias().DetachFromDisposeScope(), grid, secondPerGridT, [], null);
     }
 
     /// <summary>[merged tokens, hidden] in the model's dtype and device.</summary>
@@ -49,10 +64,29 @@ public sealed class VideoFeatures : IDisposable
     public GridThw Grid { get; }
     public double SecondPerGridT { get; }
     public IReadOnlyList<StageTiming> Timings { get; }
-    public FusionMode Fusion { get; }
+    /// <summary>How the library fused the tokens; null for <see cref="FromTensors"/>.</summary>
+    public FusionMode? Fusion { get; }
     public int TokenCount => (int)FusedEmbeds.shape[0];
 
     public void Dispose() => FusedEmbeds.Dispose();
+}
+
+/// <summary>
+/// What the two encoders make of a video, before the connector: the pieces of <see cref="VideoFeatures"/> for a cell that
+/// fuses its own way (then <see cref="VideoFeatures.FromTensors"/>). Owns its tensors: dispose it.
+/// </summary>
+/// <param name="VisionEmbeds">The vision tower's merged tokens [N, hidden] (<c>vision_embeds</c>).</param>
+/// <param name="SpatialTokens">The VGGT aggregator layer the connector reads [S, PatchStartIndex + P, 2·vggt_dim]
+/// (<c>spatial_tokens</c>); null without a spatial encoder.</param>
+/// <param name="PatchStartIndex">Where the patch tokens start in each frame's VGGT tokens (after the camera and register tokens).</param>
+public sealed record EncoderOutputs(Tensor VisionEmbeds, Tensor? SpatialTokens, int PatchStartIndex, GridThw Grid, double SecondPerGridT,
+    IReadOnlyList<StageTiming> Timings) : IDisposable
+{
+    public void Dispose()
+    {
+        VisionEmbeds.Dispose();
+        SpatialTokens?.Dispose();
+    }
 }
 
 /// <summary>An answer with what it cost.</summary>
@@ -69,23 +103,100 @@ public sealed record Answer(string Text, IReadOnlyList<int> GeneratedIds, int Pr
 public sealed class SpatialMllmModel : IDisposable
 {
     internal SpatialMllmModel(SpatialMllmConfig config, Qwen2VisionTransformer visual, Qwen2CausalLm language,
-        VggtModel? vggt, MlpAddConnector? connector, Device device, ScalarType dtype, string? folder)
+        VggtModel? vggt, ISpatialConnector? connector, Device device, ScalarType dtype, string? folder)
     {
-        Config = config; Visual = visual; Language = language; Vggt = vggt; Connector = connector;
-        Device = device; DType = dtype; Folder = folder;
+        Config = config; this.visual = visual; Language = language; Device = device; DType = dtype; Folder = folder;
+        spatial_encoder = vggt is null ? null : new VggtSpatialEncoder(vggt);
+        _connector = connector;
+        Hooks = new ModelHooks(() => HookPoints);
+        visual.AttachHooks(Hooks, "visual.");
+        language.model.AttachHooks(Hooks, "model.");
+        vggt?.aggregator.AttachHooks(Hooks, VggtModel.CheckpointPrefix + "aggregator.");
     }
 
     public SpatialMllmConfig Config { get; }
     public Device Device { get; }
     public ScalarType DType { get; }
     public string? Folder { get; }
-    public bool HasSpatialEncoder => Vggt != null && Connector != null;
+    public bool HasSpatialEncoder => spatial_encoder != null && _connector != null;
     public LoadReport? LoadReport { get; private set; }
 
-    internal Qwen2VisionTransformer Visual { get; }
+    // The components under the reference's attribute names (SpatialMLLMForConditionalGeneration, checkpoint prefixes).
+
+    /// <summary>The Qwen2.5-VL vision tower (<c>visual.</c>): <c>patch_embed</c>, <c>blocks[i]</c>, <c>merger</c>.</summary>
+    public Qwen2VisionTransformer visual { get; }
+
+    /// <summary>The Qwen2.5 decoder (<c>model.</c>): <c>embed_tokens</c>, <c>layers[i]</c> (<c>self_attn</c>, <c>mlp</c>,
+    /// <c>input_layernorm</c>, <c>post_attention_layernorm</c>), <c>norm</c>.</summary>
+    public Qwen2TextModel model => Language.model;
+
+    /// <summary>The LM head (<c>lm_head.</c>); null when tied to <c>model.embed_tokens</c> (<c>tie_word_embeddings</c>).</summary>
+    public Linear? lm_head => Language.lm_head;
+
+    /// <summary>VGGT (<c>spatial_encoder.vggt_model.</c>): <c>aggregator</c> (<c>patch_embed</c>, <c>frame_blocks[i]</c>,
+    /// <c>global_blocks[i]</c>) and the <c>camera_head</c>, <c>depth_head</c>, <c>point_head</c>; null for plain Qwen2.5-VL.</summary>
+    public VggtSpatialEncoder? spatial_encoder { get; }
+
+    ISpatialConnector? _connector;
+
+    /// <summary>
+    /// The connector (<c>connector.</c>): the checkpoint's (<see cref="MlpAddConnector"/> for v1.1) or any
+    /// <see cref="ISpatialConnector"/> assigned here, e.g. one defined in a notebook cell. The model disposes the connector
+    /// it holds when it is disposed; one you replace stays yours (keep it to put it back).
+    /// </summary>
+    public ISpatialConnector? connector
+    {
+        get => _connector;
+        set
+        {
+            if (spatial_encoder is null && value is not null)
+                throw new InvalidOperationException("This model has no spatial encoder (a plain Qwen2.5-VL checkpoint): a connector would have no VGGT tokens to read.");
+            _connector = value;
+        }
+    }
+
+    /// <summary>The decoder with its head: what generation runs.</summary>
     internal Qwen2CausalLm Language { get; }
-    internal VggtModel? Vggt { get; }
-    internal MlpAddConnector? Connector { get; }
+
+    internal VggtModel? Vggt => spatial_encoder?.vggt_model;
+
+    /// <summary>
+    /// Forward hooks that read or replace the tensor at a named point (see <see cref="HookPoints"/>), scoped:
+    /// <code>
+    /// using var h = model.Hooks.Add("fused_embeds", (name, t) => t * 0.5);   // return null to keep t
+    /// </code>
+    /// </summary>
+    public ModelHooks Hooks { get; }
+
+    IReadOnlyList<string>? _hookPoints;
+
+    /// <summary>
+    /// Every point a hook can read or replace, in the order a forward pass meets them: <c>pixel_values_videos</c>,
+    /// <c>visual.blocks.{i}</c> (block outputs, in the tower's window order), <c>vision_embeds</c> [N, hidden] (the
+    /// connector's first input), <c>spatial_encoder.vggt_model.aggregator.frame_blocks.{i}</c> [S, 5+P, D] and
+    /// <c>.global_blocks.{i}</c> [1, S·(5+P), D] (the next block's input), <c>spatial_tokens</c> [S, 5+P, 2·D] (the
+    /// aggregator layer the connector reads), <c>fused_embeds</c> [N, hidden] (the connector's output),
+    /// <c>input_ids</c>, <c>position_ids</c>, <c>inputs_embeds</c> [1, L, hidden], <c>model.layers.{i}</c> [1, L, hidden]
+    /// (each decoder layer's output, at the prefill and at every generated token),
+    /// <c>model.layers.{i}.self_attn.attn_weights</c> [1, heads, L, past + L] (softmax probabilities: setting a hook here
+    /// makes that layer compute attention eagerly) and <c>model.norm</c>.
+    /// </summary>
+    public IReadOnlyList<string> HookPoints => _hookPoints ??= BuildHookPoints();
+
+    IReadOnlyList<string> BuildHookPoints()
+    {
+        var points = new List<string> { "pixel_values_videos" };
+        points.AddRange(visual.HookPoints);
+        points.Add("vision_embeds");
+        if (Vggt is { } vggt)
+        {
+            points.AddRange(vggt.aggregator.HookPoints);
+            points.AddRange(["spatial_tokens", "fused_embeds"]);
+        }
+        points.AddRange(["input_ids", "position_ids", "inputs_embeds"]);
+        points.AddRange(model.HookPoints);
+        return points;
+    }
 
     Qwen2Tokenizer? _tokenizer;
     QwenVideoProcessor? _processor;
@@ -97,20 +208,14 @@ public sealed class SpatialMllmModel : IDisposable
     public QwenVideoProcessor Processor => _processor ??= Folder != null && File.Exists(Path.Combine(Folder, "preprocessor_config.json"))
         ? QwenVideoProcessor.FromFolder(Folder) : new QwenVideoProcessor();
 
-    /// <summary>
-    /// Called with named intermediate tensors ("pixel_values_videos", "vision_embeds", "spatial_tokens",
-    /// "fused_embeds", "input_ids", "position_ids") as they are computed. The tensor lives only during the call, inside
-    /// a dispose scope: to keep it, copy it out of the scope, e.g. <c>t.detach().cpu().clone().DetachFromDisposeScope()</c>.
-    /// </summary>
-    public Action<string, Tensor>? TensorHook { get; set; }
-
-    /// <summary>Every module with the checkpoint prefix its parameter names continue.</summary>
+    /// <summary>Every module with the checkpoint prefix its parameter names continue (a cell-made connector that is
+    /// not an <c>nn.Module</c> has none).</summary>
     internal IEnumerable<(string Prefix, nn.Module Module)> Components()
     {
-        yield return ("visual.", Visual);
+        yield return ("visual.", visual);
         yield return ("", Language);
         if (Vggt != null) yield return (VggtModel.CheckpointPrefix, Vggt);
-        if (Connector != null) yield return (MlpAddConnector.CheckpointPrefix, Connector);
+        if (_connector is nn.Module connectorModule) yield return (SpatialConnectors.CheckpointPrefix, connectorModule);
     }
 
     /// <summary>
@@ -134,16 +239,13 @@ public sealed class SpatialMllmModel : IDisposable
         var visual = new Qwen2VisionTransformer(config.Vision, device, dtype);
         var language = new Qwen2CausalLm(config.Text, device, dtype);
         VggtModel? vggt = null;
-        MlpAddConnector? connector = null;
+        ISpatialConnector? connector = null;
         if (config.IsSpatialMllm)
         {
-            if (config.Connector!.ConnectorType != "mlp_add")
-                throw new NotSupportedException($"connector_type '{config.Connector.ConnectorType}' is not supported (only mlp_add, the v1.1 release).");
+            connector = SpatialConnectors.Create(config, device, dtype);
             vggt = new VggtModel(config.Spatial!, device, dtype);
-            connector = new MlpAddConnector(2 * config.Spatial!.EmbedDim, config.Vision.OutHiddenSize,
-                config.Vision.TemporalPatchSize, config.Vision.SpatialMergeSize, device, dtype);
         }
-        foreach (var m in new nn.Module?[] { visual, language, vggt, connector }) m?.eval();
+        foreach (var m in new[] { visual, language, vggt, connector as nn.Module }) m?.eval();
         return new SpatialMllmModel(config, visual, language, vggt, connector, device, dtype, folder);
     }
 
@@ -153,12 +255,14 @@ public sealed class SpatialMllmModel : IDisposable
     /// never runs, is skipped by name).
     /// </summary>
     /// <param name="device">Null: cuda when available, else cpu.</param>
-    /// <param name="dtype">Null: bfloat16 on cuda, float32 on cpu.</param>
+    /// <param name="dtype">Null: bfloat16 on cuda, float32 on cpu. float32 turns TF32 off for the process
+    /// (<see cref="TorchRuntime.UseFullFloat32Precision"/>).</param>
     public static SpatialMllmModel Load(string folder, Device? device = null, ScalarType? dtype = null)
     {
         TorchRuntime.EnsureLoaded();
         device ??= TorchRuntime.DefaultDevice;
         var type = dtype ?? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32);
+        if (type == ScalarType.Float32) TorchRuntime.UseFullFloat32Precision();
         using var checkpoint = Checkpoint.Open(folder);
         ChatTemplate.EnsureSupported(folder);
         var model = Create(checkpoint.Config, device, type, folder);
@@ -174,10 +278,10 @@ public sealed class SpatialMllmModel : IDisposable
         var skipped = new List<string>();
         foreach (var report in new[]
                  {
-                     StateDictLoader.Load(Visual, checkpoint, "visual."),
+                     StateDictLoader.Load(visual, checkpoint, "visual."),
                      Language.LoadFrom(checkpoint),
                      Vggt?.LoadWeights(checkpoint),
-                     Connector is null ? null : StateDictLoader.Load(Connector, checkpoint, MlpAddConnector.CheckpointPrefix),
+                     _connector is nn.Module connectorModule ? StateDictLoader.Load(connectorModule, checkpoint, SpatialConnectors.CheckpointPrefix) : null,
                  })
         {
             if (report is null) continue;
@@ -195,18 +299,6 @@ public sealed class SpatialMllmModel : IDisposable
     bool IsSkippedOnPurpose(string key) =>
         key.StartsWith(VggtModel.CheckpointPrefix + "track_head.", StringComparison.Ordinal)
         || (Config.Text.TieWordEmbeddings && key == "lm_head.weight");
-
-    /// <summary>Samples and decodes frames of a video file or frame folder, then encodes them.</summary>
-    public VideoFeatures EncodeVideo(string videoPath, IFrameSampler? sampler = null, AnswerOptions? options = null)
-    {
-        var clock = Stopwatch.StartNew();
-        var video = VideoSource.Open(videoPath);
-        var selection = (sampler ?? FrameSampler.Uniform(16)).Select(video);
-        using var frames = video.ReadFrames(selection.Indices);
-        var decode = new StageTiming("decode frames", clock.Elapsed.TotalMilliseconds);
-        var features = EncodeFrames(frames, options);
-        return new VideoFeatures(features.FusedEmbeds, features.Grid, features.SecondPerGridT, [decode, .. features.Timings], features.Fusion);
-    }
 
     /// <summary>
     /// uint8 frames [T, 3, H, W] at their native size → resized and patched as qwen-vl-utils does → vision tower,
@@ -238,7 +330,26 @@ public sealed class SpatialMllmModel : IDisposable
     public Tensor SpatialTokens(Tensor videoTchw)
     {
         using var noGrad = torch.no_grad();
-        return Vggt!.Aggregator.ForwardLayer(videoTchw.to(DType, Device), Config.Connector!.SpatialEmbedsLayerIdx);
+        return Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), Config.Connector!.SpatialEmbedsLayerIdx);
+    }
+
+    /// <summary>
+    /// uint8 frames [T, 3, H, W] → the two encoders' outputs without the connector (see <see cref="EncoderOutputs"/>):
+    /// the pieces for a fusion of your own. <paramref name="options"/>: the VGGT layer and resized size; the fusion mode
+    /// is not used (VGGT runs whenever the model has it).
+    /// </summary>
+    public EncoderOutputs EncodeParts(Tensor framesUint8, AnswerOptions? options = null)
+    {
+        options ??= new AnswerOptions();
+        var timings = new List<StageTiming>();
+        var clock = Stopwatch.StartNew();
+        using var inputs = Processor.Process(framesUint8, resizedSize: options.ResizedSize);
+        timings.Add(Lap("preprocess", clock));
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var (vision, spatial) = RunEncoders(inputs.PixelValuesVideos, inputs.Grid, inputs.VideoTchw, options, timings, spatial: HasSpatialEncoder);
+        return new EncoderOutputs(vision.DetachFromDisposeScope(), spatial?.DetachFromDisposeScope(), Vggt?.aggregator.PatchStartIndex ?? 0,
+            inputs.Grid, inputs.SecondPerGridT, timings);
     }
 
     /// <summary>The encoders on processor outputs: pixel_values_videos [N, 1176], the grid, and VGGT's frames in [0,1].</summary>
@@ -248,32 +359,38 @@ public sealed class SpatialMllmModel : IDisposable
         using var scope = torch.NewDisposeScope();
         using var noGrad = withGradient ? null : torch.no_grad();
         var fusion = EffectiveFusion(options);
-        var clock = Stopwatch.StartNew();
-        var pixels = pixelValues.to(DType, Device);
-        TensorHook?.Invoke("pixel_values_videos", pixels);
-        var vision = Visual.forward(pixels, grid.ToTensor().to(Device));
-        TensorHook?.Invoke("vision_embeds", vision);
-        timings.Add(Lap("vision tower", clock));
-        if (fusion == FusionMode.VisionOnly) return vision.MoveToOuterDisposeScope();
+        var (vision, spatial) = RunEncoders(pixelValues, grid, videoTchw, options, timings, spatial: fusion != FusionMode.VisionOnly, precomputedSpatial);
+        if (spatial is null) return vision.MoveToOuterDisposeScope();
 
-        int layer = options.SpatialLayer ?? Config.Connector!.SpatialEmbedsLayerIdx;
-        Tensor spatial; // [T, 5+P, 2·D]
-        if (precomputedSpatial is not null) spatial = precomputedSpatial;
-        else using (torch.no_grad()) spatial = Vggt!.Aggregator.ForwardLayer(videoTchw.to(DType, Device), layer); // VGGT is never trained
-        TensorHook?.Invoke("spatial_tokens", spatial);
-        timings.Add(Lap("VGGT aggregator", clock));
+        var clock = Stopwatch.StartNew();
         var base2d = fusion == FusionMode.SpatialOnly ? torch.zeros_like(vision) : vision;
-        var fused = Connector!.Forward(base2d, spatial, Vggt.Aggregator.PatchStartIndex, grid.T, grid.H, grid.W);
-        TensorHook?.Invoke("fused_embeds", fused);
+        var fused = _connector!.forward(base2d, spatial, Vggt!.aggregator.PatchStartIndex, grid);
+        if (!fused.shape.SequenceEqual(vision.shape))
+            throw new InvalidOperationException(
+                $"The connector ({_connector.GetType().Name}) returned [{string.Join(", ", fused.shape)}]; the vision tokens are [{string.Join(", ", vision.shape)}] and it must keep that shape.");
+        fused = Hooks.Run("fused_embeds", fused.to(DType, Device));
         timings.Add(Lap("connector", clock));
         return fused.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Answers a question about a video file or frame folder (16 uniformly sampled frames by default).</summary>
-    public Answer Answer(string videoPath, string question, IFrameSampler? sampler = null, AnswerOptions? options = null)
+    /// <summary>vision_embeds and (when <paramref name="spatial"/>) spatial_tokens, in the current dispose scope, through the hooks.</summary>
+    /// <param name="precomputedSpatial">VGGT's output computed before (training computes it once per video); null: run VGGT.</param>
+    (Tensor Vision, Tensor? Spatial) RunEncoders(Tensor pixelValues, GridThw grid, Tensor videoTchw, AnswerOptions options,
+        List<StageTiming> timings, bool spatial, Tensor? precomputedSpatial = null)
     {
-        using var features = EncodeVideo(videoPath, sampler, options);
-        return Answer(features, question, options);
+        var clock = Stopwatch.StartNew();
+        var pixels = Hooks.Run("pixel_values_videos", pixelValues.to(DType, Device));
+        var vision = Hooks.Run("vision_embeds", visual.forward(pixels, grid.ToTensor().to(Device)));
+        timings.Add(Lap("vision tower", clock));
+        if (!spatial) return (vision, null);
+
+        int layer = options.SpatialLayer ?? Config.Connector!.SpatialEmbedsLayerIdx;
+        Tensor raw; // [T, 5+P, 2·D]; VGGT is never trained, so never with a graph
+        if (precomputedSpatial is not null) raw = precomputedSpatial;
+        else using (torch.no_grad()) raw = Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), layer);
+        var tokens = Hooks.Run("spatial_tokens", raw);
+        timings.Add(Lap("VGGT aggregator", clock));
+        return (vision, tokens);
     }
 
     /// <summary>Answers a question from already encoded visual tokens (encode a video once, ask many questions).</summary>
@@ -298,11 +415,12 @@ public sealed class SpatialMllmModel : IDisposable
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var inputIds = torch.tensor(ids.Select(i => (long)i).ToArray(), device: Device).unsqueeze(0);
-        TensorHook?.Invoke("input_ids", inputIds);
-        var embeds = Language.EmbedWithVisualTokens(inputIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId);
+        inputIds = Hooks.Run("input_ids", inputIds);
+        var embeds = Hooks.Run("inputs_embeds",
+            Language.EmbedWithVisualTokens(inputIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId));
         var (positions, deltas) = RopeIndex.Compute(inputIds, Config.Tokens, Config.Vision,
             features.Grid.ToTensor().to(Device), torch.tensor(new[] { features.SecondPerGridT }, device: Device));
-        TensorHook?.Invoke("position_ids", positions);
+        positions = Hooks.Run("position_ids", positions);
         var result = Generation.Generate(Language, inputIds, embeds, positions, deltas, options.Generation ?? DefaultGeneration(options.MaxNewTokens));
         foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
         return result;
@@ -341,9 +459,10 @@ public sealed class SpatialMllmModel : IDisposable
 
     public void Dispose()
     {
-        Visual.Dispose();
+        Hooks.Clear();
+        visual.Dispose();
         Language.Dispose();
         Vggt?.Dispose();
-        Connector?.Dispose();
+        _connector?.Dispose();
     }
 }

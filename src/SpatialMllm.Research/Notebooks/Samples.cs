@@ -20,7 +20,7 @@ public static class Samples
     {
         string modelDir = Path.GetFullPath(folder);
         if (!File.Exists(Path.Combine(modelDir, "model.safetensors"))) // written last, by a rename
-            Checkpoints.TinyCheckpoint.Create(modelDir);
+            Models.TinyCheckpoint.Create(modelDir);
         string video = Path.Combine(modelDir, SyntheticVideoName);
         if (!File.Exists(video))
         {

@@ -1,3 +1,5 @@
+using SpatialMllm.Research.Video;
+
 namespace SpatialMllm.Research.Sampling;
 
 /// <summary>
@@ -31,6 +33,19 @@ public static class FrameSampler
 
     /// <summary>Visual keyframes: greedy farthest-point selection on 32×32 thumbnails (see <see cref="KeyframeSampler"/>).</summary>
     public static IFrameSampler Keyframes(int k, int candidates = 128) => new KeyframeSampler(k, candidates);
+
+    /// <summary>
+    /// A sampler from a function of the video (e.g. in a notebook cell):
+    /// <c>FrameSampler.FromFunction("first-half(8)", v => Enumerable.Range(0, 8).Select(i => i * v.Info.FrameCount / 16))</c>.
+    /// <paramref name="settings"/> names it (and keys the selection cache), so include every setting that changes the result.
+    /// </summary>
+    public static IFrameSampler FromFunction(string settings, Func<VideoSource, IEnumerable<int>> choose) => new FunctionSampler(settings, choose);
+
+    sealed class FunctionSampler(string settings, Func<VideoSource, IEnumerable<int>> choose) : IFrameSampler
+    {
+        public string Settings => settings;
+        public FrameSelection Select(VideoSource video) => FrameSelection.Of(settings, video.Info.FrameCount, choose(video));
+    }
 
     /// <summary>The same sampler, with results kept as JSON under <paramref name="cacheDir"/> (see <see cref="SelectionCache"/>).</summary>
     public static IFrameSampler WithCache(this IFrameSampler sampler, string cacheDir) =>

@@ -23,6 +23,19 @@ public sealed record FrameSelection(
     KeyframeDiagnostics? Keyframes = null)
 {
     /// <summary>
+    /// A plain selection (no diagnostics): what a sampler written in a notebook cell returns. <paramref name="indices"/>
+    /// are sorted and de-duplicated; each must be a frame of the source.
+    /// </summary>
+    public static FrameSelection Of(string sampler, int sourceFrameCount, IEnumerable<int> indices)
+    {
+        var sorted = indices.Distinct().Order().ToArray();
+        if (sorted.Length == 0) throw new ArgumentException($"{sampler}: no frames chosen.", nameof(indices));
+        if (sorted[0] < 0 || sorted[^1] >= sourceFrameCount)
+            throw new ArgumentOutOfRangeException(nameof(indices), $"{sampler}: frame {(sorted[0] < 0 ? sorted[0] : sorted[^1])} is outside the source's {sourceFrameCount} frames.");
+        return new FrameSelection(sampler, sourceFrameCount, sorted, sorted, sorted);
+    }
+
+    /// <summary>
     /// The voxel coverage curve of <paramref name="other"/>'s frames taken in its pick order, on this space-aware
     /// selection's voxel grid (each frame counted as the nearest of this selection's candidates, the same frame when
     /// it is one), e.g. to plot uniform and keyframe sampling against space-aware sampling.

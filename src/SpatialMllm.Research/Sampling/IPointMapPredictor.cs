@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Video;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Sampling;
@@ -11,4 +12,12 @@ namespace SpatialMllm.Research.Sampling;
 internal interface IPointMapPredictor
 {
     (Tensor WorldPoints, Tensor Confidence) Predict(Tensor framesSx3xHxW01);
+
+    /// <summary>
+    /// The point maps of frames <paramref name="frames"/> of <paramref name="video"/>: by default decoded, preprocessed
+    /// for VGGT and passed to <see cref="Predict"/>; a source that knows the geometry by frame number (a synthetic
+    /// scene's ground truth) answers directly.
+    /// </summary>
+    (Tensor WorldPoints, Tensor Confidence) PredictFrames(VideoSource video, IReadOnlyList<int> frames) =>
+        Predict(CandidateFrames.Decode(video, frames, VggtSamplingPreprocessor.Preprocess));
 }

@@ -39,8 +39,7 @@ public sealed class SpaceAwareSampler : IFrameSampler, IDisposable
         int[] candidateIndices = FrameIndexRules.TruncatedLinspace(total, Math.Min(candidates, total));
 
         using var scope = torch.NewDisposeScope();
-        Tensor frames = CandidateFrames.Decode(video, candidateIndices, VggtSamplingPreprocessor.Preprocess);
-        (Tensor worldPoints, Tensor confidence) = predictor.Value.Predict(frames);
+        (Tensor worldPoints, Tensor confidence) = predictor.Value.PredictFrames(video, candidateIndices);
 
         var result = SpaceAwareSelector.Select(worldPoints, confidence, Math.Min(k, candidateIndices.Length));
         return new FrameSelection(

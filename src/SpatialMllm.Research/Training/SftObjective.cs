@@ -24,7 +24,7 @@ public static class SftObjective
         var embeds = model.Language.EmbedWithVisualTokens(ids, visual, model.Config.Tokens.VideoTokenId);
         var (positions, _) = RopeIndex.Compute(ids, model.Config.Tokens, model.Config.Vision, grid,
             torch.tensor(new[] { example.SecondPerGridT }, device: device));
-        var hidden = model.Language.Model.forward(embeds, positions)[0]; // [L, hidden]
+        var hidden = model.model.forward(embeds, positions)[0]; // [L, hidden]
 
         // logits[t] predicts input_ids[t + 1]: keep t where labels[t + 1] != -100.
         var shifted = example.Labels.Skip(1).ToArray();
@@ -32,7 +32,7 @@ public static class SftObjective
         if (positionsInLoss.Length == 0)
             throw new ArgumentException($"{example.Source}: no label is set (every label is -100), so the example has no loss.");
         var rows = hidden.index_select(0, torch.tensor(positionsInLoss, device: device));
-        var logits = nn.functional.linear(rows, model.Language.LmHead?.weight ?? model.Language.Model.EmbeddingWeight).to(ScalarType.Float32);
+        var logits = nn.functional.linear(rows, model.lm_head?.weight ?? model.model.EmbeddingWeight).to(ScalarType.Float32);
         var targets = torch.tensor(positionsInLoss.Select(t => shifted[t]).ToArray(), device: device);
         return nn.functional.cross_entropy(logits, targets).MoveToOuterDisposeScope();
     }

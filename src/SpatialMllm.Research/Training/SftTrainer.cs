@@ -77,7 +77,7 @@ public sealed class SftTrainer
         if (device.type == DeviceType.CUDA && _parallel.WorldSize > 1) device = new Device(DeviceType.CUDA, _parallel.DeviceIndex);
         var dtype = (a.Bf16 ?? device.type == DeviceType.CUDA) ? ScalarType.BFloat16 : ScalarType.Float32;
         using var model = SpatialMllmModel.Load(resume ?? a.ModelNameOrPath, device, dtype);
-        model.Language.Model.GradientCheckpointing = a.GradientCheckpointing;
+        model.model.GradientCheckpointing = a.GradientCheckpointing;
         var trainable = a.TrainableSet.Apply(model);
         using var optimizer = new AdamW(trainable, new AdamWOptions(a.AdamBeta1, a.AdamBeta2, a.AdamEpsilon, a.WeightDecay));
         int step = 0;

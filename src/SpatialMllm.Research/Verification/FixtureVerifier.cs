@@ -73,19 +73,19 @@ public static class FixtureVerifier
         Check("video_tchw", () => { using var p = model.Processor.ProcessResized(io.Read("frames_uint8_tchw"), fps); return p.VideoTchw.clone(); });
 
         // Vision tower and positions.
-        Check("vision_embeds", () => model.Visual.forward(In("pixel_values_videos"), grid));
+        Check("vision_embeds", () => model.visual.forward(In("pixel_values_videos"), grid));
         Check("position_ids", () => RopeIndex.Compute(In("input_ids"), model.Config.Tokens, model.Config.Vision, grid, In("second_per_grid_ts")).PositionIds, exact: true);
         Check("rope_deltas", () => RopeIndex.Compute(In("input_ids"), model.Config.Tokens, model.Config.Vision, grid, In("second_per_grid_ts")).RopeDeltas, exact: true);
 
         // VGGT and the connector.
         if (model.HasSpatialEncoder)
         {
-            var aggregator = model.Vggt!.Aggregator;
+            var aggregator = model.Vggt!.aggregator;
             Check("spatial_tokens_first", () => aggregator.ForwardLayer(In("video_tchw"), 0));
             Check("spatial_tokens_last", () => aggregator.ForwardLayer(In("video_tchw"), -1));
-            Check("fused_embeds", () => model.Connector!.Forward(In("vision_embeds"), aggregator.ForwardLayer(In("video_tchw"), model.Config.Connector!.SpatialEmbedsLayerIdx),
-                aggregator.PatchStartIndex, gridThw.T, gridThw.H, gridThw.W));
-            var heads = new Lazy<VggtPredictionsHolder>(() => new VggtPredictionsHolder(model.Vggt.Forward(In("video_tchw"))));
+            Check("fused_embeds", () => model.connector!.forward(In("vision_embeds"), aggregator.ForwardLayer(In("video_tchw"), model.Config.Connector!.SpatialEmbedsLayerIdx),
+                aggregator.PatchStartIndex, gridThw));
+            var heads = new Lazy<VggtPredictionsHolder>(() => new VggtPredictionsHolder(model.Vggt.forward(In("video_tchw"))));
             Check("vggt_pose_enc", () => heads.Value.P.PoseEncoding.clone());
             Check("vggt_depth", () => heads.Value.P.Depth.clone());
             Check("vggt_depth_conf", () => heads.Value.P.DepthConfidence.clone());

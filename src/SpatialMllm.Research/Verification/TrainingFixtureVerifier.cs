@@ -30,7 +30,7 @@ public static class TrainingFixtureVerifier
         using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(folder, "train.json")));
         var spec = doc.RootElement;
         using var model = SpatialMllmModel.Load(folder, device ?? torch.CPU, ScalarType.Float32);
-        model.Language.Model.GradientCheckpointing = gradientCheckpointing;
+        model.model.GradientCheckpointing = gradientCheckpointing;
         var checks = new List<TensorCheck>();
 
         var trainable = TrainableSet.Seed.Apply(model);

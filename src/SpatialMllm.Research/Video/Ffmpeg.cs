@@ -2,29 +2,29 @@ using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
 using FFMpegCore;
-using FFMpegCore.Enums;
 using FFMpegCore.Exceptions;
 using FFMpegCore.Pipes;
 
 namespace SpatialMllm.Research.Video;
 
 /// <summary>
-/// The ffmpeg/ffprobe calls (through FFMpegCore) that read and write frames as raw RGB24 through pipes.
-/// Every failure becomes a <see cref="VideoReadException"/> that names the file.
+/// The ffmpeg/ffprobe calls (through FFMpegCore) that read and write frames as raw RGB24 through pipes, with the
+/// binaries and version-dependent options of <see cref="FfmpegTools"/>. Every failure becomes a
+/// <see cref="VideoReadException"/> that names the file and carries ffmpeg's own error output.
 /// </summary>
 internal static class Ffmpeg
 {
     /// <summary>Stream metadata plus the frame count from a demux pass over the first video stream.</summary>
     public static VideoInfo Probe(string path)
     {
-        IMediaAnalysis analysis = Run(path, "probe", () => FFProbe.Analyse(path));
+        IMediaAnalysis analysis = Run(path, "probe", () => FFProbe.Analyse(path, FfmpegTools.FfprobeOptions));
         VideoStream stream = analysis.PrimaryVideoStream
             ?? throw new VideoReadException(path, "has no video stream");
 
         // The container's nb_frames can be missing (mkv/webm) or wrong (truncated files); counting
         // packets only demuxes, so it is cheap and says what is really there.
         int frameCount = Run(path, "count frames",
-            () => FFProbe.GetPackets(path, customArguments: "-select_streams v:0").Packets.Count);
+            () => FFProbe.GetPackets(path, FfmpegTools.FfprobeOptions, customArguments: "-select_streams v:0").Packets.Count);
         if (frameCount == 0) throw new VideoReadException(path, "contains no video frames");
 
         if (stream.Width is not int codedWidth || stream.Height is not int codedHeight)
@@ -55,7 +55,7 @@ internal static class Ffmpeg
             .OutputToFile(StandardOutput, overwrite: false, o => o
                 .WithCustomArgument("-map 0:v:0")
                 .WithVideoFilters(f => f.WithCustomFilter($"select={select}"))
-                .WithFpsMode(FpsMode.Passthrough)
+                .WithCustomArgument(FfmpegTools.PassthroughTiming)
                 .WithFrameCount(sortedIndices.Length) // stop decoding after the last wanted frame
                 .WithPixelFormat("rgb24")
                 .ForceFormat("rawvideo"))
@@ -71,7 +71,7 @@ internal static class Ffmpeg
         string arguments = FFMpegArguments
             .FromFileInput(StandardInput, verifyExists: false, o => o.ForceFormat("png_pipe"))
             .OutputToFile(StandardOutput, overwrite: false, o => o
-                .WithFpsMode(FpsMode.Passthrough)
+                .WithCustomArgument(FfmpegTools.PassthroughTiming)
                 .WithPixelFormat("rgb24")
                 .ForceFormat("rawvideo"))
             .Arguments;
@@ -100,12 +100,42 @@ internal static class Ffmpeg
             .OutputToFile(pattern, overwrite: true, o => o
                 .WithVideoCodec("png")
                 .WithPixelFormat("rgb24")
-                .WithFpsMode(FpsMode.Passthrough)
+                .WithCustomArgument(FfmpegTools.PassthroughTiming)
                 .WithCustomArgument("-start_number 0")
                 .ForceFormat("image2"))
-            .ProcessSynchronously());
+            .ProcessSynchronously(throwOnError: true, FfmpegTools.FfmpegOptions));
         for (int i = 0; i < paths.Count; i++)
             File.Move(pattern.Replace("%06d", i.ToString("D6", CultureInfo.InvariantCulture)), paths[i], overwrite: true);
+    }
+
+    /// <summary>
+    /// Encodes rgb24 frames (each width·height·3 bytes, pulled one at a time, so they need not all be in memory) as an
+    /// H.264 mp4 (yuv420p, CRF <paramref name="crf"/>; width and height must be even) at <paramref name="path"/>,
+    /// written beside it first and renamed, so a reader never sees half a file.
+    /// </summary>
+    public static void WriteMp4(IEnumerable<byte[]> rgbFrames, int width, int height, double framesPerSecond, string path, int crf = 12)
+    {
+        if (width % 2 != 0 || height % 2 != 0) throw new ArgumentException($"{path}: an H.264 yuv420p video needs an even width and height, not {width}x{height}");
+        string fullPath = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
+        string partial = Path.Combine(Path.GetDirectoryName(fullPath)!, $".{Path.GetFileNameWithoutExtension(fullPath)}-{Guid.NewGuid():N}.partial.mp4");
+        var source = new RawVideoPipeSource(rgbFrames.Select(bytes => (IVideoFrame)new Rgb24Frame(bytes, width, height))) { FrameRate = framesPerSecond };
+        try
+        {
+            Run(fullPath, "encode mp4", () => FFMpegArguments
+                .FromPipeInput(source)
+                .OutputToFile(partial, overwrite: true, o => o
+                    .WithVideoCodec("libx264")
+                    .WithConstantRateFactor(crf)
+                    .WithPixelFormat("yuv420p")
+                    .WithCustomArgument("-movflags +faststart"))
+                .ProcessSynchronously());
+            File.Move(partial, fullPath, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(partial)) File.Delete(partial);
+        }
     }
 
     const string StandardInput = "pipe:0", StandardOutput = "pipe:1";
@@ -117,7 +147,8 @@ internal static class Ffmpeg
     /// </summary>
     static void RunToSink(string path, string what, string arguments, ExactSizeSink sink, Func<Stream, Task>? feedStdin = null)
     {
-        var start = new ProcessStartInfo(GlobalFFOptions.GetFFMpegBinaryPath(), "-hide_banner -loglevel error " + arguments)
+        string ffmpeg = FfmpegTools.FfmpegPath;
+        var start = new ProcessStartInfo(ffmpeg, "-hide_banner -loglevel error " + arguments)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = feedStdin != null, UseShellExecute = false,
         };
@@ -125,23 +156,31 @@ internal static class Ffmpeg
         try { process = Process.Start(start) ?? throw new Win32Exception("no process"); }
         catch (Win32Exception ex)
         {
-            throw new VideoReadException(path, $"cannot {what}: ffmpeg could not be started ({ex.Message}); install ffmpeg (apt-get install -y ffmpeg)", ex);
+            throw new VideoReadException(path, $"cannot {what}: {ffmpeg} could not be started ({ex.Message}); install ffmpeg " +
+                                               $"(apt-get install -y ffmpeg) or set {FfmpegTools.FfmpegVariable} to an ffmpeg binary", ex);
         }
         using (process)
         {
             var errors = process.StandardError.ReadToEndAsync();
+            IOException? feedError = null;
             var feeding = feedStdin is null ? Task.CompletedTask : Task.Run(async () =>
             {
-                // ffmpeg may stop reading early (an error): a broken pipe then is its error to report, not ours.
+                // ffmpeg may stop reading early (an error): the broken pipe is then a symptom, and ffmpeg's exit code and
+                // stderr, checked below, say what went wrong.
                 try { await feedStdin(process.StandardInput.BaseStream).ConfigureAwait(false); }
-                catch (IOException) { }
-                finally { process.StandardInput.Close(); }
+                catch (IOException e) { feedError = e; }
+                try { process.StandardInput.Close(); }
+                catch (IOException e) { feedError ??= e; }
             });
             sink.ReadAllAsync(process.StandardOutput.BaseStream).GetAwaiter().GetResult();
             process.WaitForExit();
             feeding.GetAwaiter().GetResult();
+            string stderr = errors.Result;
             if (process.ExitCode != 0)
-                throw new VideoReadException(path, $"cannot {what}: ffmpeg exited with code {process.ExitCode}: {FirstLines(errors.Result)}");
+                throw new VideoReadException(path, $"cannot {what}: ffmpeg exited with code {process.ExitCode}: {FirstLines(stderr)}");
+            if (feedError != null)
+                throw new VideoReadException(path, $"cannot {what}: ffmpeg stopped reading its input ({feedError.Message}){(stderr.Length > 0 ? ": " + FirstLines(stderr) : "")}", feedError);
+            sink.Stderr = stderr;
         }
     }
 
@@ -154,7 +193,8 @@ internal static class Ffmpeg
         catch (Win32Exception ex)
         {
             throw new VideoReadException(path,
-                $"cannot {what}: ffmpeg/ffprobe could not be started ({ex.Message}); install ffmpeg (apt-get install -y ffmpeg)", ex);
+                $"cannot {what}: ffmpeg/ffprobe could not be started ({ex.Message}); install ffmpeg (apt-get install -y ffmpeg) " +
+                $"or set {FfmpegTools.FfmpegVariable} (and {FfmpegTools.FfprobeVariable}) to the binaries", ex);
         }
         catch (Exception ex) when (ex is FFMpegException or FFProbeException or System.Text.Json.JsonException)
         {
@@ -171,6 +211,9 @@ internal static class Ffmpeg
         readonly long frameBytes = (long)width * height * 3;
         readonly byte[] buffer = AllocateFor(path, (long)frames * width * height * 3);
         long received;
+
+        /// <summary>What ffmpeg printed on a successful exit (warnings), for the message when frames are missing.</summary>
+        public string Stderr { get; set; } = "";
 
         /// <summary>Reads to end of stream (ffmpeg's exit closes the writing end).</summary>
         public async Task ReadAllAsync(Stream pipe)
@@ -190,7 +233,7 @@ internal static class Ffmpeg
             if (received != buffer.Length)
                 throw new VideoReadException(path,
                     $"ffmpeg returned {received / (double)frameBytes:0.##} of the {frames} frames asked for ({what}); " +
-                    "the file is probably truncated or corrupt");
+                    "the file is probably truncated or corrupt" + (Stderr.Trim().Length > 0 ? $"; ffmpeg said: {FirstLines(Stderr)}" : ""));
             return buffer;
         }
 

@@ -12,7 +12,7 @@ internal static class SyntheticVideo
         FFMpegArguments
             .FromFileInput($"testsrc2=size={width}x{height}:rate=8", verifyExists: false, o => o.ForceFormat("lavfi"))
             .OutputToFile(path, overwrite: true, o => o.WithDuration(TimeSpan.FromSeconds(seconds)).WithVideoCodec("libx264").WithPixelFormat("yuv420p"))
-            .ProcessSynchronously(throwOnError: false);
+            .ProcessSynchronously(throwOnError: false, FfmpegTools.FfmpegOptions);
         if (!File.Exists(path) || new FileInfo(path).Length == 0) throw new VideoReadException(path, "ffmpeg could not make the synthetic video (is ffmpeg installed? environment/prerequisites.sh installs it)");
         return path;
     }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Tests.Video;
 
 namespace SpatialMllm.Research.Tests.Cli;

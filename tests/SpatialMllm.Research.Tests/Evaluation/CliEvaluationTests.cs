@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Models;
 
 namespace SpatialMllm.Research.Tests.Evaluation;
 
@@ -19,15 +20,7 @@ public class CliEvaluationTests
         return (code, output.ToString(), error.ToString());
     }
 
-    static string CliDll => Path.Combine(AppContext.BaseDirectory, "spatial-mllm.dll");
-
-    static Process Start(string workingDirectory, params string[] args)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
-        start.ArgumentList.Add(CliDll);
-        foreach (string a in args) start.ArgumentList.Add(a);
-        return Process.Start(start)!;
-    }
+    static Process Start(string workingDirectory, params string[] args) => CliProcess.Start(workingDirectory, args);
 
     static Dictionary<string, string> Results(string path) => PredictionFile.Read(path).ToDictionary(p => p.Id, p => p.Text);
 
@@ -259,12 +252,5 @@ public class CliEvaluationTests
         Assert.Contains("1 id(s) have different answers", error);
     }
 
-    static int CountLines(string path)
-    {
-        if (!File.Exists(path)) return 0;
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        int n = 0, b;
-        while ((b = stream.ReadByte()) >= 0) if (b == '\n') n++;
-        return n;
-    }
+    static int CountLines(string path) => CliProcess.CountLines(path);
 }

@@ -22,7 +22,7 @@ public class EvaluationRunnerTests
         var answerer = new CountingAnswerer();
         string results = Path.Combine(mini.Root, "results.jsonl");
         var progress = new List<EvaluationProgress>();
-        int written = EvaluationRunner.Run(mini.Items(), answerer, results, TextWriter.Null, progress.Add);
+        int written = EvaluationRunner.Run(mini.Items(), answerer, results, TextWriter.Null, progress.Add).Answered;
 
         Assert.Equal(MiniVsiBench.QuestionCount, written);
         Assert.Equal(5, answerer.Prepared.Count);
@@ -52,7 +52,7 @@ public class EvaluationRunnerTests
 
         var log = new StringWriter();
         var second = new CountingAnswerer();
-        int written = EvaluationRunner.Run(mini.Items(), second, results, log);
+        int written = EvaluationRunner.Run(mini.Items(), second, results, log).Answered;
 
         Assert.Equal(MiniVsiBench.QuestionCount - 13, written);
         Assert.Contains("incomplete", log.ToString());

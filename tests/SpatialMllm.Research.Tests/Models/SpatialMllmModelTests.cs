@@ -56,11 +56,11 @@ public class SpatialMllmModelTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Fusion_switches_and_the_tensor_hook()
+    public void Fusion_switches_and_the_hooks_that_look()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
         var seen = new List<string>();
-        model.TensorHook = (name, _) => seen.Add(name);
+        using var hook = model.Hooks.Add("*", (name, _) => { if (!name.Contains('.')) seen.Add(name); });
         using var pixels = FixtureIo.Read("pixel_values_videos");
         using var frames = FixtureIo.Read("video_tchw");
         using var vision = FixtureIo.Read("vision_embeds");

@@ -46,7 +46,7 @@ public class FusedKernelTests
         var proj = (TorchSharp.Modules.Linear)attention.named_modules().Single(m => m.name == "proj").module;
         var expected = proj.forward(attended.transpose(1, 2).reshape(1, 7, 128));
 
-        Assert.True(attention.Forward(x, rope).eq(expected).all().item<bool>());
+        Assert.True(attention.forward(x, rope).eq(expected).all().item<bool>());
     }
 
     [Fact]
@@ -90,5 +90,16 @@ public class FusedKernelTests
         Assert.Equal("/opt/venv/lib/python3.12/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12", candidates[1]);
         Assert.Equal(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], candidates.Skip(2));
         Assert.Equal(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], Nvrtc.LibraryCandidates([]));
+    }
+
+    [Theory]
+    [InlineData("scalar_types.cuh", "struct BFloat16")]
+    [InlineData("vision_rope.cu", "VISION_ROPE(BFloat16, bf16)")]
+    [InlineData("qk_norm_rope.cu", "QK_NORM_ROPE(BFloat16, bf16)")]
+    public void The_kernels_cuda_sources_are_embedded(string file, string expected)
+    {
+        Assert.Contains(expected, CudaSources.Read(file));
+        var e = Assert.Throws<InvalidOperationException>(() => CudaSources.Read("missing.cu"));
+        Assert.Contains("missing.cu", e.Message);
     }
 }

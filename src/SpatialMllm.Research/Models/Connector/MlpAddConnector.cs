@@ -1,4 +1,5 @@
 using SpatialMllm.Research.Models.Qwen;
+using SpatialMllm.Research.Processing;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -10,17 +11,15 @@ namespace SpatialMllm.Research.Models.Connector;
 /// video tokens (2 frames × 2×2 patches per token), maps it with RMSNorm → Linear → GELU → Linear and adds the
 /// result to the merged vision embeddings.
 /// </summary>
-public sealed class MlpAddConnector : nn.Module
+public sealed class MlpAddConnector : nn.Module, ISpatialConnector
 {
-    public const string CheckpointPrefix = "connector.";
-
     readonly int _spatialDim;
     readonly int _languageDim;
     readonly int _temporalMerge;
     readonly int _spatialMerge;
 
-    private readonly Qwen2RmsNorm ln_q;
-    private readonly Sequential mlp;   // Linear, GELU, Linear (indexes 0, 1, 2)
+    public readonly Qwen2RmsNorm ln_q;
+    public readonly Sequential mlp;   // Linear, GELU, Linear (indexes 0, 1, 2)
 
     /// <param name="spatialDim">Channels per VGGT token: frame ‖ global attention output, 2 × embed_dim (2048).</param>
     /// <param name="languageDim">The merged vision token width = the LLM hidden size (2048 for the 3B model).</param>
@@ -46,12 +45,13 @@ public sealed class MlpAddConnector : nn.Module
     /// <summary>
     /// visionEmbeds [N, languageDim] (the Qwen merger output for one video, rows in (t', i, j) order) +
     /// MLP(RMSNorm(regrouped spatial tokens)). <paramref name="spatialTokens"/> is the chosen aggregator layer
-    /// [S, specialTokens + P, spatialDim] for the same frames; <paramref name="gridT"/>, <paramref name="gridH"/>,
-    /// <paramref name="gridW"/> are the video's Qwen <c>grid_thw</c> (S/2, H/14, W/14).
+    /// [S, specialTokens + P, spatialDim] for the same frames; <paramref name="grid"/> is the video's Qwen <c>grid_thw</c>
+    /// (S/2, H/14, W/14).
     /// </summary>
-    public Tensor Forward(Tensor visionEmbeds, Tensor spatialTokens, int specialTokens, long gridT, long gridH, long gridW)
+    public Tensor forward(Tensor visionEmbeds, Tensor spatialTokens, int specialTokens, GridThw grid)
     {
         using var scope = torch.NewDisposeScope();
+        long gridT = grid.T, gridH = grid.H, gridW = grid.W;
         var merged = MergeSpatialTokens(spatialTokens, specialTokens, gridT, gridH, gridW);
         if (visionEmbeds.dim() != 2 || visionEmbeds.shape[0] != merged.shape[0] || visionEmbeds.shape[1] != _languageDim)
             throw new ArgumentException(

@@ -66,7 +66,7 @@ public static class Generation
         long length = inputIds.shape[1];
         var positions = torch.arange(length, ScalarType.Int64, inputIds.device).view(1, 1, length).expand(3, inputIds.shape[0], length);
         var deltas = torch.zeros(inputIds.shape[0], ScalarType.Int64, inputIds.device);
-        return Generate(lm, inputIds, lm.Model.EmbedTokens(inputIds), positions, deltas, options);
+        return Generate(lm, inputIds, lm.model.EmbedTokens(inputIds), positions, deltas, options);
     }
 
     /// <summary>
@@ -85,9 +85,9 @@ public static class Generation
                 $"The prompt has {promptLength} tokens but the model allows {maxPositions} (max_position_embeddings), leaving no room to " +
                 "generate. Shorten the question, or use fewer or smaller frames.");
         int maxNew = (int)Math.Min(options.MaxNewTokens, maxPositions - promptLength);
-        var cache = lm.RentCache(promptLength + maxNew);
+        var cache = lm.FastPath.RentCache(promptLength + maxNew);
         try { return Generate(lm, cache, inputIds, inputsEmbeds, positionIds, ropeDeltas, options, maxNew); }
-        finally { lm.ReturnCache(cache); }
+        finally { lm.FastPath.ReturnCache(cache); }
     }
 
     static GenerationResult Generate(Qwen2CausalLm lm, Qwen2KvCache cache, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds,

@@ -9,12 +9,12 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// Decoder self-attention with grouped-query heads and M-RoPE: q/k/v projections with bias, o_proj without. K/V are
 /// cached before the heads are expanded, so the cache holds kv_heads only.
 /// </summary>
-internal sealed class Qwen2Attention : nn.Module, IFusedWeights
+public sealed class Qwen2Attention : nn.Module, IFusedWeights
 {
-    readonly Linear q_proj;
-    readonly Linear k_proj;
-    readonly Linear v_proj;
-    readonly Linear o_proj;
+    public readonly Linear q_proj;
+    public readonly Linear k_proj;
+    public readonly Linear v_proj;
+    public readonly Linear o_proj;
     readonly int _numHeads, _numKvHeads, _headDim, _layerIndex;
 
     public Qwen2Attention(Qwen2TextConfig config, int layerIndex, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2Attention))
@@ -60,7 +60,9 @@ internal sealed class Qwen2Attention : nn.Module, IFusedWeights
 
         int groups = _numHeads / _numKvHeads;
         Tensor merged;
-        if (length == 1)
+        if (_hooks is { Any: true } && _hooks.IsSet(_attentionPoint))
+            merged = EagerAttention(q, k, v, past, groups).transpose(1, 2).reshape(batch, length, qWidth);
+        else if (length == 1)
         {
             // One query token sees every cached key, so no mask is needed, and the query heads sharing a KV head can
             // ride along the query-length axis: [B, heads, 1, d] → [B, kv_heads, groups, d]. No K/V copy per step.
@@ -82,6 +84,27 @@ internal sealed class Qwen2Attention : nn.Module, IFusedWeights
     }
 
     public Tensor OProjWeight => o_proj.weight!;
+
+    ModelHooks? _hooks;
+    string _attentionPoint = "self_attn.attn_weights";
+
+    /// <summary>Runs <paramref name="hooks"/> at <paramref name="point"/> on the attention probabilities; while a hook is
+    /// set there, this layer computes them explicitly (<see cref="EagerAttention"/>) instead of through SDPA.</summary>
+    internal void AttachHooks(ModelHooks hooks, string point) => (_hooks, _attentionPoint) = (hooks, point);
+
+    /// <summary>
+    /// transformers' <c>eager_attention_forward</c>: softmax(q·kᵀ/√d + causal mask) in fp32, cast to q's dtype, through the
+    /// hooks (<c>attn_weights</c> [B, heads, L, past + L]), times v. q [B, heads, L, d], k/v [B, kv_heads, past + L, d]
+    /// → [B, heads, L, d].
+    /// </summary>
+    Tensor EagerAttention(Tensor q, Tensor k, Tensor v, long past, int groups)
+    {
+        long length = q.shape[2];
+        var scores = torch.matmul(q, RepeatKv(k, groups).transpose(2, 3)).mul_(1.0 / Math.Sqrt(_headDim));
+        scores = scores.masked_fill(CausalMaskAfter(past, length, q.device).logical_not(), float.NegativeInfinity);
+        var probabilities = _hooks!.Run(_attentionPoint, scores.softmax(-1, ScalarType.Float32).to(q.dtype));
+        return torch.matmul(probabilities, RepeatKv(v, groups));
+    }
 
     Tensor? _fusedWeight, _fusedBias;
     IntPtr _fusedFrom;

@@ -12,21 +12,17 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// </summary>
 public sealed class Qwen2CausalLm : nn.Module
 {
-    readonly Qwen2TextModel model;
-    readonly Linear? lm_head;
+    public readonly Qwen2TextModel model;
+    public readonly Linear? lm_head;
 
     public Qwen2CausalLm(Qwen2TextConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2CausalLm))
     {
         model = new Qwen2TextModel(config, device, dtype);
         lm_head = config.TieWordEmbeddings ? null : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device, dtype);
         RegisterComponents();
+        FastPath = new Qwen2DecodeFastPath(model, () => lm_head?.weight ?? model.EmbeddingWeight);
     }
 
-    /// <summary>The decoder (<c>model.*</c>). A parent module that must expose the checkpoint's flat key layout can
-    /// register this instance (and <see cref="LmHead"/>) as its own <c>model</c> / <c>lm_head</c> fields.</summary>
-    public Qwen2TextModel Model => model;
-    /// <summary>The untied head (<c>lm_head.weight</c>); null when tied to the embedding table.</summary>
-    public Linear? LmHead => lm_head;
     public Qwen2TextConfig Config => model.Config;
 
     /// <summary>
@@ -67,41 +63,21 @@ public sealed class Qwen2CausalLm : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         var deltas = ropeDeltas.to(ScalarType.Int64, next.device);
-        var mode = ResolveDecodeMode(next.device);
+        // A hook on a decoder point must see every token: only the eager path calls hooks.
+        var mode = model.HasHooks ? DecodeStepMode.Eager : ResolveDecodeMode(next.device);
         if (mode != DecodeStepMode.Eager)
-            return model.DecodeStepScripted(next, deltas, cache, lm_head?.weight ?? model.EmbeddingWeight, graph: mode == DecodeStepMode.CudaGraph)
-                .MoveToOuterDisposeScope();
+            return FastPath.Step(next, deltas, cache, graph: mode == DecodeStepMode.CudaGraph).MoveToOuterDisposeScope();
         long batch = next.shape[0];
         var position = (deltas + cache.Length).view(1, batch, 1).expand(3, batch, 1);
         return forward(model.EmbedTokens(next.unsqueeze(1)), position, cache, lastPositionOnly: true).MoveToOuterDisposeScope();
     }
 
-    Qwen2KvCache? _retainedCache;
-
-    /// <summary>
-    /// A cache for one generation: the one the previous generation handed back (<see cref="ReturnCache"/>) when there is
-    /// one — its buffers and, on CUDA, its captured decode graph are reused, so generating the answer to another question
-    /// does not capture again — else a new one reserving <paramref name="capacity"/> tokens.
-    /// </summary>
-    internal Qwen2KvCache RentCache(long capacity)
-    {
-        var cache = Interlocked.Exchange(ref _retainedCache, null);
-        if (cache is null) return new Qwen2KvCache(Config.NumHiddenLayers, capacity);
-        cache.Reset();
-        return cache;
-    }
-
-    /// <summary>Keeps a cache with a captured decode graph for the next generation (replacing any kept one); disposes
-    /// others, whose buffers are cheap to allocate again.</summary>
-    internal void ReturnCache(Qwen2KvCache cache)
-    {
-        if (cache.DecodeGraph is null) { cache.Dispose(); return; }
-        Interlocked.Exchange(ref _retainedCache, cache)?.Dispose();
-    }
+    /// <summary>The scripted / CUDA-graph decode step, and the KV cache kept between generations.</summary>
+    internal Qwen2DecodeFastPath FastPath { get; }
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) Interlocked.Exchange(ref _retainedCache, null)?.Dispose();
+        if (disposing) FastPath.Dispose();
         base.Dispose(disposing);
     }
 
@@ -129,7 +105,7 @@ internal enum DecodeStepMode
 {
     /// <summary>TorchSharp ops, one host call each (CPU default).</summary>
     Eager,
-    /// <summary>One TorchScript call a step (<see cref="Qwen2DecodeScript"/>).</summary>
+    /// <summary>One TorchScript call a step (<see cref="Qwen2DecodeFastPath"/>).</summary>
     Scripted,
     /// <summary>The TorchScript step captured once per cache as a CUDA graph and replayed (CUDA default).</summary>
     CudaGraph,

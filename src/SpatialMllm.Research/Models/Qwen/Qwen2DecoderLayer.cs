@@ -5,12 +5,12 @@ using SpatialMllm.Research.Checkpoints;
 namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>Pre-norm decoder layer: x += self_attn(input_layernorm(x)); x += mlp(post_attention_layernorm(x)).</summary>
-internal sealed class Qwen2DecoderLayer : nn.Module
+public sealed class Qwen2DecoderLayer : nn.Module
 {
-    readonly Qwen2RmsNorm input_layernorm;
-    readonly Qwen2Attention self_attn;
-    readonly Qwen2RmsNorm post_attention_layernorm;
-    readonly Qwen2SwiGluMlp mlp;
+    public readonly Qwen2RmsNorm input_layernorm;
+    public readonly Qwen2Attention self_attn;
+    public readonly Qwen2RmsNorm post_attention_layernorm;
+    public readonly Qwen2SwiGluMlp mlp;
 
     public Qwen2DecoderLayer(Qwen2TextConfig config, int layerIndex, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2DecoderLayer))
     {
@@ -19,21 +19,6 @@ internal sealed class Qwen2DecoderLayer : nn.Module
         post_attention_layernorm = new Qwen2RmsNorm(config.HiddenSize, config.RmsNormEps, device, dtype);
         mlp = new Qwen2SwiGluMlp(config.HiddenSize, config.IntermediateSize, hasBias: false, config.HiddenAct, device, dtype);
         RegisterComponents();
-    }
-
-    /// <summary>This layer's tensors in <see cref="Qwen2DecodeScript"/>'s order, written at <paramref name="offset"/>.</summary>
-    public void CopyDecodeWeights(Tensor[] weights, int offset)
-    {
-        var (qkvWeight, qkvBias) = self_attn.FusedQkv();
-        var (gate, up, down) = mlp.Weights;
-        weights[offset] = input_layernorm.Weight;
-        weights[offset + 1] = qkvWeight;
-        weights[offset + 2] = qkvBias;
-        weights[offset + 3] = self_attn.OProjWeight;
-        weights[offset + 4] = post_attention_layernorm.Weight;
-        weights[offset + 5] = gate;
-        weights[offset + 6] = up;
-        weights[offset + 7] = down;
     }
 
     /// <param name="signedSin">sin with its first half negated (<see cref="RotaryEmbedding.SignedSin"/>).</param>

@@ -66,12 +66,13 @@ public sealed class Qwen2KvCache : IDisposable
         buffer is not null && buffer.dtype == step.dtype && buffer.device_type == step.device_type && buffer.device_index == step.device_index
         && buffer.shape[0] == step.shape[0] && buffer.shape[1] == step.shape[1] && buffer.shape[3] == step.shape[3];
 
-    /// <summary>The decode step captured over these buffers (CUDA); disposed with the cache or when the buffers regrow.</summary>
-    internal Qwen2DecodeGraph? DecodeGraph { get; set; }
+    /// <summary>The decode fast path's step captured over these buffers (CUDA; <see cref="Qwen2DecodeFastPath"/>);
+    /// disposed with the cache or when the buffers regrow.</summary>
+    internal IDisposable? DecodeGraph { get; set; }
 
     /// <summary>
     /// Every layer's whole key and value buffers, grown to hold <paramref name="tokens"/> more, for a caller that writes
-    /// them in place (<see cref="Qwen2DecodeScript"/>). Needs the buffers allocated (a first <see cref="Update(int, Tensor, Tensor)"/>).
+    /// them in place (<see cref="Qwen2DecodeFastPath"/>). Needs the buffers allocated (a first <see cref="Update(int, Tensor, Tensor)"/>).
     /// </summary>
     internal (Tensor[] Keys, Tensor[] Values) Reserve(long tokens)
     {

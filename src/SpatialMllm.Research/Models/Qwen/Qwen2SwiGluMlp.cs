@@ -8,11 +8,11 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// The gated MLP of both Qwen2.5-VL towers: <c>down_proj(silu(gate_proj(x)) * up_proj(x))</c>. The vision blocks use
 /// biases, the decoder does not.
 /// </summary>
-internal sealed class Qwen2SwiGluMlp : nn.Module<Tensor, Tensor>
+public sealed class Qwen2SwiGluMlp : nn.Module<Tensor, Tensor>
 {
-    readonly Linear gate_proj;
-    readonly Linear up_proj;
-    readonly Linear down_proj;
+    public readonly Linear gate_proj;
+    public readonly Linear up_proj;
+    public readonly Linear down_proj;
 
     public Qwen2SwiGluMlp(long hiddenSize, long intermediateSize, bool hasBias, string hiddenAct, Device? device = null, ScalarType? dtype = null)
         : base(nameof(Qwen2SwiGluMlp))

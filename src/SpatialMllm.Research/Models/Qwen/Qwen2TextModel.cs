@@ -12,9 +12,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// </summary>
 public sealed class Qwen2TextModel : nn.Module
 {
-    readonly TokenEmbedding embed_tokens;
-    readonly ModuleList<Qwen2DecoderLayer> layers;
-    readonly Qwen2RmsNorm norm;
+    public readonly TokenEmbedding embed_tokens;
+    public readonly ModuleList<Qwen2DecoderLayer> layers;
+    public readonly Qwen2RmsNorm norm;
     readonly MultimodalRotaryEmbedding _rotary;
     readonly Qwen2TextConfig _config;
 
@@ -35,6 +35,45 @@ public sealed class Qwen2TextModel : nn.Module
     /// <summary>Training: recompute each layer's activations in the backward pass instead of keeping them
     /// (<see cref="CheckpointedDecoderLayer"/>): less memory, one more forward.</summary>
     public bool GradientCheckpointing { get; set; }
+
+    /// <summary>The M-RoPE tables (for the decode fast path, which recomputes cos/sin in its script).</summary>
+    internal MultimodalRotaryEmbedding Rotary => _rotary;
+
+    ModelHooks? _hooks;
+    string[] _layerPoints = [];
+    string _normPoint = "norm";
+    string[] _points = [];
+    int _checkedVersion = -1;
+    bool _hooked;
+
+    /// <summary>Runs <paramref name="hooks"/> at <c>{prefix}layers.{i}</c> (each layer's output), at
+    /// <c>{prefix}layers.{i}.self_attn.attn_weights</c> (attention probabilities) and at <c>{prefix}norm</c>.</summary>
+    internal void AttachHooks(ModelHooks hooks, string prefix)
+    {
+        _hooks = hooks;
+        _layerPoints = Enumerable.Range(0, layers.Count).Select(i => $"{prefix}layers.{i}").ToArray();
+        _normPoint = prefix + "norm";
+        for (int i = 0; i < layers.Count; i++) layers[i].self_attn.AttachHooks(hooks, _layerPoints[i] + ".self_attn.attn_weights");
+        _points = [.. _layerPoints.SelectMany(p => new[] { p, p + ".self_attn.attn_weights" }), _normPoint];
+    }
+
+    internal IReadOnlyList<string> HookPoints => _points;
+
+    /// <summary>Whether a hook is set on any of this decoder's points (then decoding runs the eager path, which calls them).</summary>
+    internal bool HasHooks
+    {
+        get
+        {
+            if (_hooks is not { Any: true } hooks) return false;
+            int version = hooks.Version;
+            if (version != _checkedVersion)
+            {
+                _hooked = _points.Any(hooks.IsSet);
+                _checkedVersion = version;
+            }
+            return _hooked;
+        }
+    }
 
     /// <summary>The token embedding table [vocab, hidden] (also the tied LM head).</summary>
     public Tensor EmbeddingWeight => embed_tokens.Weight;
@@ -65,53 +104,16 @@ public sealed class Qwen2TextModel : nn.Module
         var (cos, sin) = _rotary.Compute(positionIds, inputsEmbeds.dtype);
         var signedSin = RotaryEmbedding.SignedSin(sin);
         var x = inputsEmbeds;
+        bool hooked = HasHooks;
         bool checkpointed = GradientCheckpointing && cache is null && torch.is_grad_enabled();
-        foreach (var layer in layers)
-            x = checkpointed ? CheckpointedDecoderLayer.apply(layer, x, cos, signedSin) : layer.forward(x, cos, signedSin, cache);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            x = checkpointed ? CheckpointedDecoderLayer.apply(layers[i], x, cos, signedSin) : layers[i].forward(x, cos, signedSin, cache);
+            if (hooked) x = _hooks!.Run(_layerPoints[i], x);
+        }
         cache?.Advance(length);
-        return norm.forward(x).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// One cached decode step through <see cref="Qwen2DecodeScript"/>: ids [B] (the tokens just chosen), rope_deltas [B]
-    /// int64 on the model's device → logits [B, 1, vocab] through <paramref name="headWeight"/>; the same result as
-    /// <see cref="EmbedTokens"/> + <see cref="forward"/> + the head. With <paramref name="graph"/> (CUDA) the script is
-    /// captured once per cache (<see cref="Qwen2DecodeGraph"/>) and each step replays it; the logits are then a view
-    /// the next step overwrites. Otherwise each step is one TorchScript call.
-    /// </summary>
-    internal Tensor DecodeStepScripted(Tensor ids, Tensor ropeDeltas, Qwen2KvCache cache, Tensor headWeight, bool graph)
-    {
-        if (cache.Length + 1 > _config.MaxPositionEmbeddings)
-            throw new ArgumentException(
-                $"The sequence would be {cache.Length + 1} tokens long, more than the model's max_position_embeddings ({_config.MaxPositionEmbeddings}).");
-        var (keys, values) = cache.Reserve(1);
-        var weights = new Tensor[3 + Qwen2DecodeScript.PerLayer * layers.Count];
-        weights[0] = embed_tokens.Weight;
-        weights[1] = norm.Weight;
-        weights[2] = headWeight;
-        for (int i = 0; i < layers.Count; i++) layers[i].CopyDecodeWeights(weights, 3 + Qwen2DecodeScript.PerLayer * i);
-        var invFreq = _rotary.InverseFrequencies(ids.device);
-        Tensor Step(Tensor stepIds, Tensor stepDeltas, Tensor position) =>
-            Qwen2DecodeScript.Run(stepIds, stepDeltas, position, weights, keys, values, invFreq, _rotary.Section, _config);
-
-        Tensor logits;
-        if (graph)
-        {
-            Tensor[] read = [.. weights, invFreq, .. keys, .. values];
-            if (cache.DecodeGraph is not { } captured || !captured.Reads(read))
-            {
-                cache.DecodeGraph?.Dispose();
-                cache.DecodeGraph = null;
-                cache.DecodeGraph = Qwen2DecodeGraph.Capture(Step, ids, ropeDeltas, cache.Length, read);
-            }
-            logits = cache.DecodeGraph.Step(ids, ropeDeltas, cache.Length);
-        }
-        else
-        {
-            using var position = torch.tensor(new[] { cache.Length }, ScalarType.Int64, ids.device);
-            logits = Step(ids, ropeDeltas, position);
-        }
-        cache.Advance(1);
-        return logits;
+        var normed = norm.forward(x);
+        if (hooked) normed = _hooks!.Run(_normPoint, normed);
+        return normed.MoveToOuterDisposeScope();
     }
 }

@@ -5,10 +5,10 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>Vision self-attention: fused qkv (bias), 2D rotary in fp32 (q and k in one pass), segment-restricted SDPA, output proj (bias).</summary>
-internal sealed class Qwen2VisionAttention : nn.Module
+public sealed class Qwen2VisionAttention : nn.Module
 {
-    readonly Linear qkv;
-    readonly Linear proj;
+    public readonly Linear qkv;
+    public readonly Linear proj;
     readonly int _numHeads;
 
     public Qwen2VisionAttention(int hiddenSize, int numHeads, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2VisionAttention))
@@ -23,7 +23,7 @@ internal sealed class Qwen2VisionAttention : nn.Module
     /// <param name="cos">[patches, 1, head_dim] fp32</param>
     /// <param name="signedSin">[patches, 1, head_dim] fp32: sin with its first half negated (see
     /// <see cref="RotaryEmbedding.ApplyPromoted"/>).</param>
-    public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, SegmentedAttention segments)
+    internal Tensor forward(Tensor x, Tensor cos, Tensor signedSin, SegmentedAttention segments)
     {
         using var scope = torch.NewDisposeScope();
         long n = x.shape[0];

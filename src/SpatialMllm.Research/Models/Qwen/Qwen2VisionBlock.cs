@@ -5,12 +5,12 @@ using SpatialMllm.Research.Checkpoints;
 namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>Pre-norm ViT block: x += attn(norm1(x)); x += mlp(norm2(x)).</summary>
-internal sealed class Qwen2VisionBlock : nn.Module
+public sealed class Qwen2VisionBlock : nn.Module
 {
-    readonly Qwen2RmsNorm norm1;
-    readonly Qwen2RmsNorm norm2;
-    readonly Qwen2VisionAttention attn;
-    readonly Qwen2SwiGluMlp mlp;
+    public readonly Qwen2RmsNorm norm1;
+    public readonly Qwen2RmsNorm norm2;
+    public readonly Qwen2VisionAttention attn;
+    public readonly Qwen2SwiGluMlp mlp;
 
     public Qwen2VisionBlock(Qwen2VisionConfig config, double rmsNormEps, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2VisionBlock))
     {
@@ -21,7 +21,7 @@ internal sealed class Qwen2VisionBlock : nn.Module
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, SegmentedAttention segments)
+    internal Tensor forward(Tensor x, Tensor cos, Tensor sin, SegmentedAttention segments)
     {
         using var scope = torch.NewDisposeScope();
         x = x + attn.forward(norm1.forward(x), cos, sin, segments);

@@ -10,9 +10,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// matmul with the weight viewed as [hidden, in_chans·tp·p·p]; the Conv3d module only holds the weight under its
 /// checkpoint key and shape (<c>patch_embed.proj.weight</c>).
 /// </summary>
-internal sealed class Qwen2VisionPatchEmbed : nn.Module<Tensor, Tensor>
+public sealed class Qwen2VisionPatchEmbed : nn.Module<Tensor, Tensor>
 {
-    readonly Conv3d proj;
+    public readonly Conv3d proj;
     readonly long _hiddenSize;
 
     public Qwen2VisionPatchEmbed(int inChannels, int temporalPatchSize, int patchSize, int hiddenSize, Device? device = null, ScalarType? dtype = null)

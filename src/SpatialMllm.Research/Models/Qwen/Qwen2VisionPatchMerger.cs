@@ -8,10 +8,10 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// RMSNorm per patch, then each merge unit's m² consecutive patches concatenated and projected:
 /// Linear(m²·hidden → m²·hidden) → GELU (exact erf) → Linear(→ out_hidden). Keys <c>ln_q</c>, <c>mlp.0</c>, <c>mlp.2</c>.
 /// </summary>
-internal sealed class Qwen2VisionPatchMerger : nn.Module<Tensor, Tensor>
+public sealed class Qwen2VisionPatchMerger : nn.Module<Tensor, Tensor>
 {
-    readonly Qwen2RmsNorm ln_q;
-    readonly Sequential mlp;
+    public readonly Qwen2RmsNorm ln_q;
+    public readonly Sequential mlp;
     readonly long _unitWidth;
 
     public Qwen2VisionPatchMerger(int hiddenSize, int outHiddenSize, int spatialMergeSize, double rmsNormEps, Device? device = null, ScalarType? dtype = null)

@@ -16,9 +16,9 @@ public sealed class Qwen2VisionTransformer : nn.Module
     /// <summary>Every RMSNorm of the tower uses 1e-6 (hard-coded in transformers, not read from the config).</summary>
     const double RmsNormEps = 1e-6;
 
-    readonly Qwen2VisionPatchEmbed patch_embed;
-    readonly ModuleList<Qwen2VisionBlock> blocks;
-    readonly Qwen2VisionPatchMerger merger;
+    public readonly Qwen2VisionPatchEmbed patch_embed;
+    public readonly ModuleList<Qwen2VisionBlock> blocks;
+    public readonly Qwen2VisionPatchMerger merger;
     readonly Qwen2VisionConfig _config;
     readonly HashSet<int> _fullAttentionBlocks;
 
@@ -37,6 +37,18 @@ public sealed class Qwen2VisionTransformer : nn.Module
     }
 
     public Qwen2VisionConfig Config => _config;
+
+    ModelHooks? _hooks;
+    string[] _blockPoints = [];
+
+    /// <summary>Runs <paramref name="hooks"/> at each block's output, named <c>{prefix}blocks.{i}</c>.</summary>
+    internal void AttachHooks(ModelHooks hooks, string prefix)
+    {
+        _hooks = hooks;
+        _blockPoints = Enumerable.Range(0, blocks.Count).Select(i => $"{prefix}blocks.{i}").ToArray();
+    }
+
+    internal IReadOnlyList<string> HookPoints => _blockPoints;
 
     /// <summary>
     /// <paramref name="pixelValues"/> [Σ t·h·w, in_chans·tp·p·p] (merge-ordered patches, as the processor emits them),
@@ -66,7 +78,10 @@ public sealed class Qwen2VisionTransformer : nn.Module
             using var windows = new SegmentedAttention(null, plan.WindowGroups, device);
             using var slices = new SegmentedAttention(plan.SliceOrder, plan.SliceGroups, device);
             for (int i = 0; i < blocks.Count; i++)
+            {
                 x = blocks[i].forward(x, cos, sin, _fullAttentionBlocks.Contains(i) ? slices : windows);
+                if (_hooks is { Any: true }) x = _hooks.Run(_blockPoints[i], x);   // [patches, hidden] in window order
+            }
         }
 
         var merged = merger.forward(x);

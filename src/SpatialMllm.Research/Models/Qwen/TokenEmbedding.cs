@@ -8,9 +8,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// A lookup table [vocab, hidden] (key <c>weight</c>). Used instead of TorchSharp's <c>nn.Embedding</c>, which builds
 /// its table on the CPU and only then moves it: on the meta device that costs 1.2 GB for Qwen2.5-3B's vocabulary.
 /// </summary>
-internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
+public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 {
-    readonly Parameter weight;
+    public readonly Parameter weight;
 
     public TokenEmbedding(long vocabSize, long hiddenSize, Device? device = null, ScalarType? dtype = null) : base(nameof(TokenEmbedding))
     {

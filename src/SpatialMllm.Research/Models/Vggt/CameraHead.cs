@@ -10,18 +10,18 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// with adaptive-LayerNorm modulation from the previous estimate, giving an <c>absT_quaR_FoV</c> pose encoding
 /// [T(3), quaternion(4), fov_h, fov_w] per frame.
 /// </summary>
-internal sealed class CameraHead : nn.Module
+public sealed class CameraHead : nn.Module
 {
     public const int PoseEncodingDim = 9;
 
-    private readonly ModuleList<VggtBlock> trunk;
-    private readonly LayerNorm token_norm;
-    private readonly LayerNorm trunk_norm;
-    private readonly Parameter empty_pose_tokens;   // [1, 1, 9]: the "previous estimate" of the first iteration
-    private readonly Linear embed_pose;
-    private readonly Sequential poseLN_modulation;  // SiLU, Linear(dim, 3·dim)
-    private readonly LayerNorm adaln_norm;          // no affine parameters, eps 1e-6
-    private readonly VggtMlp pose_branch;
+    public readonly ModuleList<VggtBlock> trunk;
+    public readonly LayerNorm token_norm;
+    public readonly LayerNorm trunk_norm;
+    public readonly Parameter empty_pose_tokens;   // [1, 1, 9]: the "previous estimate" of the first iteration
+    public readonly Linear embed_pose;
+    public readonly Sequential poseLN_modulation;  // SiLU, Linear(dim, 3·dim)
+    public readonly LayerNorm adaln_norm;          // no affine parameters, eps 1e-6
+    public readonly VggtMlp pose_branch;
 
     public CameraHead(int dimIn, CameraHeadConfig config, double mlpRatio = 4.0, Device? device = null, ScalarType? dtype = null)
         : base(nameof(CameraHead))
@@ -42,7 +42,7 @@ internal sealed class CameraHead : nn.Module
     /// Last aggregator layer [B, S, P', 2D] → pose encoding [B, S, 9] after <paramref name="iterations"/> refinement
     /// steps (VGGT uses 4 and reports the last).
     /// </summary>
-    public Tensor Forward(Tensor lastLayerTokens, int iterations = 4)
+    public Tensor forward(Tensor lastLayerTokens, int iterations = 4)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
@@ -57,7 +57,7 @@ internal sealed class CameraHead : nn.Module
             Tensor shift = modulation[0], scale = modulation[1], gate = modulation[2];
             // DiT-style modulate: gate · (norm(x)·(1 + scale) + shift), plus the residual x.
             var h = gate * (normalized * (1 + scale) + shift) + poseTokens;
-            foreach (var block in trunk) h = block.Forward(h);
+            foreach (var block in trunk) h = block.forward(h);
             var delta = pose_branch.forward(trunk_norm.forward(h));
             poseEncoding = poseEncoding is null ? delta : poseEncoding + delta;
         }

@@ -9,20 +9,20 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// The aggregator's patch embed: a DINOv2 ViT (ViT-L/14 with registers in VGGT-1B) run per frame, returning the
 /// final-norm patch tokens ("x_norm_patchtokens"). <c>mask_token</c> is part of the checkpoint but never used.
 /// </summary>
-internal sealed class DinoVisionTransformer : nn.Module
+public sealed class DinoVisionTransformer : nn.Module
 {
     const double NormEps = 1e-6;
 
     readonly int _patchSize;
     readonly int _pretrainGrid;   // img_size / patch_size: the pos_embed table is pretrainGrid × pretrainGrid
 
-    private readonly DinoConvPatchEmbed patch_embed;
-    private readonly Parameter cls_token;
-    private readonly Parameter pos_embed;
-    private readonly Parameter register_tokens;
-    private readonly Parameter mask_token;
-    private readonly ModuleList<VggtBlock> blocks;
-    private readonly LayerNorm norm;
+    public readonly DinoConvPatchEmbed patch_embed;
+    public readonly Parameter cls_token;
+    public readonly Parameter pos_embed;
+    public readonly Parameter register_tokens;
+    public readonly Parameter mask_token;
+    public readonly ModuleList<VggtBlock> blocks;
+    public readonly LayerNorm norm;
 
     public DinoVisionTransformer(int imgSize, int patchSize, int numRegisterTokens, DinoPatchEmbedConfig config,
         Device? device = null, ScalarType? dtype = null) : base(nameof(DinoVisionTransformer))
@@ -44,7 +44,7 @@ internal sealed class DinoVisionTransformer : nn.Module
     public int NumRegisterTokens => (int)register_tokens.shape[1];
 
     /// <summary>Normalised images [N, 3, H, W] → patch tokens [N, (H/14)·(W/14), C].</summary>
-    public Tensor Forward(Tensor images)
+    public Tensor forward(Tensor images)
     {
         using var scope = torch.NewDisposeScope();
         long n = images.shape[0], h = images.shape[2], w = images.shape[3];
@@ -55,7 +55,7 @@ internal sealed class DinoVisionTransformer : nn.Module
         x = torch.cat([x[.., ..1], register_tokens.expand(n, -1, -1), x[.., 1..]], dim: 1);
         foreach (var block in blocks)
         {
-            var next = block.Forward(x);
+            var next = block.forward(x);
             x.Dispose();
             x = next;
         }
@@ -84,9 +84,9 @@ internal sealed class DinoVisionTransformer : nn.Module
 }
 
 /// <summary>DINOv2's PatchEmbed: a stride-14 conv, flattened to tokens in row-major patch order.</summary>
-internal sealed class DinoConvPatchEmbed : nn.Module<Tensor, Tensor>
+public sealed class DinoConvPatchEmbed : nn.Module<Tensor, Tensor>
 {
-    private readonly Conv2d proj;
+    public readonly Conv2d proj;
 
     public DinoConvPatchEmbed(int patchSize, int embedDim, Device? device = null, ScalarType? dtype = null) : base(nameof(DinoConvPatchEmbed))
     {

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Vggt;
 
 /// <summary>How a DPT head turns its raw output channels into values.</summary>
-internal enum DptActivation
+public enum DptActivation
 {
     /// <summary>exp(y): the depth head.</summary>
     Exp,
@@ -20,7 +20,7 @@ internal enum DptActivation
 /// 1 + exp(c) for both). Four aggregator layers are normalised, projected, resized to ×4, ×2, ×1, ×½ of the patch
 /// grid, fused RefineNet-style, upsampled to the image size and mapped to per-pixel values.
 /// </summary>
-internal sealed class DptHead : nn.Module
+public sealed class DptHead : nn.Module
 {
     const double PosEmbedRatio = 0.1;
     const int HeadFeatures2 = 32;
@@ -29,10 +29,10 @@ internal sealed class DptHead : nn.Module
     readonly int[] _layerIndexes;
     readonly DptActivation _activation;
 
-    private readonly LayerNorm norm;
-    private readonly ModuleList<Conv2d> projects;
-    private readonly ModuleList<nn.Module<Tensor, Tensor>> resize_layers;
-    private readonly DptScratch scratch;
+    public readonly LayerNorm norm;
+    public readonly ModuleList<Conv2d> projects;
+    public readonly ModuleList<nn.Module<Tensor, Tensor>> resize_layers;
+    public readonly DptScratch scratch;
 
     public DptHead(int dimIn, int outputDim, DptActivation activation, int patchSize, DptHeadConfig config,
         Device? device = null, ScalarType? dtype = null) : base(nameof(DptHead))
@@ -62,7 +62,7 @@ internal sealed class DptHead : nn.Module
     /// images of <paramref name="imageHeight"/> × <paramref name="imageWidth"/>, processing
     /// <paramref name="framesChunkSize"/> frames at a time (memory only; the result does not depend on it).
     /// </summary>
-    public (Tensor Values, Tensor Confidence) Forward(VggtLayerOutputs layers, long imageHeight, long imageWidth, int framesChunkSize = 8)
+    public (Tensor Values, Tensor Confidence) forward(VggtLayerOutputs layers, long imageHeight, long imageWidth, int framesChunkSize = 8)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
@@ -150,18 +150,18 @@ internal sealed class DptHead : nn.Module
 }
 
 /// <summary>The DPT "scratch": per-level 3×3 convs to a common width, four fusion blocks and the output convs.</summary>
-internal sealed class DptScratch : nn.Module
+public sealed class DptScratch : nn.Module
 {
-    private readonly Conv2d layer1_rn;
-    private readonly Conv2d layer2_rn;
-    private readonly Conv2d layer3_rn;
-    private readonly Conv2d layer4_rn;
-    private readonly FeatureFusionBlock refinenet1;
-    private readonly FeatureFusionBlock refinenet2;
-    private readonly FeatureFusionBlock refinenet3;
-    private readonly FeatureFusionBlock refinenet4;
-    private readonly Conv2d output_conv1;
-    internal readonly Sequential output_conv2;   // conv 3×3 → ReLU → conv 1×1 (indexes 0, 1, 2)
+    public readonly Conv2d layer1_rn;
+    public readonly Conv2d layer2_rn;
+    public readonly Conv2d layer3_rn;
+    public readonly Conv2d layer4_rn;
+    public readonly FeatureFusionBlock refinenet1;
+    public readonly FeatureFusionBlock refinenet2;
+    public readonly FeatureFusionBlock refinenet3;
+    public readonly FeatureFusionBlock refinenet4;
+    public readonly Conv2d output_conv1;
+    public readonly Sequential output_conv2;   // conv 3×3 → ReLU → conv 1×1 (indexes 0, 1, 2)
 
     public DptScratch(IReadOnlyList<int> inChannels, int features, int headFeatures2, int outputDim, Device? device, ScalarType? dtype)
         : base(nameof(DptScratch))
@@ -191,20 +191,20 @@ internal sealed class DptScratch : nn.Module
         var l2 = layer2_rn.forward(levels[1]);
         var l3 = layer3_rn.forward(levels[2]);
         var l4 = layer4_rn.forward(levels[3]);
-        var output = refinenet4.Forward(l4, null, l3.shape[2], l3.shape[3]);
-        output = refinenet3.Forward(output, l3, l2.shape[2], l2.shape[3]);
-        output = refinenet2.Forward(output, l2, l1.shape[2], l1.shape[3]);
-        output = refinenet1.Forward(output, l1, l1.shape[2] * 2, l1.shape[3] * 2);
+        var output = refinenet4.forward(l4, null, l3.shape[2], l3.shape[3]);
+        output = refinenet3.forward(output, l3, l2.shape[2], l2.shape[3]);
+        output = refinenet2.forward(output, l2, l1.shape[2], l1.shape[3]);
+        output = refinenet1.forward(output, l1, l1.shape[2] * 2, l1.shape[3] * 2);
         return output_conv1.forward(output).MoveToOuterDisposeScope();
     }
 }
 
 /// <summary>RefineNet fusion: (x + RCU1(skip)) → RCU2 → bilinear resize → 1×1 conv.</summary>
-internal sealed class FeatureFusionBlock : nn.Module
+public sealed class FeatureFusionBlock : nn.Module
 {
-    private readonly Conv2d out_conv;
-    private readonly ResidualConvUnit? resConfUnit1;
-    private readonly ResidualConvUnit resConfUnit2;
+    public readonly Conv2d out_conv;
+    public readonly ResidualConvUnit? resConfUnit1;
+    public readonly ResidualConvUnit resConfUnit2;
 
     public FeatureFusionBlock(int features, bool hasResidual, Device? device, ScalarType? dtype) : base(nameof(FeatureFusionBlock))
     {
@@ -214,7 +214,7 @@ internal sealed class FeatureFusionBlock : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, Tensor? skip, long outHeight, long outWidth)
+    public Tensor forward(Tensor x, Tensor? skip, long outHeight, long outWidth)
     {
         using var scope = torch.NewDisposeScope();
         var output = x;
@@ -229,10 +229,10 @@ internal sealed class FeatureFusionBlock : nn.Module
 /// conv2(ReLU(conv1(ReLU(x)))) + ReLU(x). The skip adds the rectified input: the reference's in-place ReLU
 /// overwrites x before the addition, and the released weights were trained with that.
 /// </summary>
-internal sealed class ResidualConvUnit : nn.Module<Tensor, Tensor>
+public sealed class ResidualConvUnit : nn.Module<Tensor, Tensor>
 {
-    private readonly Conv2d conv1;
-    private readonly Conv2d conv2;
+    public readonly Conv2d conv1;
+    public readonly Conv2d conv2;
 
     public ResidualConvUnit(int features, Device? device, ScalarType? dtype) : base(nameof(ResidualConvUnit))
     {

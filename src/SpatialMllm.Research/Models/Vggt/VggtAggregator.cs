@@ -19,11 +19,11 @@ public sealed class VggtAggregator : nn.Module
 
     readonly int _numHeads;
 
-    private readonly DinoVisionTransformer patch_embed;
-    private readonly ModuleList<VggtBlock> frame_blocks;
-    private readonly ModuleList<VggtBlock> global_blocks;
-    private readonly Parameter camera_token;     // [1, 2, 1, D]: slot 0 for the first frame, slot 1 for the others
-    private readonly Parameter register_token;   // [1, 2, R, D]
+    public readonly DinoVisionTransformer patch_embed;
+    public readonly ModuleList<VggtBlock> frame_blocks;
+    public readonly ModuleList<VggtBlock> global_blocks;
+    public readonly Parameter camera_token;     // [1, 2, 1, D]: slot 0 for the first frame, slot 1 for the others
+    public readonly Parameter register_token;   // [1, 2, R, D]
 
     public VggtAggregator(SpatialEncoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtAggregator))
     {
@@ -54,6 +54,21 @@ public sealed class VggtAggregator : nn.Module
 
     public int PatchSize { get; }
 
+    ModelHooks? _hooks;
+    string[] _framePoints = [], _globalPoints = [];
+
+    /// <summary>Runs <paramref name="hooks"/> at each frame block's output (<c>{prefix}frame_blocks.{i}</c>,
+    /// [B·S, 5+P, D]) and global block's output (<c>{prefix}global_blocks.{i}</c>, [B, S·(5+P), D]); a replacement
+    /// flows into the next block and into the layer outputs.</summary>
+    internal void AttachHooks(ModelHooks hooks, string prefix)
+    {
+        _hooks = hooks;
+        _framePoints = Enumerable.Range(0, Depth).Select(i => $"{prefix}frame_blocks.{i}").ToArray();
+        _globalPoints = Enumerable.Range(0, Depth).Select(i => $"{prefix}global_blocks.{i}").ToArray();
+    }
+
+    internal IReadOnlyList<string> HookPoints => [.. _framePoints.Zip(_globalPoints).SelectMany(p => new[] { p.First, p.Second })];
+
     /// <summary>
     /// The output of block pair <paramref name="layer"/> (negative counts from the end; −1 = the last, which
     /// Spatial-MLLM uses) for images [S, 3, H, W] or [B, S, 3, H, W] with values in [0, 1]. Returns
@@ -61,7 +76,7 @@ public sealed class VggtAggregator : nn.Module
     /// </summary>
     public Tensor ForwardLayer(Tensor images, int layer = -1)
     {
-        using var outputs = Forward(images, [layer]);
+        using var outputs = forward(images, [layer]);
         return outputs.Detach(layer);
     }
 
@@ -71,7 +86,7 @@ public sealed class VggtAggregator : nn.Module
     /// loop stops after the deepest requested layer. Images: [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W
     /// multiples of the patch size; outputs have the same leading dims.
     /// </summary>
-    public VggtLayerOutputs Forward(Tensor images, IEnumerable<int> keepLayers)
+    public VggtLayerOutputs forward(Tensor images, IEnumerable<int> keepLayers)
     {
         var keep = keepLayers.Select(NormalizeLayer).ToHashSet();
         if (keep.Count == 0) throw new ArgumentException("Ask for at least one aggregator layer.", nameof(keepLayers));
@@ -92,7 +107,7 @@ public sealed class VggtAggregator : nn.Module
         var std = torch.tensor(ImageNetStd, dtype: dtype, device: device).view(1, 3, 1, 1);
         x = (x - mean) / std;
 
-        var patchTokens = patch_embed.Forward(x);                                         // [B·S, P, D]
+        var patchTokens = patch_embed.forward(x);                                         // [B·S, P, D]
         x.Dispose();
         long d = patchTokens.shape[2];
         var tokens = torch.cat([FrameSlots(camera_token, b, s), FrameSlots(register_token, b, s), patchTokens], dim: 1);
@@ -108,8 +123,10 @@ public sealed class VggtAggregator : nn.Module
         for (int i = 0; i <= last; i++)
         {
             using var blockScope = torch.NewDisposeScope();
-            var frameOut = frame_blocks[i].Forward(tokens.view(b * s, tokensPerFrame, d), frameRope);     // [B·S, P', D]
-            var globalOut = global_blocks[i].Forward(frameOut.view(b, s * tokensPerFrame, d), globalRope); // [B, S·P', D]
+            var frameOut = frame_blocks[i].forward(tokens.view(b * s, tokensPerFrame, d), frameRope);     // [B·S, P', D]
+            if (_hooks is { Any: true }) frameOut = _hooks.Run(_framePoints[i], frameOut);
+            var globalOut = global_blocks[i].forward(frameOut.view(b, s * tokensPerFrame, d), globalRope); // [B, S·P', D]
+            if (_hooks is { Any: true }) globalOut = _hooks.Run(_globalPoints[i], globalOut);
             if (keep.Contains(i))
             {
                 var concat = torch.cat([frameOut.view(b, s, tokensPerFrame, d), globalOut.view(b, s, tokensPerFrame, d)], dim: -1);

@@ -8,7 +8,7 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// Multi-head self-attention of VGGT and DINOv2: fused qkv projection, optional per-head LayerNorm on q and k
 /// (VGGT's frame/global blocks), optional 2D RoPE, then SDPA with the default 1/√headDim scale.
 /// </summary>
-internal sealed class VggtAttention : nn.Module
+public sealed class VggtAttention : nn.Module
 {
     /// <summary>nn.LayerNorm's default, which VGGT's q/k norms use.</summary>
     const double QkNormEps = 1e-5;
@@ -16,10 +16,10 @@ internal sealed class VggtAttention : nn.Module
     readonly int _numHeads;
     readonly int _headDim;
 
-    private readonly Linear qkv;
-    private readonly LayerNorm? q_norm;
-    private readonly LayerNorm? k_norm;
-    private readonly Linear proj;
+    public readonly Linear qkv;
+    public readonly LayerNorm? q_norm;
+    public readonly LayerNorm? k_norm;
+    public readonly Linear proj;
 
     public VggtAttention(int dim, int numHeads, bool qkNorm, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtAttention))
     {
@@ -37,7 +37,7 @@ internal sealed class VggtAttention : nn.Module
     }
 
     /// <summary><paramref name="x"/> [B, N, C] → [B, N, C].</summary>
-    public Tensor Forward(Tensor x, Rope2D? rope)
+    internal Tensor forward(Tensor x, Rope2D? rope)
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];

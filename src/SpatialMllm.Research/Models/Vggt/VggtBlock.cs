@@ -8,14 +8,14 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// The pre-norm transformer block shared by DINOv2 (LayerNorm eps 1e-6), the aggregator's frame/global blocks
 /// (eps 1e-5, QK-norm, RoPE) and the camera-head trunk (eps 1e-5): x += ls1·attn(norm1 x); x += ls2·mlp(norm2 x).
 /// </summary>
-internal sealed class VggtBlock : nn.Module
+public sealed class VggtBlock : nn.Module
 {
-    private readonly LayerNorm norm1;
-    private readonly VggtAttention attn;
-    private readonly LayerScale ls1;
-    private readonly LayerNorm norm2;
-    private readonly VggtMlp mlp;
-    private readonly LayerScale ls2;
+    public readonly LayerNorm norm1;
+    public readonly VggtAttention attn;
+    public readonly LayerScale ls1;
+    public readonly LayerNorm norm2;
+    public readonly VggtMlp mlp;
+    public readonly LayerScale ls2;
 
     public VggtBlock(int dim, int numHeads, double mlpRatio, double normEps, bool qkNorm, Device? device = null, ScalarType? dtype = null)
         : base(nameof(VggtBlock))
@@ -30,21 +30,21 @@ internal sealed class VggtBlock : nn.Module
     }
 
     /// <summary><paramref name="x"/> [B, N, C] → [B, N, C].</summary>
-    public Tensor Forward(Tensor x, Rope2D? rope = null)
+    internal Tensor forward(Tensor x, Rope2D? rope = null)
     {
         using var scope = torch.NewDisposeScope();
         // LayerScale and residual in one pass each: x + γ·branch (addcmul; the product is not rounded on its own,
         // which can move a low-precision result by one unit in its last place).
-        var h = torch.addcmul(x, attn.Forward(norm1.forward(x), rope), ls1.Gamma, 1);
+        var h = torch.addcmul(x, attn.forward(norm1.forward(x), rope), ls1.Gamma, 1);
         h.addcmul_(mlp.forward(norm2.forward(h)), ls2.Gamma, 1);
         return h.MoveToOuterDisposeScope();
     }
 }
 
 /// <summary>Per-channel residual-branch scale (<c>gamma</c>).</summary>
-internal sealed class LayerScale : nn.Module<Tensor, Tensor>
+public sealed class LayerScale : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter gamma;
+    public readonly Parameter gamma;
 
     public LayerScale(int dim, Device? device = null, ScalarType? dtype = null) : base(nameof(LayerScale))
     {
@@ -58,10 +58,10 @@ internal sealed class LayerScale : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>fc1 → GELU (exact) → fc2.</summary>
-internal sealed class VggtMlp : nn.Module<Tensor, Tensor>
+public sealed class VggtMlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear fc1;
-    private readonly Linear fc2;
+    public readonly Linear fc1;
+    public readonly Linear fc2;
 
     public VggtMlp(int inFeatures, int hiddenFeatures, int outFeatures, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtMlp))
     {

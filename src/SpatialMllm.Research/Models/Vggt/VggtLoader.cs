@@ -1,7 +1,6 @@
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Runtime;
-using SpatialMllm.Research.Sampling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -12,19 +11,8 @@ internal static class VggtLoader
 {
     /// <summary>
     /// A Spatial-MLLM folder (config.json with <c>vision_config</c>; keys under <c>spatial_encoder.vggt_model.</c>) or a
-    /// VGGT-1B folder (config.json with img_size/patch_size/embed_dim; keys without prefix). On cuda the aggregator
-    /// runs in bf16 and the heads in fp32, as the reference's bf16 autocast over fp32 weights does.
+    /// VGGT-1B folder (config.json with img_size/patch_size/embed_dim; keys without prefix).
     /// </summary>
-    public static IPointMapPredictor PointMapPredictor(string folder, Device? device = null)
-    {
-        TorchRuntime.EnsureLoaded();
-        device ??= TorchRuntime.DefaultDevice;
-        var model = Load(folder, device);
-        var aggregatorType = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
-        model.Aggregator.to(aggregatorType);
-        return new DevicePointMapPredictor(model, device, aggregatorType);
-    }
-
     public static VggtModel Load(string folder, Device device, ScalarType dtype = ScalarType.Float32)
     {
         string configPath = Path.Combine(folder, "config.json");
@@ -47,6 +35,8 @@ internal static class VggtLoader
         }
         // The Qwen parts of this config are defaults: only its spatial section is used.
         using var checkpoint = Checkpoint.OpenWith(folder, SpatialMllmConfig.Default with { Spatial = spatial });
+        ConfigValidation.ValidateSpatial(spatial, configPath, prefix.Length > 0 ? "spatial_config." : "",
+            checkpoint.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).Sum(k => checkpoint.Entry(k).ElementCount));
         var model = new VggtModel(spatial, device, dtype);
         model.eval();
         model.LoadWeights(checkpoint, prefix).ThrowIfIncomplete(folder);
@@ -57,19 +47,5 @@ internal static class VggtLoader
     {
         try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new CheckpointFormatException($"{path}: malformed JSON ({e.Message}).", e); }
-    }
-
-    /// <summary>Moves frames to the model's device and aggregator dtype; returns float32 point maps on that device, where
-    /// the voxel selection then runs too.</summary>
-    sealed class DevicePointMapPredictor(VggtModel model, Device device, ScalarType aggregatorType) : IPointMapPredictor, IDisposable
-    {
-        public (Tensor WorldPoints, Tensor Confidence) Predict(Tensor frames)
-        {
-            using var scope = torch.NewDisposeScope();
-            var (points, confidence) = model.Predict(frames.to(aggregatorType, device));
-            return (points.to(ScalarType.Float32).MoveToOuterDisposeScope(), confidence.to(ScalarType.Float32).MoveToOuterDisposeScope());
-        }
-
-        public void Dispose() => model.Dispose();
     }
 }

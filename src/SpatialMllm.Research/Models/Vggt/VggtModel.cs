@@ -1,4 +1,3 @@
-using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -10,15 +9,15 @@ namespace SpatialMllm.Research.Models.Vggt;
 /// camera, depth and point heads. The track head's weights are in the checkpoints but it is never run, so it is
 /// not built; <see cref="LoadWeights"/> skips its keys by name.
 /// </summary>
-public sealed class VggtModel : nn.Module, IPointMapPredictor
+public sealed class VggtModel : nn.Module
 {
     /// <summary>Where the VGGT weights live in a Spatial-MLLM checkpoint (a bare VGGT-1B file uses "").</summary>
     public const string CheckpointPrefix = "spatial_encoder.vggt_model.";
 
-    private readonly VggtAggregator aggregator;
-    private readonly CameraHead camera_head;
-    private readonly DptHead depth_head;
-    private readonly DptHead point_head;
+    public readonly VggtAggregator aggregator;
+    public readonly CameraHead camera_head;
+    public readonly DptHead depth_head;
+    public readonly DptHead point_head;
 
     /// <summary>Builds the module tree (on <paramref name="device"/>, e.g. <c>meta</c> to check shapes without memory).</summary>
     public VggtModel(SpatialEncoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtModel))
@@ -31,7 +30,6 @@ public sealed class VggtModel : nn.Module, IPointMapPredictor
         RegisterComponents();
     }
 
-    public VggtAggregator Aggregator => aggregator;
 
     /// <summary>
     /// Copies the weights under <paramref name="prefix"/> into this model. <c>track_head.*</c> keys are skipped on
@@ -48,17 +46,17 @@ public sealed class VggtModel : nn.Module, IPointMapPredictor
     /// encodings [S, 9], depth [S, H, W, 1], depth confidence [S, H, W], world points [S, H, W, 3] and their
     /// confidence [S, H, W].
     /// </summary>
-    public VggtPredictions Forward(Tensor images)
+    public VggtPredictions forward(Tensor images)
     {
         CheckFrames(images);
         using var scope = torch.NewDisposeScope();
         var batched = images.unsqueeze(0);
         var cameraLayer = aggregator.Depth - 1;
-        using var layers = aggregator.Forward(batched, [cameraLayer, .. depth_head.LayerIndexes, .. point_head.LayerIndexes]);
+        using var layers = aggregator.forward(batched, [cameraLayer, .. depth_head.LayerIndexes, .. point_head.LayerIndexes]);
         long h = images.shape[2], w = images.shape[3];
-        var poseEncoding = camera_head.Forward(layers[cameraLayer]);
-        var (depth, depthConf) = depth_head.Forward(layers, h, w);
-        var (points, pointsConf) = point_head.Forward(layers, h, w);
+        var poseEncoding = camera_head.forward(layers[cameraLayer]);
+        var (depth, depthConf) = depth_head.forward(layers, h, w);
+        var (points, pointsConf) = point_head.forward(layers, h, w);
         return new VggtPredictions(
             poseEncoding.squeeze(0).MoveToOuterDisposeScope(), depth.squeeze(0).MoveToOuterDisposeScope(),
             depthConf.squeeze(0).MoveToOuterDisposeScope(), points.squeeze(0).MoveToOuterDisposeScope(),
@@ -66,7 +64,7 @@ public sealed class VggtModel : nn.Module, IPointMapPredictor
     }
 
     /// <summary>
-    /// Point-map prediction for the space-aware frame sampler (the shape of <c>IPointMapPredictor.Predict</c>):
+    /// Point-map prediction for the space-aware frame sampler (<c>PointMapPredictors.Of</c> makes it the sampler's predictor):
     /// frames [S, 3, H, W] in [0, 1] → world points [S, H, W, 3] and confidence [S, H, W]. Runs only the
     /// aggregator layers and the head the point map needs.
     /// </summary>
@@ -74,8 +72,8 @@ public sealed class VggtModel : nn.Module, IPointMapPredictor
     {
         CheckFrames(frames);
         using var scope = torch.NewDisposeScope();
-        using var layers = aggregator.Forward(frames.unsqueeze(0), point_head.LayerIndexes);
-        var (points, conf) = point_head.Forward(layers, frames.shape[2], frames.shape[3]);
+        using var layers = aggregator.forward(frames.unsqueeze(0), point_head.LayerIndexes);
+        var (points, conf) = point_head.forward(layers, frames.shape[2], frames.shape[3]);
         return (points.squeeze(0).MoveToOuterDisposeScope(), conf.squeeze(0).MoveToOuterDisposeScope());
     }
 

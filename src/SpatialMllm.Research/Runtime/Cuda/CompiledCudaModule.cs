@@ -23,7 +23,10 @@ internal sealed unsafe class CompiledCudaModule
     public CompiledCudaModule(string name, string source)
     {
         _name = name;
-        Source = ScalarTypes + source;
+        // Storage types of float32, bfloat16 and float16 with IEEE round-to-nearest-even conversions (what c10's casts
+        // do), and 4-element vector loads/stores that read and write floats: written out rather than included because
+        // NVRTC does not ship cuda_bf16.h as a built-in header on every version.
+        Source = CudaSources.Read("scalar_types.cuh") + source;
     }
 
     /// <summary>The full source NVRTC compiles.</summary>
@@ -90,61 +93,4 @@ internal sealed unsafe class CompiledCudaModule
         try { return LibTorchCuda.CurrentRawStream(device); }
         catch (InvalidOperationException) { return IntPtr.Zero; }
     }
-
-    /// <summary>
-    /// Storage types of float32, bfloat16 and float16 with IEEE round-to-nearest-even conversions (what c10's casts do),
-    /// and 4-element vector loads/stores that read and write floats. Written out rather than included because NVRTC does
-    /// not ship <c>cuda_bf16.h</c> as a built-in header on every version.
-    /// </summary>
-    const string ScalarTypes = """
-        struct Float32
-        {
-            typedef float Storage;
-            static __device__ __forceinline__ float ToFloat(float v) { return v; }
-            static __device__ __forceinline__ float FromFloat(float v) { return v; }
-        };
-
-        struct BFloat16
-        {
-            typedef unsigned short Storage;
-            static __device__ __forceinline__ float ToFloat(unsigned short v) { return __uint_as_float((unsigned)v << 16); }
-            static __device__ __forceinline__ unsigned short FromFloat(float v)
-            {
-                unsigned u = __float_as_uint(v);
-                if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;   // NaN
-                return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-            }
-        };
-
-        struct Float16
-        {
-            typedef unsigned short Storage;
-            static __device__ __forceinline__ float ToFloat(unsigned short v) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v)); return f; }
-            static __device__ __forceinline__ unsigned short FromFloat(float v) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v)); return h; }
-        };
-
-        template <class S> struct alignas(4 * sizeof(S)) Pack4 { S x[4]; };
-
-        template <class T>
-        __device__ __forceinline__ void Load4(const typename T::Storage* p, float v[4])
-        {
-            Pack4<typename T::Storage> pack = *reinterpret_cast<const Pack4<typename T::Storage>*>(p);
-            #pragma unroll
-            for (int i = 0; i < 4; i++) v[i] = T::ToFloat(pack.x[i]);
-        }
-
-        template <class T>
-        __device__ __forceinline__ void Store4(typename T::Storage* p, const float v[4])
-        {
-            Pack4<typename T::Storage> pack;
-            #pragma unroll
-            for (int i = 0; i < 4; i++) pack.x[i] = T::FromFloat(v[i]);
-            *reinterpret_cast<Pack4<typename T::Storage>*>(p) = pack;
-        }
-
-        /// The float nearest v that T can hold (what storing a result in a T tensor does).
-        template <class T>
-        __device__ __forceinline__ float Round(float v) { return T::ToFloat(T::FromFloat(v)); }
-
-        """;
 }

@@ -1,5 +1,6 @@
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models.Connector;
+using SpatialMllm.Research.Processing;
 using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -14,7 +15,7 @@ public sealed class MlpAddConnectorTests(ITestOutputHelper output)
     {
         var config = checkpoint.Config;
         var connector = new MlpAddConnector(2 * config.Spatial!.EmbedDim, config.Vision.OutHiddenSize, dtype: dtype);
-        var report = StateDictLoader.Load(connector, checkpoint, MlpAddConnector.CheckpointPrefix);
+        var report = StateDictLoader.Load(connector, checkpoint, SpatialConnectors.CheckpointPrefix);
         return (connector, report);
     }
 
@@ -31,7 +32,7 @@ public sealed class MlpAddConnectorTests(ITestOutputHelper output)
 
         using var scope = torch.NewDisposeScope();
         var grid = io.Read("video_grid_thw").to(ScalarType.Int64).data<long>().ToArray();
-        var fused = connector.Forward(io.Read("vision_embeds"), io.Read("spatial_tokens_last"), 5, grid[0], grid[1], grid[2]);
+        var fused = connector.forward(io.Read("vision_embeds"), io.Read("spatial_tokens_last"), 5, new GridThw((int)grid[0], (int)grid[1], (int)grid[2]));
         TensorComparison.AssertClose("fused_embeds", io.Read("fused_embeds"), fused, 1e-4, output);
     }
 
@@ -44,7 +45,7 @@ public sealed class MlpAddConnectorTests(ITestOutputHelper output)
         using var _ = connector;
         report.ThrowIfIncomplete("connector");
         using var scope = torch.NewDisposeScope();
-        var fused = connector.Forward(io.Read("vision_embeds", ScalarType.BFloat16), io.Read("spatial_tokens_last", ScalarType.BFloat16), 5, 2, 6, 8);
+        var fused = connector.forward(io.Read("vision_embeds", ScalarType.BFloat16), io.Read("spatial_tokens_last", ScalarType.BFloat16), 5, new GridThw(2, 6, 8));
         Assert.Equal(ScalarType.BFloat16, fused.dtype);
         double error = TensorComparison.MaxError(io.Read("fused_embeds"), fused);
         output.WriteLine($"bf16 fused_embeds: max error {error:E2}");
@@ -85,17 +86,17 @@ public sealed class MlpAddConnectorTests(ITestOutputHelper output)
         using var connector = new MlpAddConnector(4, 8);
         var vision = torch.zeros(6, 8);
 
-        var odd = Assert.Throws<ArgumentException>(() => connector.Forward(vision, torch.zeros(3, 5 + 24, 4), 5, 2, 4, 6));
+        var odd = Assert.Throws<ArgumentException>(() => connector.forward(vision, torch.zeros(3, 5 + 24, 4), 5, new GridThw(2, 4, 6)));
         Assert.Contains("even number of frames", odd.Message);
         Assert.Contains("[3, 29, 4]", odd.Message);
         Assert.Contains("t=2, h=4, w=6", odd.Message);
 
-        var grid = Assert.Throws<ArgumentException>(() => connector.Forward(vision, torch.zeros(4, 5 + 20, 4), 5, 2, 4, 6));
+        var grid = Assert.Throws<ArgumentException>(() => connector.forward(vision, torch.zeros(4, 5 + 20, 4), 5, new GridThw(2, 4, 6)));
         Assert.Contains("20 patches", grid.Message);
         Assert.Contains("[4, 25, 4]", grid.Message);
         Assert.Contains("4×6", grid.Message);
 
-        var embeds = Assert.Throws<ArgumentException>(() => connector.Forward(torch.zeros(5, 8), torch.zeros(4, 5 + 24, 4), 5, 2, 4, 6));
+        var embeds = Assert.Throws<ArgumentException>(() => connector.forward(torch.zeros(5, 8), torch.zeros(4, 5 + 24, 4), 5, new GridThw(2, 4, 6)));
         Assert.Contains("[5, 8]", embeds.Message);
         Assert.Contains("[4, 29, 4]", embeds.Message);
     }

@@ -94,7 +94,7 @@ public class Qwen2CausalLmTests(TinyQwenFixture fixture, ITestOutputHelper outpu
         int max = fixture.Lm.Config.MaxPositionEmbeddings;
         var ids = torch.ones(1, max + 1, ScalarType.Int64);
         var positions = torch.arange(max + 1).view(1, 1, -1).expand(3, 1, max + 1);
-        var e = Assert.Throws<ArgumentException>(() => fixture.Lm.forward(fixture.Lm.Model.EmbedTokens(ids), positions));
+        var e = Assert.Throws<ArgumentException>(() => fixture.Lm.forward(fixture.Lm.model.EmbedTokens(ids), positions));
         Assert.Contains("max_position_embeddings", e.Message);
         Assert.Contains($"{max + 1}", e.Message);
         var g = Assert.Throws<ArgumentException>(() => Generation.Generate(fixture.Lm, ids, new GenerationOptions([991], MaxNewTokens: 4)));

@@ -43,6 +43,6 @@ public sealed class VggtFullSizeKeyTests
     {
         using var connector = new MlpAddConnector(2048, 2048, device: torch.device("meta"));
         Assert.Equal(16384, connector.MergedDim);
-        AssertSameKeys(ReleasedKeys(), MlpAddConnector.CheckpointPrefix, connector, _ => false);
+        AssertSameKeys(ReleasedKeys(), SpatialConnectors.CheckpointPrefix, connector, _ => false);
     }
 }

@@ -66,7 +66,7 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     public void Aggregator_first_and_last_layers_match_the_reference()
     {
         using var scope = torch.NewDisposeScope();
-        using var layers = fixture.Model.Aggregator.Forward(fixture.Frames, [0, -1]);
+        using var layers = fixture.Model.aggregator.forward(fixture.Frames, [0, -1]);
         Assert.Equal(5, layers.PatchStartIndex);
         TensorComparison.AssertClose("spatial_tokens_first", fixture.Io.Read("spatial_tokens_first"), layers[0], Tolerance, output);
         TensorComparison.AssertClose("spatial_tokens_last", fixture.Io.Read("spatial_tokens_last"), layers[-1], Tolerance, output);
@@ -76,9 +76,9 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     public void ForwardLayer_returns_one_layer()
     {
         using var scope = torch.NewDisposeScope();
-        var last = fixture.Model.Aggregator.ForwardLayer(fixture.Frames);
+        var last = fixture.Model.aggregator.ForwardLayer(fixture.Frames);
         TensorComparison.AssertClose("spatial_tokens_last (ForwardLayer)", fixture.Io.Read("spatial_tokens_last"), last, Tolerance, output);
-        var first = fixture.Model.Aggregator.ForwardLayer(fixture.Frames, 0);
+        var first = fixture.Model.aggregator.ForwardLayer(fixture.Frames, 0);
         TensorComparison.AssertClose("spatial_tokens_first (ForwardLayer)", fixture.Io.Read("spatial_tokens_first"), first, Tolerance, output);
     }
 
@@ -87,7 +87,7 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     {
         using var scope = torch.NewDisposeScope();
         var batch = torch.stack([fixture.Frames, fixture.Frames]);                   // [2, S, 3, H, W]
-        var last = fixture.Model.Aggregator.ForwardLayer(batch);
+        var last = fixture.Model.aggregator.ForwardLayer(batch);
         Assert.Equal(new long[] { 2, 4, 53, 128 }, last.shape);
         var expected = fixture.Io.Read("spatial_tokens_last");
         TensorComparison.AssertClose("batch item 0", expected, last[0], Tolerance, output);
@@ -98,7 +98,7 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     public void A_single_frame_uses_the_first_frame_slots_only()
     {
         using var scope = torch.NewDisposeScope();
-        using var predictions = fixture.Model.Forward(fixture.Frames[..1]);
+        using var predictions = fixture.Model.forward(fixture.Frames[..1]);
         Assert.Equal(new long[] { 1, 9 }, predictions.PoseEncoding.shape);
         Assert.Equal(new long[] { 1, 84, 112, 3 }, predictions.WorldPoints.shape);
     }
@@ -107,7 +107,7 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     public void Heads_match_the_reference()
     {
         using var scope = torch.NewDisposeScope();
-        using var predictions = fixture.Model.Forward(fixture.Frames);
+        using var predictions = fixture.Model.forward(fixture.Frames);
         TensorComparison.AssertClose("vggt_pose_enc", fixture.Io.Read("vggt_pose_enc"), predictions.PoseEncoding, Tolerance, output);
         TensorComparison.AssertClose("vggt_depth", fixture.Io.Read("vggt_depth"), predictions.Depth, Tolerance, output);
         TensorComparison.AssertClose("vggt_depth_conf", fixture.Io.Read("vggt_depth_conf"), predictions.DepthConfidence, Tolerance, output);
@@ -130,10 +130,10 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
         // 4 frames in chunks of 3 (a full and a partial chunk) against the one-chunk reference output.
         using var scope = torch.NewDisposeScope();
         var config = fixture.Checkpoint.Config.Spatial!;
-        using var layers = fixture.Model.Aggregator.Forward(fixture.Frames.unsqueeze(0), config.DptHead.IntermediateLayerIdx);
+        using var layers = fixture.Model.aggregator.forward(fixture.Frames.unsqueeze(0), config.DptHead.IntermediateLayerIdx);
         var head = new DptHead(2 * config.EmbedDim, 4, DptActivation.InverseLog, config.PatchSize, config.DptHead);
         SpatialMllm.Research.Checkpoints.StateDictLoader.Load(head, fixture.Checkpoint, VggtModel.CheckpointPrefix + "point_head.").ThrowIfIncomplete("point_head");
-        var (points, _) = head.Forward(layers, 84, 112, framesChunkSize: 3);
+        var (points, _) = head.forward(layers, 84, 112, framesChunkSize: 3);
         TensorComparison.AssertClose("world points, chunks of 3", fixture.Io.Read("vggt_world_points"), points.squeeze(0), Tolerance, output);
     }
 

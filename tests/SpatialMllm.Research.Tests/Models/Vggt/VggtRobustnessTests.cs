@@ -12,11 +12,11 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
     public void Repeated_aggregator_forwards_do_not_leak_tensors()
     {
         var stats = DisposeScopeManager.Statistics.TensorStatistics;
-        using (var warmUp = fixture.Model.Aggregator.ForwardLayer(fixture.Frames)) { }
+        using (var warmUp = fixture.Model.aggregator.ForwardLayer(fixture.Frames)) { }
         long before = stats.ThreadTotalLiveCount;
         for (int i = 0; i < 100; i++)
         {
-            using var layer = fixture.Model.Aggregator.ForwardLayer(fixture.Frames);
+            using var layer = fixture.Model.aggregator.ForwardLayer(fixture.Frames);
         }
         long after = stats.ThreadTotalLiveCount;
         output.WriteLine($"live tensors before {before}, after 100 forwards {after}");
@@ -27,11 +27,11 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
     public void Full_model_forward_does_not_leak_tensors()
     {
         var stats = DisposeScopeManager.Statistics.TensorStatistics;
-        using (fixture.Model.Forward(fixture.Frames)) { }
+        using (fixture.Model.forward(fixture.Frames)) { }
         long before = stats.ThreadTotalLiveCount;
         for (int i = 0; i < 5; i++)
         {
-            using var predictions = fixture.Model.Forward(fixture.Frames);
+            using var predictions = fixture.Model.forward(fixture.Frames);
             var (points, conf) = fixture.Model.Predict(fixture.Frames);
             points.Dispose();
             conf.Dispose();
@@ -48,14 +48,14 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
         bf16.eval();
 
         var reference = fixture.Io.Read("spatial_tokens_last");
-        var tokens = bf16.Aggregator.ForwardLayer(fixture.Frames);
+        var tokens = bf16.aggregator.ForwardLayer(fixture.Frames);
         Assert.Equal(ScalarType.BFloat16, tokens.dtype);
         double tokenError = TensorComparison.MaxError(reference, tokens);
         double tokenScale = reference.abs().max().item<float>();
         output.WriteLine($"bf16 spatial_tokens_last: max error {tokenError:E2} (values up to {tokenScale:F2})");
         Assert.True(tokenError < 0.1, $"bf16 aggregator error {tokenError}");
 
-        using var predictions = bf16.Forward(fixture.Frames);
+        using var predictions = bf16.forward(fixture.Frames);
         foreach (var (name, actual) in new[]
         {
             ("vggt_pose_enc", predictions.PoseEncoding), ("vggt_depth", predictions.Depth),
@@ -76,7 +76,7 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
     {
         using var scope = torch.NewDisposeScope();
         var images = torch.zeros(shape);
-        var e = Assert.ThrowsAny<ArgumentException>(() => fixture.Model.Aggregator.ForwardLayer(images));
+        var e = Assert.ThrowsAny<ArgumentException>(() => fixture.Model.aggregator.ForwardLayer(images));
         Assert.Contains(message, e.Message);
         Assert.Contains($"[{string.Join(", ", shape)}]", e.Message);
     }
@@ -84,7 +84,7 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
     [Fact]
     public void Unknown_layer_is_rejected_clearly()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => fixture.Model.Aggregator.ForwardLayer(fixture.Frames, 4));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => fixture.Model.aggregator.ForwardLayer(fixture.Frames, 4));
         Assert.Contains("depth 4", e.Message);
     }
 }

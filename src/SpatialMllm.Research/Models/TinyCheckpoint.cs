@@ -1,11 +1,11 @@
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
-using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace SpatialMllm.Research.Checkpoints;
+namespace SpatialMllm.Research.Models;
 
 /// <summary>
 /// The embedded default: a small Spatial-MLLM in the released layout (the fixture's sizes), with a byte-level

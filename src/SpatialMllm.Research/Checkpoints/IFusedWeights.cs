@@ -1,4 +1,4 @@
-namespace SpatialMllm.Research.Models;
+namespace SpatialMllm.Research.Checkpoints;
 
 /// <summary>
 /// A module that keeps an inference-only fused copy of some of its weights (e.g. q/k/v concatenated for one GEMM),

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Here (the CPU machine): prepares .gpu/ for one `device` call that runs environment/gpu-tests.sh and the benchmarks
+# (benchmarks/run-gpu.sh). Publishes the GPU tests and the benchmarks (or the projects named) against the GPU machine's
+# libtorch (../shared/gpu/pack), drops what only coverage tools and other platforms use, and copies what those scripts
+# read there: the seed's reference source, the fixture generators and the Qwen2.5-VL-3B config. What travels must stay
+# under 64 MiB (.NET alone is 34), so name the CLI only in a call that needs it.
+#   environment/gpu-pack.sh [PROJECT.csproj ...]   then: run(command: "bash environment/gpu-tests.sh", carry: [".gpu"])
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=${SPATIAL_MLLM_SHARED:-$(cd .. && pwd)/shared}
+projects=("$@")
+[ ${#projects[@]} -gt 0 ] || projects=(tests/SpatialMllm.Research.GpuTests/SpatialMllm.Research.GpuTests.csproj
+                                      benchmarks/SpatialMllm.Benchmarks/SpatialMllm.Benchmarks.csproj)
+rm -rf .gpu/SpatialMllm.*
+bash "$shared/gpu/pack" "${projects[@]}" >/dev/null
+for app in .gpu/SpatialMllm.*/; do
+  rm -rf "$app"{CodeCoverage,alpine,arm64,macos,x86,x64,ubuntu,cs,de,es,fr,it,ja,ko,pl,pt-BR,ru,tr,zh-Hans,zh-Hant}
+done
+rm -rf .gpu/ref .gpu/tools .gpu/bench
+cp -r "$shared/reference/spatial-mllm" .gpu/ref
+mkdir -p .gpu/tools .gpu/bench
+cp "$shared"/tools/*.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/tools/
+cp benchmarks/run-gpu.sh benchmarks/reference/qwen25vl_reference.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/bench/
+find .gpu -name __pycache__ -prune -exec rm -rf {} +
+du -sh .gpu
