@@ -20,6 +20,7 @@ namespace SpatialMllm.Benchmarks;
 ///   main     --config qwen-config.json --out DIR [--runs 5]     stages, decode, whole sample, evaluate throughput
 ///   sampling --out DIR [--runs 3] [--frames 128]                space-aware sampling (VGGT + point head)
 ///   fixture  --fixture DIR --out DIR                            bf16 vs fp32 vs fixture on the tiny checkpoint
+///   train-step --config qwen-config.json --out DIR [--runs 5] [--gradient-checkpointing]   one SFT step (issue 15)
 ///   report   --out DIR [--reference ref.json] [--machine NAME] [--results DIR] [--command CMD]
 /// </code>
 /// </summary>
@@ -49,6 +50,7 @@ internal static class Program
             "sampling" => SamplingStage.Run(int.Parse(Opt("runs", "3")), int.Parse(Opt("frames", "128")), memory),
             "vggt-ops" => VggtOpsProfile.Run(),
             "fixture" => FixtureCheck.Run(Opt("fixture")),
+            "train-step" => TrainStep.Run(SpatialMllmConfig.Load(Opt("config")), int.Parse(Opt("runs", "5")), options.ContainsKey("gradient-checkpointing"), memory),
             "kernels" => KernelCheck.Run(int.Parse(Opt("runs", "10"))),
             _ => throw new ArgumentException($"unknown part '{args[0]}'"),
         };
@@ -300,7 +302,7 @@ internal static class MainStages
     }
 
     /// <summary>Text tokens around &lt;|vision_start|&gt; video_pad×n &lt;|vision_end|&gt;, 3190 in all for 3128 video tokens.</summary>
-    static int[] PromptIds(SpecialTokenIds tokens, int videoTokens, int textTokens, int vocab)
+    internal static int[] PromptIds(SpecialTokenIds tokens, int videoTokens, int textTokens, int vocab)
     {
         var rng = new Random(0);
         int before = 15, after = textTokens - before - 2;

@@ -12,6 +12,7 @@ var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in To
     EvaluateCommand.Create(),
     MergeCommand.Create(),
     SyntheticCommand.Create(),
+    TrainCommand.Create(),
 };
 // InvokeAsync: evaluate gets a cancellation token. ProcessTerminationTimeout = null: System.CommandLine would end the
 // process 2 s after Ctrl+C/SIGTERM, cutting off the answer in progress; evaluate handles both signals itself

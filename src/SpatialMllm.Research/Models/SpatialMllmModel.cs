@@ -218,6 +218,17 @@ public sealed class SpatialMllmModel : IDisposable
         if (_connector is nn.Module connectorModule) yield return (SpatialConnectors.CheckpointPrefix, connectorModule);
     }
 
+    /// <summary>
+    /// Call after changing weights in place (an optimizer step): drops the inference-only fused copies (q/k/v), which
+    /// are rebuilt from the current weights on the next forward. Checkpoint loading does this itself.
+    /// </summary>
+    public void WeightsUpdated()
+    {
+        foreach (var (_, module) in Components())
+            foreach (var (_, child) in module.named_modules())
+                if (child is IFusedWeights fused) fused.InvalidateFusedWeights();
+    }
+
     /// <summary>Checkpoint keys and shapes this model has (what a complete checkpoint must hold).</summary>
     internal IEnumerable<(string Key, long[] Shape)> StateDictShapes() =>
         Components().SelectMany(c => c.Module.state_dict().Select(kv => (c.Prefix + kv.Key, kv.Value.shape)));
@@ -307,6 +318,22 @@ public sealed class SpatialMllmModel : IDisposable
     FusionMode EffectiveFusion(AnswerOptions options) => HasSpatialEncoder ? options.Fusion : FusionMode.VisionOnly;
 
     /// <summary>
+    /// The fused visual tokens with an autograd graph through the trainable parts (the vision merger and the connector;
+    /// the frozen vision blocks and VGGT run without one): fine-tuning's encoder (<see cref="Training.SftObjective"/>).
+    /// </summary>
+    /// <param name="spatialTokens">VGGT's connector layer for these frames computed before (<see cref="SpatialTokens"/>;
+    /// VGGT is frozen, so it can be computed once per video); null: computed here.</param>
+    public Tensor EncodeForTraining(Tensor pixelValues, GridThw grid, Tensor videoTchw, Tensor? spatialTokens = null) =>
+        EncodeProcessed(pixelValues, grid, videoTchw, new AnswerOptions(), [], withGradient: true, spatialTokens);
+
+    /// <summary>The VGGT aggregator layer the connector reads, without autograd: [T, 5+P, 2·D].</summary>
+    public Tensor SpatialTokens(Tensor videoTchw)
+    {
+        using var noGrad = torch.no_grad();
+        return Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), Config.Connector!.SpatialEmbedsLayerIdx);
+    }
+
+    /// <summary>
     /// uint8 frames [T, 3, H, W] → the two encoders' outputs without the connector (see <see cref="EncoderOutputs"/>):
     /// the pieces for a fusion of your own. <paramref name="options"/>: the VGGT layer and resized size; the fusion mode
     /// is not used (VGGT runs whenever the model has it).
@@ -326,12 +353,13 @@ public sealed class SpatialMllmModel : IDisposable
     }
 
     /// <summary>The encoders on processor outputs: pixel_values_videos [N, 1176], the grid, and VGGT's frames in [0,1].</summary>
-    internal Tensor EncodeProcessed(Tensor pixelValues, GridThw grid, Tensor videoTchw, AnswerOptions options, List<StageTiming> timings)
+    internal Tensor EncodeProcessed(Tensor pixelValues, GridThw grid, Tensor videoTchw, AnswerOptions options, List<StageTiming> timings,
+        bool withGradient = false, Tensor? precomputedSpatial = null)
     {
         using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
+        using var noGrad = withGradient ? null : torch.no_grad();
         var fusion = EffectiveFusion(options);
-        var (vision, spatial) = RunEncoders(pixelValues, grid, videoTchw, options, timings, spatial: fusion != FusionMode.VisionOnly);
+        var (vision, spatial) = RunEncoders(pixelValues, grid, videoTchw, options, timings, spatial: fusion != FusionMode.VisionOnly, precomputedSpatial);
         if (spatial is null) return vision.MoveToOuterDisposeScope();
 
         var clock = Stopwatch.StartNew();
@@ -346,8 +374,9 @@ public sealed class SpatialMllmModel : IDisposable
     }
 
     /// <summary>vision_embeds and (when <paramref name="spatial"/>) spatial_tokens, in the current dispose scope, through the hooks.</summary>
+    /// <param name="precomputedSpatial">VGGT's output computed before (training computes it once per video); null: run VGGT.</param>
     (Tensor Vision, Tensor? Spatial) RunEncoders(Tensor pixelValues, GridThw grid, Tensor videoTchw, AnswerOptions options,
-        List<StageTiming> timings, bool spatial)
+        List<StageTiming> timings, bool spatial, Tensor? precomputedSpatial = null)
     {
         var clock = Stopwatch.StartNew();
         var pixels = Hooks.Run("pixel_values_videos", pixelValues.to(DType, Device));
@@ -356,7 +385,10 @@ public sealed class SpatialMllmModel : IDisposable
         if (!spatial) return (vision, null);
 
         int layer = options.SpatialLayer ?? Config.Connector!.SpatialEmbedsLayerIdx;
-        var tokens = Hooks.Run("spatial_tokens", Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), layer)); // [T, 5+P, 2·D]
+        Tensor raw; // [T, 5+P, 2·D]; VGGT is never trained, so never with a graph
+        if (precomputedSpatial is not null) raw = precomputedSpatial;
+        else using (torch.no_grad()) raw = Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), layer);
+        var tokens = Hooks.Run("spatial_tokens", raw);
         timings.Add(Lap("VGGT aggregator", clock));
         return (vision, tokens);
     }

@@ -117,6 +117,9 @@ public sealed class Qwen2Attention : nn.Module, IFusedWeights
     internal (Tensor Weight, Tensor Bias) FusedQkv()
     {
         var qWeight = q_proj.weight!;
+        // Training: concatenated afresh in the caller's scope, so the gradient flows back to q/k/v_proj.
+        if (torch.is_grad_enabled() && qWeight.requires_grad)
+            return (torch.cat([qWeight, k_proj.weight!, v_proj.weight!], 0), torch.cat([q_proj.bias!, k_proj.bias!, v_proj.bias!], 0));
         if (_fusedWeight is null || _fusedFrom != qWeight.Handle)
         {
             InvalidateFusedWeights();

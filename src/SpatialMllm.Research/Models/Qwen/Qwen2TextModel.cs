@@ -32,6 +32,10 @@ public sealed class Qwen2TextModel : nn.Module
 
     public Qwen2TextConfig Config => _config;
 
+    /// <summary>Training: recompute each layer's activations in the backward pass instead of keeping them
+    /// (<see cref="CheckpointedDecoderLayer"/>): less memory, one more forward.</summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>The M-RoPE tables (for the decode fast path, which recomputes cos/sin in its script).</summary>
     internal MultimodalRotaryEmbedding Rotary => _rotary;
 
@@ -101,9 +105,10 @@ public sealed class Qwen2TextModel : nn.Module
         var signedSin = RotaryEmbedding.SignedSin(sin);
         var x = inputsEmbeds;
         bool hooked = HasHooks;
+        bool checkpointed = GradientCheckpointing && cache is null && torch.is_grad_enabled();
         for (int i = 0; i < layers.Count; i++)
         {
-            x = layers[i].forward(x, cos, signedSin, cache);
+            x = checkpointed ? CheckpointedDecoderLayer.apply(layers[i], x, cos, signedSin) : layers[i].forward(x, cos, signedSin, cache);
             if (hooked) x = _hooks!.Run(_layerPoints[i], x);
         }
         cache?.Advance(length);

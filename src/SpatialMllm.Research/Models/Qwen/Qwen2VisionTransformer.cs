@@ -64,18 +64,24 @@ public sealed class Qwen2VisionTransformer : nn.Module
             throw new ArgumentException($"pixel_values has shape [{string.Join(", ", pixelValues.shape)}] but grid_thw describes {plan.PatchCount} patches.");
 
         var device = pixelValues.device;
-        var x = patch_embed.forward(pixelValues);
-        long hidden = x.shape[1];
-        // [patches, hidden] → [units, m², hidden], reorder units, → [patches, hidden]
-        x = x.view(-1, unitSize, hidden).index_select(0, torch.tensor(plan.UnitOrder, device: device)).view(-1, hidden);
-
-        var (cos, sin) = RotaryCosSin(plan, device);
-        using var windows = new SegmentedAttention(null, plan.WindowGroups, device);
-        using var slices = new SegmentedAttention(plan.SliceOrder, plan.SliceGroups, device);
-        for (int i = 0; i < blocks.Count; i++)
+        // Frozen blocks (fine-tuning trains the merger only) run without a graph: no activations kept for backward.
+        bool frozen = torch.is_grad_enabled() && !patch_embed.parameters().Concat(blocks.parameters()).Any(p => p.requires_grad);
+        Tensor x;
+        using (frozen ? torch.no_grad() : null)
         {
-            x = blocks[i].forward(x, cos, sin, _fullAttentionBlocks.Contains(i) ? slices : windows);
-            if (_hooks is { Any: true }) x = _hooks.Run(_blockPoints[i], x);   // [patches, hidden] in window order
+            x = patch_embed.forward(pixelValues);
+            long hidden = x.shape[1];
+            // [patches, hidden] → [units, m², hidden], reorder units, → [patches, hidden]
+            x = x.view(-1, unitSize, hidden).index_select(0, torch.tensor(plan.UnitOrder, device: device)).view(-1, hidden);
+
+            var (cos, sin) = RotaryCosSin(plan, device);
+            using var windows = new SegmentedAttention(null, plan.WindowGroups, device);
+            using var slices = new SegmentedAttention(plan.SliceOrder, plan.SliceGroups, device);
+            for (int i = 0; i < blocks.Count; i++)
+            {
+                x = blocks[i].forward(x, cos, sin, _fullAttentionBlocks.Contains(i) ? slices : windows);
+                if (_hooks is { Any: true }) x = _hooks.Run(_blockPoints[i], x);   // [patches, hidden] in window order
+            }
         }
 
         var merged = merger.forward(x);

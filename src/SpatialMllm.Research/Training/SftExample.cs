@@ -1,0 +1,31 @@
+using SpatialMllm.Research.Processing;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Training;
+
+/// <summary>
+/// One supervised example ready for the model: token ids with the video pads expanded, labels (-100 outside the
+/// assistant's answers, <see cref="SftLabels"/>), and the video as the processor emits it.
+/// </summary>
+/// <param name="PixelValuesVideos">[patches, 1176] Qwen patches.</param>
+/// <param name="VideoTchw">[T, 3, H, W] the same frames in [0, 1] for VGGT.</param>
+/// <param name="Source">Where it came from (file:line), for messages.</param>
+public sealed record SftExample(long[] InputIds, long[] Labels, Tensor PixelValuesVideos, GridThw Grid, double SecondPerGridT,
+    Tensor VideoTchw, string Source = "") : IDisposable
+{
+    public const long IgnoreIndex = -100;
+
+    /// <summary>VGGT's output for this video when computed once ahead (<see cref="Models.SpatialMllmModel.SpatialTokens"/>;
+    /// VGGT is frozen, so it is the same every epoch); null: computed in each forward. Disposed with the example.</summary>
+    public Tensor? SpatialTokens { get; init; }
+
+    /// <summary>Tokens that count in the loss (label != -100 one position after a logit).</summary>
+    public int LabelledTokens => Labels.Skip(1).Count(l => l != IgnoreIndex);
+
+    public void Dispose()
+    {
+        PixelValuesVideos.Dispose();
+        VideoTchw.Dispose();
+        SpatialTokens?.Dispose();
+    }
+}

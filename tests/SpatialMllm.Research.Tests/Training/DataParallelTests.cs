@@ -1,0 +1,40 @@
+using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Training;
+using TorchSharp;
+
+namespace SpatialMllm.Research.Tests.Training;
+
+public class DataParallelTests
+{
+    [Fact]
+    public void Without_rank_variables_training_is_one_process_with_nothing_to_reduce()
+    {
+        var single = DataParallel.FromEnvironment(TestPaths.NewTempDir("dp"), _ => null);
+        Assert.Same(DataParallel.Single, single);
+        Assert.Equal((0, 1, true), (single.Rank, single.WorldSize, single.IsMain));
+        Assert.Equal([2.5, 7.0], single.Average(2.5, 7.0));
+    }
+
+    [Fact]
+    public void Several_ranks_without_a_gpu_or_nccl_fail_with_a_clear_message()
+    {
+        var env = new Dictionary<string, string> { ["WORLD_SIZE"] = "2", ["RANK"] = "0" };
+        if (torch.cuda.is_available() && NcclCommunicator.UnavailableReason is null) return; // the GPU machine: nothing to check here
+        var e = Assert.ThrowsAny<Exception>(() => DataParallel.FromEnvironment(TestPaths.NewTempDir("dp"), k => env.GetValueOrDefault(k)));
+        Assert.True(e.Message.Contains("no GPU is visible") || e.Message.Contains("libnccl.so.2"), e.Message);
+    }
+
+    [Fact]
+    public void A_rank_outside_the_world_is_rejected()
+    {
+        var env = new Dictionary<string, string> { ["WORLD_SIZE"] = "2", ["RANK"] = "2" };
+        Assert.Throws<ArgumentException>(() => DataParallel.FromEnvironment(TestPaths.NewTempDir("dp"), k => env.GetValueOrDefault(k)));
+    }
+
+    [Fact]
+    public void The_nccl_binding_names_what_it_tried_when_the_library_is_missing()
+    {
+        if (NcclCommunicator.UnavailableReason is not { } why) return; // NCCL present (GPU machine)
+        Assert.Contains("libnccl.so.2", why);
+    }
+}
