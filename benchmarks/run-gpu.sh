@@ -19,7 +19,7 @@ echo "== ours: one SFT step (issue 15), then the reference's in the same command
 timeout 240 dotnet $B train-step --config .gpu/bench/config.json --out "$OUT/parts" --runs 5
 timeout 240 dotnet $B train-step --config .gpu/bench/config.json --out "$OUT/parts/checkpointing" --runs 5 --gradient-checkpointing
 timeout 240 python3 .gpu/tools/ref_train_step.py "$PWD/.gpu/ref" .gpu/bench/config.json "$OUT/parts/reference-train-step.json"
-echo "== reference (python)"; timeout 180 python3 .gpu/bench/qwen25vl_reference.py .gpu/bench/config.json --ref "$PWD/.gpu/ref" --runs 5 --profile "$OUT/parts" > "$OUT/parts/reference.json"
+echo "== reference (python)"; timeout 180 python3 .gpu/bench/qwen25vl_reference.py .gpu/bench/config.json --ref "$PWD/.gpu/ref" --runs 5 > "$OUT/parts/reference.json"
 cat "$OUT/parts/reference.json"
 dotnet $B report --out "$OUT/parts" --reference "$OUT/parts/reference.json" --machine "$machine" --results "$OUT" \
   --command "bash .gpu/bench/run-gpu.sh $machine   # ours (main, sampling, train-step) then ref_train_step.py and python3 qwen25vl_reference.py (the seed's VGGT and connector), same machine"
