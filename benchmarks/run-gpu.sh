@@ -18,7 +18,7 @@ echo "== ours: space-aware sampling"; timeout 120 dotnet $B sampling --out "$OUT
 echo "== ours: one SFT step (issue 15), then the reference's in the same command"
 timeout 240 dotnet $B train-step --config .gpu/bench/config.json --out "$OUT/parts" --runs 5
 timeout 240 dotnet $B train-step --config .gpu/bench/config.json --out "$OUT/parts/checkpointing" --runs 5 --gradient-checkpointing
-timeout 240 python3 .gpu/tools/ref_train_step.py "$PWD/.gpu/ref" .gpu/bench/config.json "$OUT/parts/reference-train-step.json"
+timeout 240 python3 .gpu/tools/ref_train_step.py "$PWD/.gpu/ref" "$PWD/.gpu/bench/config.json" "$(cd "$OUT" && pwd)/parts/reference-train-step.json"  # it changes directory
 echo "== reference (python)"; timeout 180 python3 .gpu/bench/qwen25vl_reference.py .gpu/bench/config.json --ref "$PWD/.gpu/ref" --runs 5 > "$OUT/parts/reference.json"
 cat "$OUT/parts/reference.json"
 dotnet $B report --out "$OUT/parts" --reference "$OUT/parts/reference.json" --machine "$machine" --results "$OUT" \
