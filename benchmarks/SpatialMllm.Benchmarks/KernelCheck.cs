@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Models.Vggt;
 using SpatialMllm.Research.Processing;

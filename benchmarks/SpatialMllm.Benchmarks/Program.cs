@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Models.Vggt;
@@ -45,12 +46,12 @@ internal static class Program
         using var memory = new GpuMemoryMonitor();
         JsonObject result = args[0] switch
         {
-            "main" => MainStages.Run(SpatialMllmConfig.Load(Opt("config")), int.Parse(Opt("runs", "5")), int.Parse(Opt("decode-tokens", "64")),
+            "main" => MainStages.Run(ConfigFile.Load(Opt("config")), int.Parse(Opt("runs", "5")), int.Parse(Opt("decode-tokens", "64")),
                 int.Parse(Opt("questions", "8")), memory),
             "sampling" => SamplingStage.Run(int.Parse(Opt("runs", "3")), int.Parse(Opt("frames", "128")), memory),
             "vggt-ops" => VggtOpsProfile.Run(),
             "fixture" => FixtureCheck.Run(Opt("fixture")),
-            "train-step" => TrainStep.Run(SpatialMllmConfig.Load(Opt("config")), int.Parse(Opt("runs", "5")), options.ContainsKey("gradient-checkpointing"), memory),
+            "train-step" => TrainStep.Run(ConfigFile.Load(Opt("config")), int.Parse(Opt("runs", "5")), options.ContainsKey("gradient-checkpointing"), memory),
             "kernels" => KernelCheck.Run(int.Parse(Opt("runs", "10"))),
             _ => throw new ArgumentException($"unknown part '{args[0]}'"),
         };

@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Training;

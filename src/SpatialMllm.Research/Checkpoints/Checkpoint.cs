@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SpatialMllm.Research.Configs;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Checkpoints;
@@ -25,7 +26,7 @@ internal sealed class Checkpoint : IDisposable
     {
         if (!Directory.Exists(folder)) throw new CheckpointFormatException($"{folder}: checkpoint folder not found.");
         string configPath = System.IO.Path.Combine(folder, "config.json");
-        var checkpoint = OpenWith(folder, SpatialMllmConfig.Load(configPath));
+        var checkpoint = OpenWith(folder, ConfigFile.Load(configPath));
         try { ConfigValidation.Validate(checkpoint.Config, configPath, checkpoint.StoredElementCount); }
         catch { checkpoint.Dispose(); throw; }
         return checkpoint;

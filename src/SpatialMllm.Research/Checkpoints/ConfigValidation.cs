@@ -1,4 +1,5 @@
 using System.Globalization;
+using SpatialMllm.Research.Configs;
 
 namespace SpatialMllm.Research.Checkpoints;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models.Connector;
 using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Models.Vggt;

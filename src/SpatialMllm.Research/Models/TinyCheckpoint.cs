@@ -26,7 +26,7 @@ internal static class TinyCheckpoint
     internal static void Create(string folder, long seed = 1234, bool withSpatialEncoder = true)
     {
         WriteConfigAndTokenizer(folder, withSpatialEncoder);
-        var config = SpatialMllmConfig.Load(Path.Combine(folder, "config.json"));
+        var config = ConfigFile.Load(Path.Combine(folder, "config.json"));
         using var model = SpatialMllmModel.Create(config, torch.CPU, ScalarType.Float32);
         var tensors = model.Components()
             .SelectMany(c => c.Module.state_dict().Select(kv => new KeyValuePair<string, Tensor>(c.Prefix + kv.Key, kv.Value)))

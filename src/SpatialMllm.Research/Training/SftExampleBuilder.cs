@@ -1,4 +1,4 @@
-using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Text;
 using SpatialMllm.Research.Video;

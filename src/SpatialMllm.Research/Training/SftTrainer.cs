@@ -5,6 +5,7 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
+using SpatialMllm.Research.Checkpoints;
 
 namespace SpatialMllm.Research.Training;
 
@@ -57,7 +58,7 @@ public sealed class SftTrainer
 
     static SftExampleBuilder NewBuilder(string modelFolder, SftDataOptions options)
     {
-        var config = Checkpoints.SpatialMllmConfig.Load(Path.Combine(modelFolder, "config.json"));
+        var config = ConfigFile.Load(Path.Combine(modelFolder, "config.json"));
         var processor = File.Exists(Path.Combine(modelFolder, "preprocessor_config.json")) ? Processing.QwenVideoProcessor.FromFolder(modelFolder) : new Processing.QwenVideoProcessor();
         return new SftExampleBuilder(Text.Qwen2Tokenizer.FromFolder(modelFolder), processor, config.Tokens, options);
     }

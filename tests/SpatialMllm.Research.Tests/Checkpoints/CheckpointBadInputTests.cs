@@ -155,7 +155,7 @@ public class CheckpointBadInputTests
     public void Config_field_of_the_wrong_type_names_the_field()
     {
         File.WriteAllText(Path.Combine(_dir, "config.json"), """{"hidden_size": "big", "vision_config": {}}""");
-        var e = Assert.Throws<CheckpointFormatException>(() => SpatialMllmConfig.Load(Path.Combine(_dir, "config.json")));
+        var e = Assert.Throws<CheckpointFormatException>(() => ConfigFile.Load(Path.Combine(_dir, "config.json")));
         Assert.Contains("hidden_size", e.Message);
     }
 

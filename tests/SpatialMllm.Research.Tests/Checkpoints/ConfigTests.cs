@@ -1,4 +1,5 @@
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 
 namespace SpatialMllm.Research.Tests.Checkpoints;
 
@@ -7,7 +8,7 @@ public class ConfigTests
     [Fact]
     public void Tiny_fixture_config_reads_every_section()
     {
-        var c = SpatialMllmConfig.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
+        var c = ConfigFile.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
         Assert.True(c.IsSpatialMllm);
         Assert.Equal("spatial-mllm", c.ModelType);
         Assert.Equal((1000, 64, 2, 4, 2), (c.Text.VocabSize, c.Text.HiddenSize, c.Text.NumHiddenLayers, c.Text.NumAttentionHeads, c.Text.NumKeyValueHeads));
@@ -29,7 +30,7 @@ public class ConfigTests
     [Fact]
     public void Real_qwen_config_is_plain_qwen_with_3b_sizes()
     {
-        var c = SpatialMllmConfig.Load(Path.Combine(TestPaths.Data, "qwen2.5-vl-3b", "config.json"));
+        var c = ConfigFile.Load(Path.Combine(TestPaths.Data, "qwen2.5-vl-3b", "config.json"));
         Assert.False(c.IsSpatialMllm);
         Assert.Null(c.Spatial);
         Assert.Equal((151936, 2048, 11008, 36, 16, 2, 128), (c.Text.VocabSize, c.Text.HiddenSize, c.Text.IntermediateSize,
@@ -51,7 +52,7 @@ public class ConfigTests
              "spatial_config":{"img_size":518,"patch_size":14,"embed_dim":1024,"model_type":"vggt_spatial_encoder"},
              "connector_config":{"connector_type":"mlp_add","spatial_embeds_layer_idx":-1},"some_future_field":[1,2]}
             """);
-        var c = SpatialMllmConfig.Load(path);
+        var c = ConfigFile.Load(path);
         Assert.Equal(SpatialEncoderConfig.Vggt1B, c.Spatial);
         Assert.True(c.IsSpatialMllm);
     }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Verification;
@@ -14,7 +15,7 @@ public class SpatialMllmModelTests(ITestOutputHelper output)
     [Fact]
     public void Full_size_model_on_meta_has_every_released_key_with_its_shape()
     {
-        var qwen = SpatialMllmConfig.Load(Path.Combine(TestPaths.Data, "qwen2.5-vl-3b", "config.json"));
+        var qwen = ConfigFile.Load(Path.Combine(TestPaths.Data, "qwen2.5-vl-3b", "config.json"));
         var config = qwen with { ModelType = "spatial-mllm", Spatial = SpatialEncoderConfig.Vggt1B, Connector = new ConnectorConfig("mlp_add", -1) };
         using var model = SpatialMllmModel.Create(config, torch.META, ScalarType.BFloat16);
         var ours = model.StateDictShapes().ToDictionary(k => k.Key, k => k.Shape);

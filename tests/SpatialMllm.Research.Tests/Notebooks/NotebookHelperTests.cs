@@ -33,7 +33,7 @@ public class NotebookHelperTests
     [Fact]
     public void Vision_windows_tile_the_merged_grid_from_the_top_left()
     {
-        var config = SpatialMllmConfig.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
+        var config = ConfigFile.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
         // 6×8 patches = 3×4 merge units; window 56 px = 2×2 units: the last row of windows is cut in half.
         var map = ModelAnatomy.VisionWindows(new GridThw(2, 6, 8), config.Vision);
         Assert.Equal(new[,] { { 0, 0, 1, 1 }, { 0, 0, 1, 1 }, { 2, 2, 3, 3 } }, map);
@@ -64,7 +64,7 @@ public class NotebookHelperTests
     [Fact]
     public void Positions_list_text_and_video_tokens_with_their_mrope_ids()
     {
-        var config = SpatialMllmConfig.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
+        var config = ConfigFile.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
         var t = config.Tokens;
         // 2 text tokens, vision start, a (1, 2, 4)-patch video = 1×1×2 merged tokens, vision end, 1 text token.
         using var ids = torch.tensor(new long[] { 10, 11, t.VisionStartTokenId, t.VideoTokenId, t.VideoTokenId, t.VisionEndTokenId, 12 }).unsqueeze(0);

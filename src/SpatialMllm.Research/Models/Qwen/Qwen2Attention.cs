@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Configs;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

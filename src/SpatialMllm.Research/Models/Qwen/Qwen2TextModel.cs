@@ -1,7 +1,7 @@
+using SpatialMllm.Research.Configs;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using SpatialMllm.Research.Checkpoints;
 
 namespace SpatialMllm.Research.Models.Qwen;
 

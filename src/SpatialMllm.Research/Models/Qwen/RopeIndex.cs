@@ -1,6 +1,6 @@
+using SpatialMllm.Research.Configs;
 using TorchSharp;
 using static TorchSharp.torch;
-using SpatialMllm.Research.Checkpoints;
 
 namespace SpatialMllm.Research.Models.Qwen;
 

@@ -1,4 +1,4 @@
-using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

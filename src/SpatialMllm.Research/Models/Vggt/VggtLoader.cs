@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,7 +24,7 @@ internal static class VggtLoader
         {
             if (doc.RootElement.TryGetProperty("vision_config", out _))
             {
-                spatial = SpatialMllmConfig.Load(configPath).Spatial
+                spatial = ConfigFile.Load(configPath).Spatial
                     ?? throw new CheckpointFormatException($"{configPath}: a plain Qwen2.5-VL checkpoint has no VGGT (no spatial_config).");
                 prefix = VggtModel.CheckpointPrefix;
             }

@@ -1,4 +1,5 @@
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -106,7 +106,7 @@ public sealed class ConnectorVariantTests
         "v_proj.weight", "o_proj.weight", "mlp_norm.weight", "mlp.fc1.weight", "mlp.fc2.weight" })]
     public void The_config_builds_each_connector_with_checkpoint_key_names(string type, Type expected, string[] keys)
     {
-        var config = SpatialMllmConfig.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
+        var config = ConfigFile.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
         config = config with { Connector = config.Connector! with { ConnectorType = type, NumHeads = 2 } };
         using var connector = SpatialConnectors.Create(config);
         Assert.IsType(expected, connector);
@@ -116,7 +116,7 @@ public sealed class ConnectorVariantTests
     [Fact]
     public void An_unknown_connector_type_is_named()
     {
-        var config = SpatialMllmConfig.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
+        var config = ConfigFile.Load(Path.Combine(TestPaths.TinyFixture, "config.json"));
         config = config with { Connector = config.Connector! with { ConnectorType = "mlp_mul" } };
         var e = Assert.Throws<NotSupportedException>(() => SpatialConnectors.Create(config));
         Assert.Contains("connector_config.connector_type 'mlp_mul'", e.Message);

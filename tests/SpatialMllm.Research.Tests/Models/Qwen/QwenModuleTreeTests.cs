@@ -1,4 +1,4 @@
-using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models.Qwen;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models.Connector;
 using SpatialMllm.Research.Models.Vggt;
 using TorchSharp;

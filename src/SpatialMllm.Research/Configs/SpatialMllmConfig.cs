@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace SpatialMllm.Research.Checkpoints;
+namespace SpatialMllm.Research.Configs;
 
 /// <summary>The Qwen2.5 language model (transformers 4.51 keeps these at the top level of config.json).</summary>
 public sealed record Qwen2TextConfig(
@@ -65,21 +65,11 @@ public sealed record SpatialMllmConfig(
     /// <summary>Qwen2.5-VL-3B's defaults with no spatial encoder (what an empty config.json means).</summary>
     internal static SpatialMllmConfig Default { get; } = Parse(JsonDocument.Parse("""{"vision_config":{}}""").RootElement);
 
-    public static SpatialMllmConfig Load(string path)
-    {
-        if (!File.Exists(path)) throw new CheckpointFormatException($"{path}: file not found.");
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            return Parse(doc.RootElement);
-        }
-        catch (JsonException e) { throw new CheckpointFormatException($"{path}: malformed JSON ({e.Message}).", e); }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or KeyNotFoundException)
-        {
-            throw new CheckpointFormatException($"{path}: {e.Message}", e);
-        }
-    }
-
+    /// <summary>
+    /// A config.json's root object (transformers 4.51 or later layouts). Throws InvalidOperationException,
+    /// FormatException or KeyNotFoundException on values of the wrong kind; <c>Checkpoints.ConfigFile.Load</c> reads a
+    /// file and names it in the error.
+    /// </summary>
     internal static SpatialMllmConfig Parse(JsonElement root)
     {
         // transformers >= 4.52 nests the language model under text_config; 4.51 (the checkpoints) keeps it on top.
