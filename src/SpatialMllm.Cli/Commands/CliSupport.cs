@@ -45,6 +45,17 @@ internal static class CliSupport
         DefaultValueFactory = _ => "full",
     }.AcceptOnlyFromAmong("full", "debiased", "pruned");
 
+    public static Option<string?> MeteorJarOption() => new Option<string?>("--meteor-jar")
+    {
+        Description = $"The official meteor-1.5.jar (run with `java` from PATH, as the seed does; default: ${Meteor.JarVariable}). " +
+                      "Without it, or without Java, the table says METEOR was not computed and why.",
+    };
+
+    public static Option<string?> DebiasedIdsOption() => new Option<string?>("--debiased-ids")
+    {
+        Description = "File of the ids in VSI-Bench-Debiased (one a line): overrides the 'pruned' column; the other questions count as pruned.",
+    };
+
     public static VsiBenchSubset ParseSubset(string value) => Enum.Parse<VsiBenchSubset>(value, ignoreCase: true);
 
     /// <summary>The first file that exists among <paramref name="names"/> in each of <paramref name="folders"/>, searched in

@@ -58,25 +58,28 @@ internal static class EvaluateCommand
             });
     }
 
-    static Command CreateScanQa() =>
-        CreateBenchmark("scanqa", "Answer ScanQA val with a model (16 frames resized to 480×640) and score the answers: BLEU-1..4, ROUGE-L, CIDEr, EM.",
+    static Command CreateScanQa()
+    {
+        var meteorJar = CliSupport.MeteorJarOption();
+        return CreateBenchmark("scanqa", "Answer ScanQA val with a model (16 frames resized to 480×640) and score the answers: BLEU-1..4, ROUGE-L, CIDEr, EM, and METEOR when Java and meteor-1.5.jar are there.",
             dataDescription: "Local ScanQA folder: scanqa_val_llava_style.json or ScanQA_v1.0_val.json, and {scene}.mp4 videos.",
             datasetDescription: "Annotations file (default: scanqa_val_llava_style.json or ScanQA_v1.0_val.json in --data).",
             videosDescription: "Folder of the {scene}.mp4 ScanNet videos if not --data.",
             maxNewTokensDescription: "Generation limit (the seed uses 256 for ScanQA).", defaultMaxNewTokens: 256,
-            [],
-            (_, inputs) =>
+            [meteorJar],
+            (parse, inputs) =>
             {
                 string datasetPath = CliSupport.Locate("ScanQA dataset", inputs.DatasetPath, [inputs.DataDir], CliSupport.ScanQaFileNames);
                 var dataset = ScanQa.Load(datasetPath);
                 return new BenchmarkSetup(ScanQaVideos.Items(dataset, inputs.VideoRoot), inputs.Options with { ResizedSize = ScanQaVideos.ResizedSize },
                     datasetPath, (results, missing) =>
                     {
-                        var scores = ScanQa.Score(results, dataset, missing);
+                        var scores = ScanQa.Score(results, dataset, missing, parse.GetValue(meteorJar));
                         return (scores.ToMetricsJsonText(), scores.FormatTable());
                     },
                     StripAnswers: true);
             });
+    }
 
     /// <summary>One `evaluate` subcommand: the shared options plus <paramref name="benchmarkOptions"/>; in-process, shard or
     /// worker runs, merge, then the metrics file beside the results and the table on the output.</summary>

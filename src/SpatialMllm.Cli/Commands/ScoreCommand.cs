@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
 using SpatialMllm.Research.Evaluation;
 
 namespace SpatialMllm.Cli.Commands;
@@ -30,27 +31,39 @@ internal static class ScoreCommand
         }.AcceptOnlyFromAmong("spatial-mllm", "official");
         var json = new Option<bool>("--json") { Description = "Print the metrics JSON (the seed's keys, with per-question rewards) instead of the table." };
         var subset = CliSupport.SubsetOption();
+        var debiasedIds = CliSupport.DebiasedIdsOption();
         var missing = CliSupport.MissingOption();
-        var command = new Command("vsibench", "Score VSI-Bench predictions: per type, micro and macro Acc / MRA / All.")
+        var command = new Command("vsibench",
+            "Score VSI-Bench predictions: per type, micro and macro Acc / MRA / All; on VSI-Bench-Debiased as well when the file " +
+            "has a 'pruned' column (or pruned_ids.txt beside it, or --debiased-ids).")
         {
-            predictions, dataset, profile, subset, missing, compare, json,
+            predictions, dataset, profile, subset, debiasedIds, missing, compare, json,
         };
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             string datasetPath = CliSupport.Locate("VSI-Bench dataset", parse.GetValue(dataset),
                 ["datasets/evaluation/vsibench"], CliSupport.VsiBenchFileNames);
-            var data = VsiBench.Load(datasetPath, CliSupport.ParseSubset(parse.GetValue(subset)!));
+            var data = VsiBench.Load(datasetPath, CliSupport.ParseSubset(parse.GetValue(subset)!), parse.GetValue(debiasedIds));
             var read = PredictionFile.Read(parse.GetValue(predictions)!);
             var rules = VsiBenchScoringProfile.FromName(parse.GetValue(profile)!);
             var missingPolicy = CliSupport.ParseMissing(parse.GetValue(missing)!);
             var scores = VsiBench.Score(read, data, rules, missingPolicy);
+            var debiased = VsiBench.ScoreDebiased(read, data, rules, missingPolicy);
             if (parse.GetValue(json))
             {
-                output.WriteLine(scores.ToMetricsJsonText());
+                var metrics = scores.ToMetricsJson();
+                if (debiased != null) metrics["debiased"] = debiased.ToMetricsJson(includeRewards: false);
+                output.WriteLine(metrics.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 return CliSupport.Ok;
             }
             output.WriteLine($"dataset {datasetPath} ({data.Subset}, {data.Count} questions); predictions {parse.GetValue(predictions)}");
             output.WriteLine(scores.FormatTable());
+            if (debiased != null)
+            {
+                output.WriteLine();
+                output.WriteLine($"VSI-Bench-Debiased (pruned == false): {debiased.Questions.Count} of {scores.Questions.Count} scored questions");
+                output.WriteLine(debiased.FormatTable());
+            }
             if (parse.GetValue(compare) is string other)
             {
                 var otherRules = VsiBenchScoringProfile.FromName(other);
@@ -75,15 +88,17 @@ internal static class ScoreCommand
         var dataset = new Option<string?>("--dataset") { Description = "ScanQA_v1.0_val.json or scanqa_val_llava_style.json (default: under datasets/evaluation/scanqa)." };
         var json = new Option<bool>("--json") { Description = "Print the metrics as JSON." };
         var missing = CliSupport.MissingOption();
-        var command = new Command("scanqa", "Score ScanQA val predictions as the seed does: BLEU-1..4, ROUGE-L, CIDEr, EM (no METEOR).")
+        var meteorJar = CliSupport.MeteorJarOption();
+        var command = new Command("scanqa", "Score ScanQA val predictions as the seed does: BLEU-1..4, ROUGE-L, CIDEr, EM, and METEOR when Java and meteor-1.5.jar are there.")
         {
-            predictions, dataset, missing, json,
+            predictions, dataset, missing, meteorJar, json,
         };
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
             string datasetPath = CliSupport.Locate("ScanQA dataset", parse.GetValue(dataset),
                 ["datasets/evaluation/scanqa"], CliSupport.ScanQaFileNames);
-            var scores = ScanQa.Score(parse.GetValue(predictions)!, ScanQa.Load(datasetPath), CliSupport.ParseMissing(parse.GetValue(missing)!));
+            var scores = ScanQa.Score(parse.GetValue(predictions)!, ScanQa.Load(datasetPath), CliSupport.ParseMissing(parse.GetValue(missing)!),
+                parse.GetValue(meteorJar));
             output.WriteLine(parse.GetValue(json) ? scores.ToMetricsJsonText() : scores.FormatTable());
             return CliSupport.Ok;
         }));

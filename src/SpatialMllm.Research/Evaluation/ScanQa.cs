@@ -32,12 +32,15 @@ public sealed class ScanQaDataset
 }
 
 /// <summary>ScanQA scores as the seed's score_scanqa.py computes them, all as fractions (the seed prints BLEU, ROUGE-L and
-/// CIDEr ×100 and EM as a fraction). METEOR is not computed: it needs the Meteor 1.5 jar (spec §6.4).</summary>
+/// CIDEr ×100 and EM as a fraction). METEOR comes from the official Meteor 1.5 jar when Java and the jar are there
+/// (spec §6.4); otherwise <see cref="Meteor"/> says why it was not computed.</summary>
 public sealed record ScanQaScores(
     int Questions, int Predictions,
     double Bleu1, double Bleu2, double Bleu3, double Bleu4,
     double RougeL, double Cider, double ExactMatch)
 {
+    public MeteorResult Meteor { get; init; } = MeteorResult.NotComputed("not requested");
+
     public JsonObject ToMetricsJson() => new()
     {
         ["count"] = Questions,
@@ -46,6 +49,8 @@ public sealed record ScanQaScores(
         ["ROUGE_L"] = RougeL,
         ["CIDEr"] = Cider,
         ["EM"] = ExactMatch,
+        ["METEOR"] = Meteor.Score,
+        ["METEOR_not_computed"] = Meteor.NotComputedReason,
     };
 
     public string ToMetricsJsonText() => ToMetricsJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true });
@@ -53,10 +58,13 @@ public sealed record ScanQaScores(
     public string FormatTable()
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"ScanQA, {Questions} questions, {Predictions} predictions (×100; no PTB tokenisation, no METEOR)");
+        sb.AppendLine($"ScanQA, {Questions} questions, {Predictions} predictions (×100; no PTB tokenisation)");
         foreach (var (name, value) in new[] { ("BLEU-1", Bleu1), ("BLEU-2", Bleu2), ("BLEU-3", Bleu3), ("BLEU-4", Bleu4),
                      ("ROUGE-L", RougeL), ("CIDEr", Cider), ("EM", ExactMatch) })
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{name,-8} {value * 100,8:F2}"));
+        sb.AppendLine(Meteor.Score is double meteor
+            ? string.Create(CultureInfo.InvariantCulture, $"{"METEOR",-8} {meteor * 100,8:F2}")
+            : $"{"METEOR",-8} not computed: {Meteor.NotComputedReason}");
         return sb.ToString().TrimEnd();
     }
 }
@@ -130,9 +138,10 @@ public static class ScanQa
     /// eval saved it); for BLEU/ROUGE-L/CIDEr only trailing dots removed, against the raw reference answers; EM = the
     /// stripped prediction is literally one of the answers (case-sensitive), over the number of predictions.
     /// Duplicate (after normalisation) or unknown ids throw; missing ones too unless <paramref name="missing"/> says otherwise
-    /// (CIDEr's idf depends on which questions are scored).</summary>
+    /// (CIDEr's idf depends on which questions are scored). METEOR runs <paramref name="meteorJar"/> (else
+    /// $SPATIAL_MLLM_METEOR_JAR) on the same samples; without it the scores say why it was not computed.</summary>
     public static ScanQaScores Score(IReadOnlyList<Prediction> predictions, ScanQaDataset dataset,
-        MissingPredictions missing = MissingPredictions.Error)
+        MissingPredictions missing = MissingPredictions.Error, string? meteorJar = null)
     {
         var normalized = predictions.Select(p => p with { Id = NormalizeId(p.Id) }).ToList();
         var coverage = PredictionCoverage.Of(normalized, dataset.Questions.Select(q => q.Id).ToHashSet());
@@ -148,9 +157,13 @@ public static class ScanQa
         int exact = scored.Count(s => s.Question.Answers.Contains(s.Text));
         return new ScanQaScores(scored.Count, predictions.Count, bleu[0], bleu[1], bleu[2], bleu[3],
             CaptionMetrics.RougeL(samples).Mean, CaptionMetrics.Cider(samples).Mean,
-            scored.Count == 0 ? 0 : exact / (double)scored.Count);
+            scored.Count == 0 ? 0 : exact / (double)scored.Count)
+        {
+            Meteor = Evaluation.Meteor.Compute(samples, Evaluation.Meteor.ResolveJar(meteorJar)),
+        };
     }
 
-    public static ScanQaScores Score(string predictionsPath, ScanQaDataset dataset, MissingPredictions missing = MissingPredictions.Error) =>
-        Score(PredictionFile.Read(predictionsPath), dataset, missing);
+    public static ScanQaScores Score(string predictionsPath, ScanQaDataset dataset, MissingPredictions missing = MissingPredictions.Error,
+        string? meteorJar = null) =>
+        Score(PredictionFile.Read(predictionsPath), dataset, missing, meteorJar);
 }

@@ -10,9 +10,15 @@ public sealed record VsiBenchScoreChange(
 /// <summary>Entry points for notebooks and the CLI: load VSI-Bench, score predictions, compare profiles.</summary>
 public static class VsiBench
 {
-    /// <summary>Loads test.jsonl or test-*.parquet (row order is irrelevant; everything joins on id) and selects a subset.</summary>
-    public static VsiBenchDataset Load(string path, VsiBenchSubset subset = VsiBenchSubset.Full) =>
-        new VsiBenchDataset(path, VsiBenchLoader.Load(path), VsiBenchSubset.Full).Select(subset);
+    /// <summary>Loads test.jsonl or test-*.parquet (row order is irrelevant; everything joins on id) and selects a subset.
+    /// With <paramref name="debiasedIdsPath"/> (one id a line) the listed questions are VSI-Bench-Debiased and all others
+    /// pruned, whatever the file's own 'pruned' column says.</summary>
+    public static VsiBenchDataset Load(string path, VsiBenchSubset subset = VsiBenchSubset.Full, string? debiasedIdsPath = null)
+    {
+        var questions = VsiBenchLoader.Load(path);
+        if (debiasedIdsPath != null) questions = VsiBenchLoader.ApplyDebiasedIds(debiasedIdsPath, questions);
+        return new VsiBenchDataset(path, questions, VsiBenchSubset.Full).Select(subset);
+    }
 
     /// <summary>Scores predictions (joined on id) with a profile. Duplicate or unknown ids always throw
     /// <see cref="PredictionMismatchException"/>; missing ones do unless <paramref name="missing"/> says otherwise.</summary>
@@ -23,6 +29,18 @@ public static class VsiBench
     public static VsiBenchScores Score(string predictionsPath, VsiBenchDataset dataset,
         VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error) =>
         Score(PredictionFile.Read(predictionsPath), dataset, profile, missing);
+
+    /// <summary>Scores on VSI-Bench-Debiased (the questions with pruned == false), as its authors recommend: the full set
+    /// answered once, then filtered. Predictions for pruned questions are left out. Null when <paramref name="dataset"/> is
+    /// already a subset or does not say which questions are pruned.</summary>
+    public static VsiBenchScores? ScoreDebiased(IReadOnlyList<Prediction> predictions, VsiBenchDataset dataset,
+        VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error)
+    {
+        if (dataset.Subset != VsiBenchSubset.Full || !dataset.HasPrunedFlags) return null;
+        var debiased = dataset.Select(VsiBenchSubset.Debiased);
+        var ids = debiased.Questions.Select(q => q.Id.ToString(CultureInfo.InvariantCulture)).ToHashSet();
+        return Score([.. predictions.Where(p => ids.Contains(p.Id))], debiased, profile, missing);
+    }
 
     /// <summary>
     /// Scores per source dataset of the scenes (arkitscenes, scannet, scannetpp), each aggregated like the whole set

@@ -162,20 +162,39 @@ internal static class VsiBenchLoader
             throw new DataFileException($"{path}: {duplicates.Count} duplicate id(s), e.g. {string.Join(", ", duplicates.Take(5))}");
     }
 
+    /// <summary>The questions listed in <paramref name="idsPath"/> (one id a line) are debiased, every other one pruned.
+    /// An id that is not in the annotations is an error: the list is for another version of the benchmark.</summary>
+    public static IReadOnlyList<VsiBenchQuestion> ApplyDebiasedIds(string idsPath, IReadOnlyList<VsiBenchQuestion> questions)
+    {
+        var kept = ReadIds(idsPath);
+        var known = questions.Select(q => q.Id).ToHashSet();
+        var unknown = kept.Where(id => !known.Contains(id)).Take(5).ToList();
+        if (unknown.Count > 0)
+            throw new DataFileException($"{idsPath}: id(s) not in the annotations, e.g. {string.Join(", ", unknown)}");
+        return [.. questions.Select(q => q with { Pruned = !kept.Contains(q.Id) })];
+    }
+
+    static HashSet<int> ReadIds(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"id list not found: {path}", path);
+        var ids = new HashSet<int>();
+        int lineNumber = 0;
+        foreach (string line in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            if (!int.TryParse(line.Trim(), out int id)) throw DataFileException.At(path, $"line {lineNumber}", $"'{line.Trim()}' is not an id");
+            ids.Add(id);
+        }
+        return ids;
+    }
+
     /// <summary>Rows without a `pruned` column take it from pruned_ids.txt beside the file, when there is one.</summary>
     static IReadOnlyList<VsiBenchQuestion> ApplyPrunedIdsFile(string path, IReadOnlyList<VsiBenchQuestion> questions)
     {
         string prunedPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, PrunedIdsFileName);
         if (questions.All(q => q.Pruned.HasValue) || !File.Exists(prunedPath)) return questions;
-        var pruned = new HashSet<int>();
-        int lineNumber = 0;
-        foreach (string line in File.ReadLines(prunedPath))
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            if (!int.TryParse(line.Trim(), out int id)) throw DataFileException.At(prunedPath, $"line {lineNumber}", $"'{line.Trim()}' is not an id");
-            pruned.Add(id);
-        }
+        var pruned = ReadIds(prunedPath);
         return [.. questions.Select(q => q.Pruned.HasValue ? q : q with { Pruned = pruned.Contains(q.Id) })];
     }
 }
