@@ -43,6 +43,7 @@ public static class Meteor
             return MeteorResult.NotComputed("no questions scored");
         try { return Run(java, Path.GetFullPath(jarPath), samples); }
         catch (MeteorProtocolException e) { return MeteorResult.NotComputed(e.Message); }
+        catch (System.ComponentModel.Win32Exception e) { return MeteorResult.NotComputed($"could not run {java}: {e.Message}"); }
     }
 
     static MeteorResult Run(string java, string jarPath, IReadOnlyList<CaptionMetrics.Sample> samples)
@@ -65,16 +66,24 @@ public static class Meteor
         process.BeginErrorReadLine();
         try
         {
-            string ReadLine()
+            MeteorProtocolException Stopped()
             {
-                string? line = process.StandardOutput.ReadLine();
-                if (line != null) return line.Trim();
-                process.WaitForExit();
+                process.WaitForExit(); // also waits for the rest of stderr
                 string stderr;
                 lock (errors) stderr = errors.ToString().Trim();
-                throw new MeteorProtocolException(
+                return new MeteorProtocolException(
                     $"{java} -jar {jarPath} stopped answering (exit code {process.ExitCode}){(stderr.Length > 0 ? ": " + stderr : "")}");
             }
+            void Send(string line)
+            {
+                try
+                {
+                    process.StandardInput.Write(line + "\n");
+                    process.StandardInput.Flush();
+                }
+                catch (IOException) { throw Stopped(); }
+            }
+            string ReadLine() => process.StandardOutput.ReadLine()?.Trim() ?? throw Stopped();
             double ReadScore()
             {
                 string line = ReadLine();
@@ -85,12 +94,10 @@ public static class Meteor
             var stats = new List<string>(samples.Count);
             foreach (var sample in samples)
             {
-                process.StandardInput.Write(ScoreLine(sample) + "\n");
-                process.StandardInput.Flush();
+                Send(ScoreLine(sample));
                 stats.Add(ReadLine());
             }
-            process.StandardInput.Write("EVAL ||| " + string.Join(" ||| ", stats) + "\n");
-            process.StandardInput.Flush();
+            Send("EVAL ||| " + string.Join(" ||| ", stats));
             var perSample = new double[samples.Count];
             for (int i = 0; i < perSample.Length; i++) perSample[i] = ReadScore();
             double score = ReadScore();
