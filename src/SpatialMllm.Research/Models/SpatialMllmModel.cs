@@ -76,6 +76,7 @@ public sealed class VideoFeatures : IDisposable
     /// <summary>The KV cache of the prompt's shared prefix (system prompt and visual tokens) for
     /// <see cref="AnswerOptions.SharePrefix"/>; null until a question is answered that way.</summary>
     SharedPrefix? _sharedPrefix;
+    readonly Lock _prefixLock = new();
 
     /// <summary>
     /// The cached prefix of <paramref name="ids"/>[..<paramref name="length"/>] for <paramref name="language"/>; filled
@@ -83,7 +84,7 @@ public sealed class VideoFeatures : IDisposable
     /// </summary>
     internal Qwen2KvCache PrefixCache(Qwen2CausalLm language, IReadOnlyList<int> ids, int length, Func<Qwen2KvCache> prefill)
     {
-        lock (this)
+        lock (_prefixLock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_sharedPrefix is { } kept && ReferenceEquals(kept.Language, language) && kept.Ids.SequenceEqual(ids.Take(length)))
@@ -96,13 +97,13 @@ public sealed class VideoFeatures : IDisposable
     }
 
     /// <summary>Whether the shared prefix's KV cache is held (tests; it goes with <see cref="Dispose"/>).</summary>
-    internal bool HoldsPrefixCache { get { lock (this) return _sharedPrefix is not null; } }
+    internal bool HoldsPrefixCache { get { lock (_prefixLock) return _sharedPrefix is not null; } }
 
     bool _disposed;
 
     public void Dispose()
     {
-        lock (this)
+        lock (_prefixLock)
         {
             _disposed = true;
             _sharedPrefix?.Cache.Dispose();
