@@ -106,6 +106,11 @@ internal static class EvaluateCommand
                           "scored as wrong, tried again on the next run).",
             DefaultValueFactory = _ => "stop",
         }.AcceptOnlyFromAmong("stop", "skip");
+        var noPrefixSharing = new Option<bool>("--no-prefix-sharing")
+        {
+            Description = "Prefill every question's whole prompt instead of sharing a video's prefilled system prompt and visual tokens " +
+                          "between its questions (same answers; for comparison).",
+        };
         var forceNew = new Option<bool>("--force-new")
         {
             Description = "Start a new results file even if --out holds answers of another model or settings (the old files are renamed *.bak-TIME, not deleted).",
@@ -113,7 +118,7 @@ internal static class EvaluateCommand
 
         var command = new Command(name, description) { model, data, dataset, videos, frames, maxNewTokens, output };
         foreach (var option in benchmarkOptions) command.Options.Add(option);
-        foreach (var option in new Option[] { shard, device, workers, onError, forceNew, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
+        foreach (var option in new Option[] { shard, device, workers, onError, forceNew, noPrefixSharing, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
         command.SetAction((parse, cancel) => Task.FromResult(CliSupport.Guard(parse, log =>
         {
             string resultsPath = parse.GetValue(output)!;
@@ -131,7 +136,8 @@ internal static class EvaluateCommand
 
             string dataDir = parse.GetValue(data)!;
             var run = setup(parse, new EvaluationInputs(dataDir, parse.GetValue(dataset), parse.GetValue(videos) ?? dataDir,
-                new AnswererOptions(parse.GetValue(frames), SamplerKind.Uniform, parse.GetValue(maxNewTokens))));
+                new AnswererOptions(parse.GetValue(frames), SamplerKind.Uniform, parse.GetValue(maxNewTokens),
+                    SharePrefix: !parse.GetValue(noPrefixSharing))));
             bool isDryRun = parse.GetValue(dryRun);
             string? modelDir = parse.GetValue(model);
             if (modelDir == null && !isDryRun) throw new ArgumentException("--model is required (or --dry-run).");

@@ -10,7 +10,10 @@ internal sealed record BenchmarkVideo(string Key, string Path, bool IsFrameFolde
 
 /// <summary>How the answerer samples and decodes; the model-independent part of a run's configuration.</summary>
 /// <param name="ResizedSize">An explicit frame size (ScanQA's resized_height/width 480×640); null: the pixel budget.</param>
-internal sealed record AnswererOptions(int Frames, SamplerKind Sampler, int MaxNewTokens, (int Height, int Width)? ResizedSize = null);
+/// <param name="SharePrefix">A video's questions share the prefilled prompt prefix (<see cref="AnswerOptions.SharePrefix"/>);
+/// the answers are the same either way.</param>
+internal sealed record AnswererOptions(int Frames, SamplerKind Sampler, int MaxNewTokens, (int Height, int Width)? ResizedSize = null,
+    bool SharePrefix = true);
 
 internal enum SamplerKind { Uniform, SpaceAware }
 
@@ -55,7 +58,7 @@ internal sealed class ModelAnswerer : IVideoAnswerer
         _sampler = options.Sampler == SamplerKind.SpaceAware
             ? Sampling.FrameSampler.SpaceAware(options.Frames, modelDir).WithCache(SelectionCache.DefaultFolder)
             : Sampling.FrameSampler.Uniform(options.Frames);
-        _answerOptions = new AnswerOptions(MaxNewTokens: options.MaxNewTokens, ResizedSize: options.ResizedSize);
+        _answerOptions = new AnswerOptions(MaxNewTokens: options.MaxNewTokens, ResizedSize: options.ResizedSize, SharePrefix: options.SharePrefix);
     }
 
     public IPreparedVideo Prepare(BenchmarkVideo video) =>

@@ -31,8 +31,12 @@ public enum FusionMode
 /// <param name="Generation">Decoding settings; null: the seed's evaluation settings with the checkpoint's eos ids.</param>
 /// <param name="ResizedSize">An explicit resized_height/resized_width for the frames (ScanQA: 480×640 → 476×644);
 /// null: qwen-vl-utils' pixel budget for the video.</param>
+/// <param name="SharePrefix">Prefill the prompt's part up to the end of the visual tokens once per <see cref="VideoFeatures"/>
+/// and keep its KV cache, so each further question prefills only its own tokens (same answers; false: prefill the whole
+/// prompt every time, for comparison). Not used while <see cref="SpatialMllmModel.Hooks"/> has a hook, so that hooks
+/// see the whole prompt.</param>
 public sealed record AnswerOptions(FusionMode Fusion = FusionMode.Full, int? SpatialLayer = null, int MaxNewTokens = 1024,
-    GenerationOptions? Generation = null, (int Height, int Width)? ResizedSize = null);
+    GenerationOptions? Generation = null, (int Height, int Width)? ResizedSize = null, bool SharePrefix = true);
 
 public sealed record StageTiming(string Stage, double Milliseconds);
 
@@ -69,7 +73,46 @@ public sealed class VideoFeatures : IDisposable
     public FusionMode? Fusion { get; }
     public int TokenCount => (int)FusedEmbeds.shape[0];
 
-    public void Dispose() => FusedEmbeds.Dispose();
+    /// <summary>The KV cache of the prompt's shared prefix (system prompt and visual tokens) for
+    /// <see cref="AnswerOptions.SharePrefix"/>; null until a question is answered that way.</summary>
+    SharedPrefix? _sharedPrefix;
+    readonly Lock _prefixLock = new();
+
+    /// <summary>
+    /// The cached prefix of <paramref name="ids"/>[..<paramref name="length"/>] for <paramref name="language"/>; filled
+    /// by <paramref name="prefill"/> the first time (and again if another model or prompt prefix asks).
+    /// </summary>
+    internal Qwen2KvCache PrefixCache(Qwen2CausalLm language, IReadOnlyList<int> ids, int length, Func<Qwen2KvCache> prefill)
+    {
+        lock (_prefixLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_sharedPrefix is { } kept && ReferenceEquals(kept.Language, language) && kept.Ids.SequenceEqual(ids.Take(length)))
+                return kept.Cache;
+            _sharedPrefix?.Cache.Dispose();
+            _sharedPrefix = null;
+            _sharedPrefix = new SharedPrefix(language, ids.Take(length).ToArray(), prefill());
+            return _sharedPrefix.Cache;
+        }
+    }
+
+    /// <summary>Whether the shared prefix's KV cache is held (tests; it goes with <see cref="Dispose"/>).</summary>
+    internal bool HoldsPrefixCache { get { lock (_prefixLock) return _sharedPrefix is not null; } }
+
+    bool _disposed;
+
+    public void Dispose()
+    {
+        lock (_prefixLock)
+        {
+            _disposed = true;
+            _sharedPrefix?.Cache.Dispose();
+            _sharedPrefix = null;
+        }
+        FusedEmbeds.Dispose();
+    }
+
+    sealed record SharedPrefix(Qwen2CausalLm Language, int[] Ids, Qwen2KvCache Cache);
 }
 
 /// <summary>
@@ -415,14 +458,63 @@ public sealed class SpatialMllmModel : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
+        var generation = options.Generation ?? DefaultGeneration(options.MaxNewTokens);
         var inputIds = torch.tensor(ids.Select(i => (long)i).ToArray(), device: Device).unsqueeze(0);
+        // Hooks see every prompt and decoder token only when the whole prompt is prefilled: with a hook set, no sharing.
+        if (options.SharePrefix && !Hooks.Any && SharedPrefixLength(ids) is > 0 and var shared && shared < ids.Count)
+        {
+            var sharedResult = GenerateAfterSharedPrefix(ids, inputIds, shared, features, generation);
+            foreach (var t in sharedResult.StepLogits.Append(sharedResult.Sequences)) t.MoveToOuterDisposeScope();
+            return sharedResult;
+        }
         inputIds = Hooks.Run("input_ids", inputIds);
         var embeds = Hooks.Run("inputs_embeds",
             Language.EmbedWithVisualTokens(inputIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId));
         var (positions, deltas) = RopeIndex.Compute(inputIds, Config.Tokens, Config.Vision,
             features.Grid.ToTensor().to(Device), torch.tensor(new[] { features.SecondPerGridT }, device: Device));
         positions = Hooks.Run("position_ids", positions);
-        var result = Generation.Generate(Language, inputIds, embeds, positions, deltas, options.Generation ?? DefaultGeneration(options.MaxNewTokens));
+        var result = Generation.Generate(Language, inputIds, embeds, positions, deltas, generation);
+        foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
+        return result;
+    }
+
+    /// <summary>
+    /// The prompt's tokens up to the end of its visual tokens (the last video pad and the <c>&lt;|vision_end|&gt;</c>
+    /// after it): the same for every question about a video, since the chat template puts the video before the text.
+    /// 0 when the prompt has no video tokens.
+    /// </summary>
+    int SharedPrefixLength(IReadOnlyList<int> ids)
+    {
+        int last = -1;
+        for (int i = ids.Count - 1; i >= 0 && last < 0; i--)
+            if (ids[i] == Config.Tokens.VideoTokenId) last = i;
+        if (last < 0) return 0;
+        int length = last + 1;
+        return length < ids.Count && ids[length] == Config.Tokens.VisionEndTokenId ? length + 1 : length;
+    }
+
+    /// <summary>
+    /// <see cref="Generate"/> with the first <paramref name="shared"/> prompt tokens' KV cache taken from
+    /// <paramref name="features"/> (prefilled there once): only the question's tokens are prefilled. Positions are the
+    /// whole prompt's (RopeIndex), sliced; the repetition penalty still sees every prompt id.
+    /// </summary>
+    GenerationResult GenerateAfterSharedPrefix(IReadOnlyList<int> ids, Tensor inputIds, int shared, VideoFeatures features, GenerationOptions generation)
+    {
+        using var scope = torch.NewDisposeScope();
+        var (positions, deltas) = RopeIndex.Compute(inputIds, Config.Tokens, Config.Vision,
+            features.Grid.ToTensor().to(Device), torch.tensor(new[] { features.SecondPerGridT }, device: Device));
+        var prefix = features.PrefixCache(Language, ids, shared, () =>
+        {
+            using var prefillScope = torch.NewDisposeScope();
+            var prefixIds = inputIds.narrow(1, 0, shared);
+            var embeds = Language.EmbedWithVisualTokens(prefixIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId);
+            var cache = new Qwen2KvCache(Config.Text.NumHiddenLayers, shared);
+            try { Language.model.forward(embeds, positions.narrow(2, 0, shared), cache); }
+            catch { cache.Dispose(); throw; }
+            return cache;
+        });
+        var suffixEmbeds = Language.model.EmbedTokens(inputIds.narrow(1, shared, ids.Count - shared));
+        var result = Generation.Generate(Language, prefix, inputIds, suffixEmbeds, positions, deltas, generation);
         foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
         return result;
     }

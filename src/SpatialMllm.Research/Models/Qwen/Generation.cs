@@ -75,7 +75,18 @@ public static class Generation
     /// <paramref name="ropeDeltas"/> [B] from <see cref="RopeIndex.Compute"/>. <paramref name="inputIds"/> [B, L] feed
     /// the repetition penalty, as in transformers.
     /// </summary>
-    public static GenerationResult Generate(Qwen2CausalLm lm, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds, Tensor ropeDeltas, GenerationOptions options)
+    public static GenerationResult Generate(Qwen2CausalLm lm, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds, Tensor ropeDeltas, GenerationOptions options) =>
+        Generate(lm, null, inputIds, inputsEmbeds, positionIds, ropeDeltas, options);
+
+    /// <summary>
+    /// A prompt whose first <c>prefix.Length</c> tokens are already in <paramref name="prefix"/> (a shared prefix, e.g. a
+    /// video's system prompt and visual tokens, prefilled once; only read here): the generation's own cache starts as a
+    /// copy of it and only the rest of the prompt is prefilled. <paramref name="inputIds"/> [B, L] and
+    /// <paramref name="positionIds"/> [3, B, L] are the whole prompt's (the repetition penalty sees every prompt id);
+    /// <paramref name="suffixEmbeds"/> [B, L − prefix.Length, hidden] embed the rest.
+    /// </summary>
+    internal static GenerationResult Generate(Qwen2CausalLm lm, Qwen2KvCache? prefix, Tensor inputIds, Tensor suffixEmbeds, Tensor positionIds,
+        Tensor ropeDeltas, GenerationOptions options)
     {
         Validate(options);
         long promptLength = inputIds.shape[1];
@@ -86,10 +97,25 @@ public static class Generation
                 "generate. Shorten the question, or use fewer or smaller frames.");
         int maxNew = (int)Math.Min(options.MaxNewTokens, maxPositions - promptLength);
         var cache = lm.FastPath.RentCache(promptLength + maxNew);
-        try { return Generate(lm, cache, inputIds, inputsEmbeds, positionIds, ropeDeltas, options, maxNew); }
+        try
+        {
+            long cached = 0;
+            if (prefix is not null)
+            {
+                cached = prefix.Length;
+                if (cached <= 0 || cached >= promptLength || suffixEmbeds.shape[1] != promptLength - cached)
+                    throw new ArgumentException(
+                        $"The shared prefix holds {cached} tokens; the prompt has {promptLength} and the rest is embedded as {suffixEmbeds.shape[1]}.");
+                cache.CopyPrefixFrom(prefix);
+            }
+            using var suffixPositions = positionIds.narrow(2, cached, promptLength - cached);
+            return Generate(lm, cache, inputIds, suffixEmbeds, suffixPositions, ropeDeltas, options, maxNew);
+        }
         finally { lm.FastPath.ReturnCache(cache); }
     }
 
+    /// <summary>Prefills <paramref name="inputsEmbeds"/> (the prompt's tokens after the <c>cache.Length</c> cached ones) and
+    /// decodes; <paramref name="inputIds"/> are the whole prompt's.</summary>
     static GenerationResult Generate(Qwen2CausalLm lm, Qwen2KvCache cache, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds,
         Tensor ropeDeltas, GenerationOptions options, int maxNew)
     {

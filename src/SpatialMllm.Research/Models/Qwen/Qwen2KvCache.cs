@@ -60,6 +60,31 @@ public sealed class Qwen2KvCache : IDisposable
     /// <summary>Empties the cache for a new sequence, keeping its buffers (and <see cref="DecodeGraph"/>) for reuse.</summary>
     internal void Reset() => Length = 0;
 
+    /// <summary>
+    /// Empties the cache and fills its first slots with <paramref name="prefix"/>'s tokens (a shared prefix's snapshot,
+    /// only read), keeping this cache's buffers (and decode graph) when they fit.
+    /// </summary>
+    internal void CopyPrefixFrom(Qwen2KvCache prefix)
+    {
+        if (prefix._keys.Length != _keys.Length)
+            throw new ArgumentException($"The prefix cache has {prefix._keys.Length} layers; this one {_keys.Length}.", nameof(prefix));
+        Length = 0;
+        long tokens = prefix.Length;
+        using var _ = torch.no_grad();
+        for (int layer = 0; layer < _keys.Length; layer++)
+        {
+            Tensor sourceKeys = prefix._keys[layer] ?? throw new InvalidOperationException("The prefix cache is empty."), sourceValues = prefix._values[layer]!;
+            if (_capacity[layer] < tokens || !Holds(_keys[layer], sourceKeys))
+            {
+                _capacity[layer] = Grow(ref _keys[layer], sourceKeys, tokens);
+                Grow(ref _values[layer], sourceValues, tokens);
+            }
+            using (var target = _keys[layer]!.narrow(2, 0, tokens)) using (var source = sourceKeys.narrow(2, 0, tokens)) target.copy_(source);
+            using (var target = _values[layer]!.narrow(2, 0, tokens)) using (var source = sourceValues.narrow(2, 0, tokens)) target.copy_(source);
+        }
+        Length = tokens;
+    }
+
     /// <summary>Whether <paramref name="buffer"/> (null: none yet) can take <paramref name="step"/>'s batch, heads and
     /// head_dim, dtype and device (a reused cache may meet another batch size or dtype).</summary>
     static bool Holds(Tensor? buffer, Tensor step) =>

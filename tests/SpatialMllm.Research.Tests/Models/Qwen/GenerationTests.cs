@@ -102,6 +102,95 @@ public class GenerationTests(TinyQwenFixture fixture, ITestOutputHelper output)
         Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_shared_prefix_reproduces_ids_and_every_step_logits_and_stays_intact(bool scripted)
+    {
+        // The fixture's prompt prefilled up to its last video token once; two generations start from copies of it.
+        using var scope = torch.NewDisposeScope();
+        var ids = fixture.Read("input_ids");
+        var (positions, deltas) = fixture.RopeIndexOfFixture();
+        var embeds = fixture.FusedInputsEmbeds(fixture.Lm);
+        long length = ids.shape[1];
+        long shared = Array.LastIndexOf(Parity.Longs(ids), (long)fixture.Checkpoint.Config.Tokens.VideoTokenId) + 1;
+        Assert.InRange(shared, 1, length - 1);
+        using var prefix = Prefill(embeds.narrow(1, 0, shared), positions.narrow(2, 0, shared));
+        var expectedIds = Parity.Longs(fixture.Read("generated_ids"));
+        var expectedLogits = fixture.Read("generated_step_logits");
+        if (scripted) fixture.Lm.DecodeMode = DecodeStepMode.Scripted;
+        try
+        {
+            for (int run = 0; run < 2; run++)
+            {
+                using var result = Generation.Generate(fixture.Lm, prefix, ids, embeds.narrow(1, shared, length - shared), positions, deltas,
+                    new GenerationOptions(Eos, MaxNewTokens: 6, ReturnStepLogits: true));
+                Assert.Equal(expectedIds, Parity.Longs(result.Sequences));
+                using var steps = torch.cat(result.StepLogits.ToArray(), 0);
+                double error = Parity.MaxError(steps, expectedLogits);
+                output.WriteLine($"shared prefix of {shared}/{length} tokens, run {run}: generated_step_logits max error {error:E2}");
+                Assert.True(error < 1e-4, $"max error {error}");
+            }
+        }
+        finally { fixture.Lm.DecodeMode = null; }
+        Assert.Equal(shared, prefix.Length);
+    }
+
+    [Fact]
+    public void With_a_shared_prefix_the_repetition_penalty_still_sees_the_prefix_ids()
+    {
+        // A prefix made of the tokens the model favours after the suffix, so a strong penalty that saw only the suffix
+        // would pick a prefix token; over the whole prompt it picks none of the prompt's tokens.
+        using var scope = torch.NewDisposeScope();
+        long[] suffixIds = [11, 12, 13, 14, 15, 16];
+        using var probe = Generation.Generate(fixture.Lm, torch.tensor(Enumerable.Range(100, 16).Select(i => (long)i).Concat(suffixIds).ToArray()).unsqueeze(0),
+            new GenerationOptions(Eos, MaxNewTokens: 1, ReturnStepLogits: true));
+        var favoured = probe.StepLogits[0][0].index_fill(0, torch.tensor(suffixIds), float.NegativeInfinity).topk(32).indexes;
+        long[] prefixIds = Parity.Longs(favoured);
+        var ids = torch.tensor(prefixIds.Concat(suffixIds).ToArray()).unsqueeze(0);
+        long length = ids.shape[1], shared = prefixIds.Length;
+        var positions = torch.arange(length, ScalarType.Int64).view(1, 1, length).expand(3, 1, length);
+        var embeds = fixture.Lm.model.EmbedTokens(ids);
+        var options = new GenerationOptions(Eos, MaxNewTokens: 4, RepetitionPenalty: 1000, ReturnStepLogits: true);
+        using var prefix = Prefill(embeds.narrow(1, 0, shared), positions.narrow(2, 0, shared));
+        using var unsharedResult = Generation.Generate(fixture.Lm, ids, options);
+        using var sharedResult = Generation.Generate(fixture.Lm, prefix, ids, embeds.narrow(1, shared, length - shared), positions,
+            torch.zeros(1, ScalarType.Int64), options);
+        Assert.Equal(Parity.Longs(unsharedResult.Sequences), Parity.Longs(sharedResult.Sequences));
+
+        var suffixOnly = LogitsProcessing.RepetitionPenalty(sharedResult.StepLogits[0], torch.tensor(suffixIds).unsqueeze(0), 1000).argmax(-1).item<long>();
+        Assert.Contains(suffixOnly, prefixIds);
+        Assert.DoesNotContain(Parity.Longs(sharedResult.Sequences)[0], prefixIds.Concat(suffixIds));
+    }
+
+    [Fact]
+    public void Generation_after_a_shared_prefix_leaves_no_live_tensors_behind()
+    {
+        using var ids = fixture.Read("input_ids");
+        long length = ids.shape[1], shared = length / 2;
+        using var positions = torch.arange(length, ScalarType.Int64).view(1, 1, length).expand(3, 1, length);
+        using var embeds = fixture.Lm.model.EmbedTokens(ids);
+        using var prefixEmbeds = embeds.narrow(1, 0, shared);
+        using var prefixPositions = positions.narrow(2, 0, shared);
+        using var suffixEmbeds = embeds.narrow(1, shared, length - shared);
+        using var deltas = torch.zeros(1, ScalarType.Int64);
+        using var prefix = Prefill(prefixEmbeds, prefixPositions);
+        var options = new GenerationOptions(Eos, MaxNewTokens: 12, RepetitionPenalty: 1.1, ReturnStepLogits: true);
+        Generation.Generate(fixture.Lm, prefix, ids, suffixEmbeds, positions, deltas, options).Dispose();
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var result = Generation.Generate(fixture.Lm, prefix, ids, suffixEmbeds, positions, deltas, options))
+            Assert.Equal(12, result.StepLogits.Count);
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+    }
+
+    Qwen2KvCache Prefill(Tensor embeds, Tensor positions)
+    {
+        var cache = new Qwen2KvCache(fixture.Lm.Config.NumHiddenLayers, embeds.shape[1]);
+        using var noGrad = torch.no_grad();
+        fixture.Lm.model.forward(embeds, positions, cache).Dispose();
+        return cache;
+    }
+
     [Fact]
     public void Repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_ids()
     {
