@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using SpatialMllm.Research.Notebooks;
@@ -141,22 +139,6 @@ public class PackageTests : IClassFixture<PackageTests.Feed>
         ["nbformat"] = 4, ["nbformat_minor"] = 5,
     }.ToJsonString();
 
-    static (int ExitCode, string Output) Run(string workingDirectory, string program, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(program)
-        {
-            WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true,
-            Environment = { ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1", ["DOTNET_NOLOGO"] = "1" },
-        };
-        foreach (string argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var output = new StringBuilder();
-        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(10))) { process.Kill(entireProcessTree: true); return (-1, "timed out\n" + output); }
-        process.WaitForExit();
-        return (process.ExitCode, output.ToString());
-    }
+    static (int ExitCode, string Output) Run(string workingDirectory, string program, params string[] arguments) =>
+        NotebookExecutionTests.RunProgram(program, workingDirectory, TimeSpan.FromMinutes(10), new Dictionary<string, string>(), arguments);
 }
