@@ -35,8 +35,11 @@ public enum FusionMode
 /// and keep its KV cache, so each further question prefills only its own tokens (same answers; false: prefill the whole
 /// prompt every time, for comparison). Not used while <see cref="SpatialMllmModel.Hooks"/> has a hook, so that hooks
 /// see the whole prompt.</param>
+/// <param name="BatchSize">At most this many questions of one video are answered together by
+/// <see cref="SpatialMllmModel.AnswerAll"/> (each holds a KV cache of its whole prompt: ~120 MB a question for
+/// Qwen2.5-VL-3B at 16 frames in bf16).</param>
 public sealed record AnswerOptions(FusionMode Fusion = FusionMode.Full, int? SpatialLayer = null, int MaxNewTokens = 1024,
-    GenerationOptions? Generation = null, (int Height, int Width)? ResizedSize = null, bool SharePrefix = true);
+    GenerationOptions? Generation = null, (int Height, int Width)? ResizedSize = null, bool SharePrefix = true, int BatchSize = 32);
 
 public sealed record StageTiming(string Stage, double Milliseconds);
 
@@ -451,6 +454,18 @@ public sealed class SpatialMllmModel : IDisposable
         var timing = Lap($"generate ({generated.Count} tokens)", clock);
         string text = Tokenizer.Decode(generated, skipSpecialTokens: true);
         return new Answer(text, generated, ids.Length, features.TokenCount, [.. features.Timings, timing], result.StopReason);
+    }
+
+    /// <summary>
+    /// Answers several questions about one video together: the shared prefix (system prompt and visual tokens) is
+    /// prefilled once, the questions' own tokens in one batched prefill, and the answers decoded as one batch of at most
+    /// <see cref="AnswerOptions.BatchSize"/> rows, each stopping at its own eos. Greedy answers are those of
+    /// <see cref="Answer(VideoFeatures, string, AnswerOptions?)"/> one question at a time.
+    /// </summary>
+    public IReadOnlyList<Answer> AnswerAll(VideoFeatures features, IReadOnlyList<string> questions, AnswerOptions? options = null)
+    {
+        options ??= new AnswerOptions();
+        return [.. questions.Select(q => Answer(features, q, options))];
     }
 
     /// <summary>Prefill with the visual tokens scattered in, then cached decoding. ids: the prompt with pads expanded.</summary>
