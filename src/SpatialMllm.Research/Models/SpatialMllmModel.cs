@@ -446,8 +446,7 @@ public sealed class SpatialMllmModel : IDisposable
         options ??= new AnswerOptions();
         using var scope = torch.NewDisposeScope();
         var clock = Stopwatch.StartNew();
-        var prompt = ChatTemplate.Render([ChatMessage.User(new VideoContent(), ChatContent.FromText(question))]);
-        var ids = ChatTemplate.ExpandPads(Tokenizer.Encode(prompt), Config.Tokens.VideoTokenId, [features.TokenCount]);
+        var ids = PromptIds(features, question);
         var result = Generate(ids, features, options);
         var generated = result.Sequences[0].cpu().data<long>().Select(i => (int)i).ToList();
         Synchronize();
@@ -465,8 +464,81 @@ public sealed class SpatialMllmModel : IDisposable
     public IReadOnlyList<Answer> AnswerAll(VideoFeatures features, IReadOnlyList<string> questions, AnswerOptions? options = null)
     {
         options ??= new AnswerOptions();
-        return [.. questions.Select(q => Answer(features, q, options))];
+        if (options.BatchSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.BatchSize, "AnswerOptions.BatchSize must be at least 1.");
+        var answers = new List<Answer>(questions.Count);
+        foreach (var batch in questions.Chunk(options.BatchSize))
+            answers.AddRange(AnswerBatch(features, batch, options));
+        return answers;
     }
+
+    /// <summary>One batch of <see cref="AnswerAll"/>; one question at a time when there is nothing to share (a single
+    /// question, sharing off, a hook set, or prompts that do not share the video prefix).</summary>
+    IReadOnlyList<Answer> AnswerBatch(VideoFeatures features, string[] questions, AnswerOptions options)
+    {
+        var prompts = questions.Select(q => PromptIds(features, q)).ToList();
+        int shared = SharedPrefixLength(prompts[0]);
+        bool batched = questions.Length > 1 && options.SharePrefix && !Hooks.Any && shared > 0
+            && prompts.All(p => p.Length > shared && p.Take(shared).SequenceEqual(prompts[0].Take(shared)));
+        if (!batched) return [.. questions.Select(q => Answer(features, q, options))];
+
+        var clock = Stopwatch.StartNew();
+        var generation = options.Generation ?? DefaultGeneration(options.MaxNewTokens);
+        using var result = GenerateBatch(prompts, shared, features, generation);
+        long[] sequences = result.Sequences.cpu().data<long>().ToArray();
+        long produced = result.Sequences.shape[1];
+        Synchronize();
+        // The batch's time, shared out: an answer's own share of the decoder's work.
+        var timing = new StageTiming($"generate (batch of {questions.Length})", clock.Elapsed.TotalMilliseconds / questions.Length);
+        var eos = generation.EosTokenIds.ToHashSet();
+        var answers = new List<Answer>(questions.Length);
+        for (int b = 0; b < questions.Length; b++)
+        {
+            var generated = new List<int>();
+            bool ended = false;
+            for (long j = 0; j < produced && !ended; j++)
+            {
+                int id = (int)sequences[b * produced + j];
+                generated.Add(id);
+                ended = eos.Contains(id);
+            }
+            string text = Tokenizer.Decode(generated, skipSpecialTokens: true);
+            answers.Add(new Answer(text, generated, prompts[b].Length, features.TokenCount, [.. features.Timings, timing],
+                ended ? GenerationStopReason.EndOfSequence : result.StopReason));
+        }
+        return answers;
+    }
+
+    /// <summary><see cref="Generation.GenerateBatch"/> of prompts (pads expanded) whose first <paramref name="shared"/>
+    /// tokens are the same, after <paramref name="features"/>' shared prefix cache.</summary>
+    internal GenerationResult GenerateBatch(IReadOnlyList<int[]> prompts, int shared, VideoFeatures features, GenerationOptions generation)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var rows = new List<(Tensor Ids, Tensor Positions, long RopeDelta)>();
+        Tensor? firstPositions = null;
+        foreach (var ids in prompts)
+        {
+            var inputIds = torch.tensor(ids.Select(i => (long)i).ToArray(), device: Device);
+            var (positions, deltas) = RopePositions(inputIds.unsqueeze(0), features);
+            firstPositions ??= positions;
+            rows.Add((inputIds, positions.select(1, 0), deltas[0].item<long>()));
+        }
+        var prefix = SharedPrefixCache(features, prompts[0], rows[0].Ids.unsqueeze(0), firstPositions!, shared);
+        return Generation.GenerateBatch(Language, prefix, rows, generation);
+    }
+
+    /// <summary>The chat prompt of a question about a video, with the video pads expanded to the features' tokens.</summary>
+    internal int[] PromptIds(VideoFeatures features, string question)
+    {
+        var prompt = ChatTemplate.Render([ChatMessage.User(new VideoContent(), ChatContent.FromText(question))]);
+        return ChatTemplate.ExpandPads(Tokenizer.Encode(prompt), Config.Tokens.VideoTokenId, [features.TokenCount]);
+    }
+
+    /// <summary>M-RoPE position ids [3, 1, L] and rope delta [1] of a prompt [1, L] about <paramref name="features"/>' video.</summary>
+    (Tensor Positions, Tensor Deltas) RopePositions(Tensor inputIds, VideoFeatures features) =>
+        RopeIndex.Compute(inputIds, Config.Tokens, Config.Vision,
+            features.Grid.ToTensor().to(Device), torch.tensor(new[] { features.SecondPerGridT }, device: Device));
 
     /// <summary>Prefill with the visual tokens scattered in, then cached decoding. ids: the prompt with pads expanded.</summary>
     internal GenerationResult Generate(IReadOnlyList<int> ids, VideoFeatures features, AnswerOptions options)
@@ -485,8 +557,7 @@ public sealed class SpatialMllmModel : IDisposable
         inputIds = Hooks.Run("input_ids", inputIds);
         var embeds = Hooks.Run("inputs_embeds",
             Language.EmbedWithVisualTokens(inputIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId));
-        var (positions, deltas) = RopeIndex.Compute(inputIds, Config.Tokens, Config.Vision,
-            features.Grid.ToTensor().to(Device), torch.tensor(new[] { features.SecondPerGridT }, device: Device));
+        var (positions, deltas) = RopePositions(inputIds, features);
         positions = Hooks.Run("position_ids", positions);
         var result = Generation.Generate(Language, inputIds, embeds, positions, deltas, generation);
         foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
@@ -498,7 +569,7 @@ public sealed class SpatialMllmModel : IDisposable
     /// after it): the same for every question about a video, since the chat template puts the video before the text.
     /// 0 when the prompt has no video tokens.
     /// </summary>
-    int SharedPrefixLength(IReadOnlyList<int> ids)
+    internal int SharedPrefixLength(IReadOnlyList<int> ids)
     {
         int last = -1;
         for (int i = ids.Count - 1; i >= 0 && last < 0; i--)
@@ -516,9 +587,18 @@ public sealed class SpatialMllmModel : IDisposable
     GenerationResult GenerateAfterSharedPrefix(IReadOnlyList<int> ids, Tensor inputIds, int shared, VideoFeatures features, GenerationOptions generation)
     {
         using var scope = torch.NewDisposeScope();
-        var (positions, deltas) = RopeIndex.Compute(inputIds, Config.Tokens, Config.Vision,
-            features.Grid.ToTensor().to(Device), torch.tensor(new[] { features.SecondPerGridT }, device: Device));
-        var prefix = features.PrefixCache(Language, ids, shared, () =>
+        var (positions, deltas) = RopePositions(inputIds, features);
+        var prefix = SharedPrefixCache(features, ids, inputIds, positions, shared);
+        var suffixEmbeds = Language.model.EmbedTokens(inputIds.narrow(1, shared, ids.Count - shared));
+        var result = Generation.Generate(Language, prefix, inputIds, suffixEmbeds, positions, deltas, generation);
+        foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
+        return result;
+    }
+
+    /// <summary>The KV cache of the prompt's first <paramref name="shared"/> tokens, kept with <paramref name="features"/>:
+    /// prefilled (inputIds [1, L], positions [3, 1, L] of the whole prompt) the first time a question asks for it.</summary>
+    Qwen2KvCache SharedPrefixCache(VideoFeatures features, IReadOnlyList<int> ids, Tensor inputIds, Tensor positions, int shared) =>
+        features.PrefixCache(Language, ids, shared, () =>
         {
             using var prefillScope = torch.NewDisposeScope();
             var prefixIds = inputIds.narrow(1, 0, shared);
@@ -528,11 +608,6 @@ public sealed class SpatialMllmModel : IDisposable
             catch { cache.Dispose(); throw; }
             return cache;
         });
-        var suffixEmbeds = Language.model.EmbedTokens(inputIds.narrow(1, shared, ids.Count - shared));
-        var result = Generation.Generate(Language, prefix, inputIds, suffixEmbeds, positions, deltas, generation);
-        foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
-        return result;
-    }
 
     /// <summary>The seed's evaluation decoding with the checkpoint's eos ids and repetition penalty
     /// (generation_config.json when present, else config.json and no penalty).</summary>

@@ -78,11 +78,7 @@ public sealed class SpatialMllmModelPrefixSharingTests(TinyModelFixture fixture)
         Assert.False(features.HoldsPrefixCache);
     }
 
-    IReadOnlyList<int> PromptIds(VideoFeatures features, string question)
-    {
-        var prompt = ChatTemplate.Render([ChatMessage.User(new VideoContent(), ChatContent.FromText(question))]);
-        return ChatTemplate.ExpandPads(Model.Tokenizer.Encode(prompt), Model.Config.Tokens.VideoTokenId, [features.TokenCount]);
-    }
+    IReadOnlyList<int> PromptIds(VideoFeatures features, string question) => Model.PromptIds(features, question);
 
     sealed class SequenceComparer : IEqualityComparer<IReadOnlyList<int>>
     {

@@ -114,6 +114,68 @@ public static class Generation
         finally { lm.FastPath.ReturnCache(cache); }
     }
 
+    /// <summary>
+    /// Several prompts that begin with the tokens of <paramref name="prefix"/> (a shared prefix of batch 1, only read) and
+    /// go on differently, generated as one batch: the prefix is repeated for every row, each row's remaining tokens are
+    /// right-aligned after it with the gap before a shorter one hidden from attention (<see cref="Qwen2KvCache.HideSlots"/>),
+    /// and the rows are decoded together, each stopping at its own eos. Per row b: <c>Ids</c> [L_b] and
+    /// <c>Positions</c> [3, L_b] of the whole prompt, <c>RopeDelta</c> (from <see cref="RopeIndex.Compute"/>); every row
+    /// keeps its own positions (the gap shifts its rope delta), and the repetition penalty sees its own prompt ids (the gap
+    /// holds a copy of the prefix's last id, already among them). <paramref name="embed"/> embeds token ids [B, n].
+    /// Sequences come back as [B, n], rows padded after their eos.
+    /// </summary>
+    internal static GenerationResult GenerateBatch(Qwen2CausalLm lm, Qwen2KvCache prefix, IReadOnlyList<(Tensor Ids, Tensor Positions, long RopeDelta)> rows,
+        GenerationOptions options)
+    {
+        Validate(options);
+        if (rows.Count == 0) throw new ArgumentException("No prompts to generate from.", nameof(rows));
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        long shared = prefix.Length;
+        long[] suffixLengths = [.. rows.Select(r => r.Ids.shape[0] - shared)];
+        if (shared <= 0 || suffixLengths.Min() <= 0)
+            throw new ArgumentException($"The shared prefix holds {shared} tokens; every prompt must be longer (shortest: {shared + suffixLengths.Min()}).");
+        long suffix = suffixLengths.Max(), width = shared + suffix;
+        long maxPositions = lm.Config.MaxPositionEmbeddings;
+        if (width >= maxPositions)
+            throw new ArgumentException(
+                $"The longest prompt has {width} tokens but the model allows {maxPositions} (max_position_embeddings), leaving no room to generate.");
+        // The padded width bounds every row, as the longest prompt alone would be bounded.
+        int maxNew = (int)Math.Min(options.MaxNewTokens, maxPositions - width);
+        var device = rows[0].Ids.device;
+
+        var ids = new List<Tensor>();
+        var positions = new List<Tensor>();
+        var visible = new List<Tensor>();
+        var deltas = new long[rows.Count];
+        for (int b = 0; b < rows.Count; b++)
+        {
+            var (rowIds, rowPositions, delta) = rows[b];
+            long gap = suffix - suffixLengths[b];
+            var prefixIds = rowIds.narrow(0, 0, shared);
+            ids.Add(torch.cat([prefixIds, prefixIds.narrow(0, shared - 1, 1).expand(gap), rowIds.narrow(0, shared, suffixLengths[b])]));
+            // [3, S]: the gap's slots take the first question token's position (any finite value: they are hidden).
+            var rowSuffix = rowPositions.narrow(1, shared, suffixLengths[b]);
+            positions.Add(torch.cat([rowSuffix.narrow(1, 0, 1).expand(3, gap), rowSuffix], 1));
+            visible.Add(torch.arange(suffix, ScalarType.Int64, device).ge(gap));
+            // Decoded tokens sit at cache length + delta: the gap's slots do not count in the row's own sequence.
+            deltas[b] = delta - gap;
+        }
+        var inputIds = torch.stack(ids).to(ScalarType.Int64);                 // [B, shared + S]
+        var suffixPositions = torch.stack(positions, 1);                       // [3, B, S]
+        var ropeDeltas = torch.tensor(deltas, ScalarType.Int64, device);
+        var suffixEmbeds = lm.model.EmbedTokens(inputIds.narrow(1, shared, suffix));
+        var cache = lm.FastPath.RentCache(width + maxNew);
+        try
+        {
+            cache.CopyPrefixFrom(prefix, rows.Count);
+            if (suffixLengths.Distinct().Count() > 1) cache.HideSlots(shared, torch.stack(visible));
+            var result = Generate(lm, cache, inputIds, suffixEmbeds, suffixPositions, ropeDeltas, options, maxNew);
+            return result;
+        }
+        finally { lm.FastPath.ReturnCache(cache); }
+    }
+
     /// <summary>Prefills <paramref name="inputsEmbeds"/> (the prompt's tokens after the <c>cache.Length</c> cached ones) and
     /// decodes; <paramref name="inputIds"/> are the whole prompt's.</summary>
     static GenerationResult Generate(Qwen2CausalLm lm, Qwen2KvCache cache, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds,

@@ -58,26 +58,29 @@ public sealed class Qwen2Attention : nn.Module, IFusedWeights
 
         long past = cache?.Length ?? 0;
         if (cache is not null) (k, v) = cache.Update(_layerIndex, k, v, length);
+        // [B, 1, 1, past + L]: the slots each row may see, when the cache hides some (a batch of questions of different
+        // lengths after a shared prefix); null otherwise.
+        var rowMask = cache?.HiddenSlotsMask(past + length)?.view(batch, 1, 1, past + length);
 
         int groups = _numHeads / _numKvHeads;
         Tensor merged;
         if (_hooks is { Any: true } && _hooks.IsSet(_attentionPoint))
-            merged = EagerAttention(q, k, v, past, groups).transpose(1, 2).reshape(batch, length, qWidth);
+            merged = EagerAttention(q, k, v, past, groups, rowMask).transpose(1, 2).reshape(batch, length, qWidth);
         else if (length == 1)
         {
-            // One query token sees every cached key, so no mask is needed, and the query heads sharing a KV head can
-            // ride along the query-length axis: [B, heads, 1, d] → [B, kv_heads, groups, d]. No K/V copy per step.
+            // One query token sees every cached key, so only hidden slots need a mask, and the query heads sharing a KV
+            // head can ride along the query-length axis: [B, heads, 1, d] → [B, kv_heads, groups, d]. No K/V copy per step.
             var grouped = q.reshape(batch, _numKvHeads, groups, _headDim);
-            merged = nn.functional.scaled_dot_product_attention(grouped, k, v).reshape(batch, 1, qWidth);
+            merged = nn.functional.scaled_dot_product_attention(grouped, k, v, rowMask).reshape(batch, 1, qWidth);
         }
         else
         {
             var keys = RepeatKv(k, groups);
             var values = RepeatKv(v, groups);
-            var attended = past == 0
+            var attended = past == 0 && rowMask is null
                 // SDPA's causal mask is aligned top-left, which is right only when queries and keys coincide.
                 ? nn.functional.scaled_dot_product_attention(q, keys, values, is_casual: true)
-                : nn.functional.scaled_dot_product_attention(q, keys, values, CausalMaskAfter(past, length, x.device));
+                : nn.functional.scaled_dot_product_attention(q, keys, values, AttentionMask(past, length, x.device, rowMask));
             // [B, heads, L, d] → [B, L, heads·d]
             merged = attended.transpose(1, 2).reshape(batch, length, qWidth);
         }
@@ -98,11 +101,11 @@ public sealed class Qwen2Attention : nn.Module, IFusedWeights
     /// hooks (<c>attn_weights</c> [B, heads, L, past + L]), times v. q [B, heads, L, d], k/v [B, kv_heads, past + L, d]
     /// → [B, heads, L, d].
     /// </summary>
-    Tensor EagerAttention(Tensor q, Tensor k, Tensor v, long past, int groups)
+    Tensor EagerAttention(Tensor q, Tensor k, Tensor v, long past, int groups, Tensor? rowMask)
     {
         long length = q.shape[2];
         var scores = torch.matmul(q, RepeatKv(k, groups).transpose(2, 3)).mul_(1.0 / Math.Sqrt(_headDim));
-        scores = scores.masked_fill(CausalMaskAfter(past, length, q.device).logical_not(), float.NegativeInfinity);
+        scores = scores.masked_fill(AttentionMask(past, length, q.device, rowMask).logical_not(), float.NegativeInfinity);
         var probabilities = _hooks!.Run(_attentionPoint, scores.softmax(-1, ScalarType.Float32).to(q.dtype));
         return torch.matmul(probabilities, RepeatKv(v, groups));
     }
@@ -149,11 +152,13 @@ public sealed class Qwen2Attention : nn.Module, IFusedWeights
         return x.unsqueeze(2).expand(b, kvHeads, groups, s, d).reshape(b, kvHeads * groups, s, d);
     }
 
-    /// <summary>Boolean [L, past + L]: query i (absolute position past + i) may see keys 0 … past + i.</summary>
-    static Tensor CausalMaskAfter(long past, long length, Device device)
+    /// <summary>Boolean [L, past + L]: query i (absolute position past + i) may see keys 0 … past + i; and with
+    /// <paramref name="rowMask"/> [B, 1, 1, past + L] only the slots its row may see: [B, 1, L, past + L].</summary>
+    static Tensor AttentionMask(long past, long length, Device device, Tensor? rowMask)
     {
         var keyPositions = torch.arange(past + length, ScalarType.Int64, device).unsqueeze(0);
         var queryPositions = torch.arange(past, past + length, ScalarType.Int64, device).unsqueeze(1);
-        return keyPositions <= queryPositions;
+        var causal = keyPositions <= queryPositions;
+        return rowMask is null ? causal : causal.logical_and(rowMask);
     }
 }

@@ -32,7 +32,7 @@ internal sealed class Qwen2DecodeFastPath : IDisposable
     /// <summary>
     /// weights: see <see cref="PackWeights"/>. keys/values: the cache buffers [B, kv_heads, capacity, d], written in
     /// place at slot <c>position</c> [1]; slots past it are masked out (they must hold finite numbers: the cache
-    /// zero-fills its buffers).
+    /// zero-fills its buffers), and so are those key_mask [B, ≥ capacity] hides (<see cref="Qwen2KvCache.HideSlots"/>).
     /// </summary>
     static readonly string Source = $$"""
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -46,7 +46,7 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return normed.mul_(weight)
 
 def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: List[Tensor], keys: List[Tensor], values: List[Tensor],
-                inv_freq: Tensor, s0: int, s1: int, s2: int, heads: int, kv_heads: int, d: int, eps: float) -> Tensor:
+                key_mask: Tensor, inv_freq: Tensor, s0: int, s1: int, s2: int, heads: int, kv_heads: int, d: int, eps: float) -> Tensor:
     embed = weights[0]
     batch = ids.size(0)
     x = embed.index_select(0, ids.flatten()).view(batch, 1, embed.size(1))
@@ -60,7 +60,8 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
     signed_sin = torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1)
     q_width = heads * d
     kv_width = kv_heads * d
-    visible = torch.arange(keys[0].size(2), device=ids.device).le(position).view(1, 1, 1, -1)
+    capacity = keys[0].size(2)
+    visible = torch.arange(capacity, device=ids.device).le(position).view(1, 1, 1, -1).logical_and(key_mask.narrow(1, 0, capacity).view(batch, 1, 1, capacity))
     for i in range(len(keys)):
         o = {{SharedTensors}} + {{PerLayer}} * i
         h = rms_norm(x, weights[o], eps)
@@ -136,18 +137,19 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
             throw new ArgumentException(
                 $"The sequence would be {cache.Length + 1} tokens long, more than the model's max_position_embeddings ({config.MaxPositionEmbeddings}).");
         var (keys, values) = cache.Reserve(1);
+        var keyMask = cache.KeyMask(ids.shape[0], keys[0].shape[2]);
         var weights = PackWeights();
         var rotary = _model.Rotary;
         var invFreq = rotary.InverseFrequencies(ids.device);
         Tensor Run(Tensor stepIds, Tensor stepDeltas, Tensor position) =>
-            (Tensor)Unit.Value.invoke("decode_step", stepIds, stepDeltas, position, weights, keys, values, invFreq,
+            (Tensor)Unit.Value.invoke("decode_step", stepIds, stepDeltas, position, weights, keys, values, keyMask, invFreq,
                 (long)rotary.Section[0], (long)rotary.Section[1], (long)rotary.Section[2],
                 (long)config.NumAttentionHeads, (long)config.NumKeyValueHeads, (long)config.HeadDim, config.RmsNormEps);
 
         Tensor logits;
         if (graph)
         {
-            Tensor[] read = [.. weights, invFreq, .. keys, .. values];
+            Tensor[] read = [.. weights, invFreq, .. keys, .. values, keyMask];
             if (cache.DecodeGraph is not CapturedStep captured || !captured.Reads(read))
             {
                 cache.DecodeGraph?.Dispose();

@@ -58,31 +58,97 @@ public sealed class Qwen2KvCache : IDisposable
     internal void Advance(long tokens) => Length += tokens;
 
     /// <summary>Empties the cache for a new sequence, keeping its buffers (and <see cref="DecodeGraph"/>) for reuse.</summary>
-    internal void Reset() => Length = 0;
+    internal void Reset()
+    {
+        Length = 0;
+        ShowAllSlots();
+    }
 
     /// <summary>
-    /// Empties the cache and fills its first slots with <paramref name="prefix"/>'s tokens (a shared prefix's snapshot,
-    /// only read), keeping this cache's buffers (and decode graph) when they fit.
+    /// Empties the cache and fills its first slots with <paramref name="prefix"/>'s tokens (a shared prefix's snapshot of
+    /// batch 1, only read), repeated for each of <paramref name="rows"/> sequences; keeps this cache's buffers (and decode
+    /// graph) when they fit.
     /// </summary>
-    internal void CopyPrefixFrom(Qwen2KvCache prefix)
+    internal void CopyPrefixFrom(Qwen2KvCache prefix, long rows = 1)
     {
         if (prefix._keys.Length != _keys.Length)
             throw new ArgumentException($"The prefix cache has {prefix._keys.Length} layers; this one {_keys.Length}.", nameof(prefix));
         Length = 0;
+        ShowAllSlots();
         long tokens = prefix.Length;
         using var _ = torch.no_grad();
         for (int layer = 0; layer < _keys.Length; layer++)
         {
             Tensor sourceKeys = prefix._keys[layer] ?? throw new InvalidOperationException("The prefix cache is empty."), sourceValues = prefix._values[layer]!;
-            if (_capacity[layer] < tokens || !Holds(_keys[layer], sourceKeys))
+            if (sourceKeys.shape[0] != 1) throw new ArgumentException($"The prefix cache holds {sourceKeys.shape[0]} sequences; a shared prefix is one.", nameof(prefix));
+            // [1, kv_heads, capacity, d] viewed as [rows, …]: gives Holds/Grow the batch the buffers need, and copy_ repeats it.
+            using var rowKeys = sourceKeys.expand(rows, -1, -1, -1);
+            using var rowValues = sourceValues.expand(rows, -1, -1, -1);
+            if (_capacity[layer] < tokens || !Holds(_keys[layer], rowKeys))
             {
-                _capacity[layer] = Grow(ref _keys[layer], sourceKeys, tokens);
-                Grow(ref _values[layer], sourceValues, tokens);
+                _capacity[layer] = Grow(ref _keys[layer], rowKeys, tokens);
+                Grow(ref _values[layer], rowValues, tokens);
             }
-            using (var target = _keys[layer]!.narrow(2, 0, tokens)) using (var source = sourceKeys.narrow(2, 0, tokens)) target.copy_(source);
-            using (var target = _values[layer]!.narrow(2, 0, tokens)) using (var source = sourceValues.narrow(2, 0, tokens)) target.copy_(source);
+            using (var target = _keys[layer]!.narrow(2, 0, tokens)) using (var source = rowKeys.narrow(2, 0, tokens)) target.copy_(source);
+            using (var target = _values[layer]!.narrow(2, 0, tokens)) using (var source = rowValues.narrow(2, 0, tokens)) target.copy_(source);
         }
         Length = tokens;
+    }
+
+    Tensor? _keyMask;
+    bool _hidesSlots;
+
+    /// <summary>
+    /// Hides slots from attention, row by row: <paramref name="visible"/> [B, n] bool, false where row b must not attend to
+    /// slot <paramref name="start"/> + j (a batch of prompts that share a prefix but differ in length keeps each row's
+    /// question right-aligned: the padding before a shorter question is hidden). Holds until <see cref="Reset"/> or
+    /// <see cref="CopyPrefixFrom"/>.
+    /// </summary>
+    internal void HideSlots(long start, Tensor visible)
+    {
+        long rows = visible.shape[0], count = visible.shape[1];
+        var mask = KeyMask(rows, start + count);
+        using var _ = torch.no_grad();
+        using var target = mask.narrow(1, start, count);
+        target.copy_(visible);
+        _hidesSlots = true;
+    }
+
+    /// <summary>[B, ≥ <paramref name="slots"/>] bool of the slots each row may attend to (all true unless
+    /// <see cref="HideSlots"/> hid some), allocated once and kept at one address, so that a captured decode step reads it
+    /// in place; it regrows with the buffers.</summary>
+    internal Tensor KeyMask(long rows, long slots)
+    {
+        if (_keyMask is not null && _keyMask.shape[0] == rows && _keyMask.shape[1] >= slots) return _keyMask;
+        if (_keyMask is not null && _keyMask.shape[0] != rows && _hidesSlots)
+            throw new InvalidOperationException($"The cache hides slots for {_keyMask.shape[0]} rows; these are {rows}.");
+        long capacity = Math.Max(slots, _capacity.Length > 0 ? _capacity[0] : slots);
+        var grown = torch.ones([rows, capacity], ScalarType.Bool, _keys[0]?.device ?? torch.CPU).DetachFromDisposeScope();
+        if (_keyMask is not null)
+        {
+            if (_keyMask.shape[0] == rows)
+            {
+                using var _ = torch.no_grad();
+                using var kept = grown.narrow(1, 0, _keyMask.shape[1]);
+                kept.copy_(_keyMask);
+            }
+            _keyMask.Dispose();
+        }
+        DecodeGraph?.Dispose();
+        DecodeGraph = null;
+        return _keyMask = grown;
+    }
+
+    /// <summary>The first <paramref name="slots"/> slots' visibility [B, slots] when <see cref="HideSlots"/> hid some, else
+    /// null (attention needs no mask beyond causality).</summary>
+    internal Tensor? HiddenSlotsMask(long slots) => _hidesSlots ? KeyMask(_keyMask!.shape[0], slots).narrow(1, 0, slots) : null;
+
+    void ShowAllSlots()
+    {
+        if (!_hidesSlots) return;
+        using var _ = torch.no_grad();
+        _keyMask!.fill_(true);
+        _hidesSlots = false;
     }
 
     /// <summary>Whether <paramref name="buffer"/> (null: none yet) can take <paramref name="step"/>'s batch, heads and
@@ -146,6 +212,9 @@ public sealed class Qwen2KvCache : IDisposable
         DecodeGraph = null;
         foreach (var t in _keys) t?.Dispose();
         foreach (var t in _values) t?.Dispose();
+        _keyMask?.Dispose();
+        _keyMask = null;
+        _hidesSlots = false;
         Array.Clear(_keys);
         Array.Clear(_values);
         Array.Clear(_capacity);
