@@ -484,7 +484,9 @@ public sealed class SpatialMllmModel : IDisposable
 
         var clock = Stopwatch.StartNew();
         var generation = options.Generation ?? DefaultGeneration(options.MaxNewTokens);
-        using var result = GenerateBatch(prompts, shared, features, generation);
+        // A captured decode graph serves one batch size: pad every batch to BatchSize rows so that one capture serves the run.
+        int padRowsTo = Language.ResolveDecodeMode(Device) == DecodeStepMode.CudaGraph ? options.BatchSize : 0;
+        using var result = GenerateBatch(prompts, shared, features, generation, padRowsTo);
         long[] sequences = result.Sequences.cpu().data<long>().ToArray();
         long produced = result.Sequences.shape[1];
         Synchronize();
@@ -511,7 +513,7 @@ public sealed class SpatialMllmModel : IDisposable
 
     /// <summary><see cref="Generation.GenerateBatch"/> of prompts (pads expanded) whose first <paramref name="shared"/>
     /// tokens are the same, after <paramref name="features"/>' shared prefix cache.</summary>
-    internal GenerationResult GenerateBatch(IReadOnlyList<int[]> prompts, int shared, VideoFeatures features, GenerationOptions generation)
+    internal GenerationResult GenerateBatch(IReadOnlyList<int[]> prompts, int shared, VideoFeatures features, GenerationOptions generation, int padRowsTo = 0)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -525,7 +527,7 @@ public sealed class SpatialMllmModel : IDisposable
             rows.Add((inputIds, positions.select(1, 0), deltas[0].item<long>()));
         }
         var prefix = SharedPrefixCache(features, prompts[0], rows[0].Ids.unsqueeze(0), firstPositions!, shared);
-        return Generation.GenerateBatch(Language, prefix, rows, generation);
+        return Generation.GenerateBatch(Language, prefix, rows, generation, padRowsTo);
     }
 
     /// <summary>The chat prompt of a question about a video, with the video pads expanded to the features' tokens.</summary>

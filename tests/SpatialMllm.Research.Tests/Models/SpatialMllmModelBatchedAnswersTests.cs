@@ -95,6 +95,10 @@ public sealed class SpatialMllmModelBatchedAnswersTests(TinyModelFixture fixture
         int shared = Model.SharedPrefixLength(prompts[0]);
         Assert.True(prompts.Select(p => p.Length).Distinct().Count() > 2, "the prompts should differ in length");
         using var batched = Model.GenerateBatch(prompts, shared, features, generation);
+        using var padded = Model.GenerateBatch(prompts, shared, features, generation, padRowsTo: 8);   // as under a CUDA graph
+        Assert.Equal(batched.Sequences.data<long>().ToArray(), padded.Sequences.data<long>().ToArray());
+        Assert.Equal(batched.StepLogits.Count, padded.StepLogits.Count);
+        Assert.True(padded.StepLogits.Zip(batched.StepLogits).All(p => p.First.allclose(p.Second, rtol: 1e-5, atol: 1e-5)));
         for (int b = 0; b < prompts.Count; b++)
         {
             using var single = Model.Generate(prompts[b], features, new AnswerOptions(Generation: generation, SharePrefix: false));

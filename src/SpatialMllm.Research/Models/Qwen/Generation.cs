@@ -123,12 +123,17 @@ public static class Generation
     /// keeps its own positions (the gap shifts its rope delta), and the repetition penalty sees its own prompt ids (the gap
     /// holds a copy of the prefix's last id, already among them). <paramref name="embed"/> embeds token ids [B, n].
     /// Sequences come back as [B, n], rows padded after their eos.
+    /// <para><paramref name="padRowsTo"/> runs the batch with that many rows (copies of the first, finished from the start,
+    /// dropped from the result): a CUDA graph is captured for one batch size, so batches padded to one size reuse the
+    /// retained cache's graph instead of capturing anew (vLLM pads to its captured sizes the same way).</para>
     /// </summary>
     internal static GenerationResult GenerateBatch(Qwen2CausalLm lm, Qwen2KvCache prefix, IReadOnlyList<(Tensor Ids, Tensor Positions, long RopeDelta)> rows,
-        GenerationOptions options)
+        GenerationOptions options, int padRowsTo = 0)
     {
         Validate(options);
         if (rows.Count == 0) throw new ArgumentException("No prompts to generate from.", nameof(rows));
+        int active = rows.Count;
+        if (padRowsTo > active) rows = [.. rows, .. Enumerable.Repeat(rows[0], padRowsTo - active)];
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         long shared = prefix.Length;
@@ -170,16 +175,20 @@ public static class Generation
         {
             cache.CopyPrefixFrom(prefix, rows.Count);
             if (suffixLengths.Distinct().Count() > 1) cache.HideSlots(shared, torch.stack(visible));
-            var result = Generate(lm, cache, inputIds, suffixEmbeds, suffixPositions, ropeDeltas, options, maxNew);
-            return result;
+            var result = Generate(lm, cache, inputIds, suffixEmbeds, suffixPositions, ropeDeltas, options, maxNew, active);
+            if (active == rows.Count) return result;
+            using (result)
+                return new GenerationResult(result.Sequences.narrow(0, 0, active).clone().DetachFromDisposeScope(),
+                    [.. result.StepLogits.Select(l => l.narrow(0, 0, active).clone().DetachFromDisposeScope())], result.StopReason);
         }
         finally { lm.FastPath.ReturnCache(cache); }
     }
 
     /// <summary>Prefills <paramref name="inputsEmbeds"/> (the prompt's tokens after the <c>cache.Length</c> cached ones) and
-    /// decodes; <paramref name="inputIds"/> are the whole prompt's.</summary>
+    /// decodes; <paramref name="inputIds"/> are the whole prompt's. Rows from <paramref name="activeRows"/> on (padding)
+    /// count as finished from the start.</summary>
     static GenerationResult Generate(Qwen2CausalLm lm, Qwen2KvCache cache, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds,
-        Tensor ropeDeltas, GenerationOptions options, int maxNew)
+        Tensor ropeDeltas, GenerationOptions options, int maxNew, long activeRows = long.MaxValue)
     {
         long batch = inputIds.shape[0], promptLength = inputIds.shape[1];
         var device = inputsEmbeds.device;
@@ -188,7 +197,7 @@ public static class Generation
         using var generator = options.DoSample && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
         // Prompt + output ids, preallocated: the repetition penalty reads the filled prefix each step.
         var tokens = torch.cat([inputIds.to(ScalarType.Int64, device), torch.zeros(batch, maxNew, ScalarType.Int64, device)], 1);
-        var unfinished = torch.ones(batch, ScalarType.Bool, device);
+        var unfinished = torch.arange(batch, ScalarType.Int64, device).lt(Math.Min(activeRows, batch));
         var eos = torch.tensor(options.EosTokenIds.Select(i => (long)i).ToArray(), device: device);
         long pad = options.PadTokenId ?? options.EosTokenIds[0];
         var stepLogits = new List<Tensor>();

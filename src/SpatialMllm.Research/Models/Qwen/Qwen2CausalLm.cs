@@ -51,7 +51,7 @@ public sealed class Qwen2CausalLm : nn.Module
     /// the graph API (else <see cref="DecodeStepMode.Scripted"/>), <see cref="DecodeStepMode.Eager"/> elsewhere.</summary>
     internal DecodeStepMode? DecodeMode { get; set; }
 
-    DecodeStepMode ResolveDecodeMode(Device device) => DecodeMode
+    internal DecodeStepMode ResolveDecodeMode(Device device) => DecodeMode
         ?? (device.type != DeviceType.CUDA ? DecodeStepMode.Eager
             : CudaGraph.Supported ? DecodeStepMode.CudaGraph : DecodeStepMode.Scripted);
 
