@@ -72,6 +72,12 @@ def make_videos():
         os.replace(path + ".tmp.mp4", path)
         return time.time() - t
 
+    info_path = os.path.join(WORK, "videos.json")
+    if not todo and os.path.exists(info_path):  # all reused: keep what making them took
+        info = json.load(open(info_path))
+        open(stamp_path, "w").write(stamp)
+        log(f"videos: reused {info}")
+        return
     with ThreadPoolExecutor(workers) as pool:
         times = list(pool.map(make, todo))
     open(stamp_path, "w").write(stamp)
@@ -79,7 +85,7 @@ def make_videos():
     info = dict(videos=len(scenes), made=len(todo), wall_s=round(time.time() - begin, 1),
                 median_encode_s=round(statistics.median(times), 2) if times else None,
                 mean_mb=round(statistics.fmean(sizes) / 2**20, 2), cores=workers, settings=stamp)
-    json.dump(info, open(os.path.join(WORK, "videos.json"), "w"))
+    json.dump(info, open(info_path, "w"))
     log(f"videos: {info}")
 
 
@@ -288,8 +294,9 @@ def main_run():
             "--frames", E["FRAMES"], "--max-new-tokens", str(max_new_tokens), "--device", E["DEVICE"]],
                  timeout=max(10, budget - elapsed() - 5), log_path=demo_log)
         if os.path.exists(demo_log):
-            report["demo_stages"] = [l.rstrip() for l in open(demo_log) if l.startswith(("  ", "tokens:", "loaded"))
-                                     and "key check" not in l]
+            text = [l.rstrip() for l in open(demo_log)]
+            start = next((i for i, l in enumerate(text) if l.startswith("loaded")), len(text))
+            report["demo_stages"] = text[start:]
 
     complete = ours.get("exit") == 0 and ours.get("answered", 0) >= total
     if complete:
@@ -323,7 +330,7 @@ def write_markdown(report, seed, complete):
         f"{v['wall_s']} s on {v['cores']} cores, {v['mean_mb']} MB each). Model `{report['model']}` "
         f"({'full-size random weights, bf16' if report['mode'] == 'gpu' else 'tiny random checkpoint, fp32'}), "
         f"{report['frames']} frames, uniform, {report['max_new_tokens']} new tokens per answer (random weights never emit eos: "
-        f"1 + the median token count of the numeric ground truths, {report['answer_lengths']['na']['median']}; option letters are 1 token).", "",
+        f"1 + the median token count of the numeric ground truths, {report['answer_lengths']['na']['median']:g}; option letters are 1 token).", "",
         "| | ours (`evaluate vsibench`) | seed's pipeline (per question, extrapolated) |",
         "| --- | ---: | ---: |",
         f"| questions answered | {ours.get('answered')} of {report['questions']}{'' if complete else ' (stopped: ' + str(ours.get('stopped_after_s')) + ' s cap)' if ours.get('stopped_after_s') else ''} | "
@@ -332,7 +339,7 @@ def write_markdown(report, seed, complete):
         + (f"{seed['extrapolated_total_s']} s ({seed['median_ms']} ms × {report['questions']}) |" if seed else "— |"),
         f"| questions/s | {fmt(ours.get('questions_per_s_answering'))} answering, {fmt(ours.get('questions_per_s_wall'))} wall | "
         f"{fmt(seed and round(1000 / seed['median_ms'], 3))} |",
-        f"| model load | {fmt(ours.get('model_load_s'), ' s')} | {fmt(seed and seed['model_build_s'], ' s')} (random init) |",
+        f"| model load | {fmt(ours.get('model_load_s'), ' s')} | {str(seed['model_build_s']) + ' s (random init)' if seed else '—'} |",
         f"| first answer after | {fmt(ours.get('first_answer_s'), ' s')} | |",
         f"| GPU utilisation while answering | mean {fmt(gpu.get('util_mean'), ' %')}, median {fmt(gpu.get('util_median'), ' %')} "
         f"({fmt(gpu.get('samples'))} samples; {fmt(gpu.get('util_share_below_50'))} of them under 50 %), max memory {fmt(gpu.get('memory_max_mib'), ' MiB')} | |",

@@ -10,7 +10,7 @@
 # On the GPU machine (one `run` call; what to carry: benchmarks/README.md):
 #   MODE=gpu bash benchmarks/vsibench-full.sh
 # Dry run on CPU (the tiny checkpoint, 12 videos of 160x120, 4 s; no seed pipeline, no SDPA):
-#   MODE=cpu OUT=/tmp/vsibench-full bash benchmarks/vsibench-full.sh
+#   MODE=cpu OUT=/tmp/vsibench-full-out bash benchmarks/vsibench-full.sh
 #
 # Settings (environment): MODE gpu|cpu (default: gpu when nvidia-smi lists a GPU), OUT, WORK (videos and results;
 # default /tmp/vsibench-full, kept between the calls of a lease: videos of the same settings are reused), CLI, MODEL
