@@ -39,7 +39,7 @@ setup_log=$OUT/setup.log
 
 if [ "$MODE" = gpu ]; then
   [ -f .gpu/env.sh ] && source .gpu/env.sh
-  export CLI=${CLI:-"dotnet .gpu/SpatialMllm.Cli/spatial-mllm.dll"} DEVICE=cuda:0 TOKENIZER=.gpu/mgpu REF=.gpu/ref QWEN_CONFIG=.gpu/mgpu/config.json
+  export CLI=${CLI:-"dotnet .gpu/SpatialMllm.Cli/spatial-mllm.dll"} DEVICE=cuda:0 TOKENIZER=$PWD/.gpu/mgpu REF=$PWD/.gpu/ref QWEN_CONFIG=$PWD/.gpu/mgpu/config.json
   export SIZE=${SIZE:-640x480} FPS=${FPS:-24} DURATION=${DURATION:-60} VIDEOS=${VIDEOS:-all} QUESTIONS_PER_VIDEO=${QUESTIONS_PER_VIDEO:-all}
   export SDPA=${SDPA:-1} DEMO=${DEMO:-1}
   model_pid=
