@@ -44,7 +44,7 @@ if [ "$MODE" = gpu ]; then
   export SDPA=${SDPA:-1} DEMO=${DEMO:-1}
   model_pid=
   if [ -z "${MODEL:-}" ]; then
-    MODEL=/tmp/mgpu-model
+    MODEL=/tmp/mgpu-model random_model=1
     if [ ! -f "$MODEL/model.safetensors.index.json" ]; then
       echo "== full-size random weights (Qwen2.5-VL-3B + VGGT-1B + connector, bf16 shards) → $MODEL, while the videos are made" | tee -a "$setup_log"
       ( python3 .gpu/make_fullsize_fixture.py "$PWD/.gpu/ref" "$PWD/.gpu/mgpu/config.json" "$MODEL" 4242 --frames 2 && rm -f "$MODEL/io.safetensors" ) >> "$setup_log" 2>&1 &
@@ -60,16 +60,16 @@ else
   [ -f src/SpatialMllm.Cli/bin/Release/net10.0/linux-x64/spatial-mllm.dll ] || dotnet build src/SpatialMllm.Cli -c Release -nologo -v q >/dev/null
   export MODEL=${MODEL:-checkpoints/tiny}
   [ -f "$MODEL/config.json" ] || $CLI demo --model "$MODEL" --max-new-tokens 1 >/dev/null
-  model_pid=
+  model_pid= random_model=
 fi
 "$FFMPEG" -version | head -1 | tee -a "$setup_log"
 
 python3 benchmarks/vsibench-full.py videos
 if [ -n "$model_pid" ]; then
   wait "$model_pid" || { echo "making the full-size model failed: $setup_log" >&2; tail -20 "$setup_log" >&2; exit 1; }
+fi
+if [ -n "${random_model:-}" ]; then
   # The real Qwen2.5-VL tokenizer and templates beside the random weights.
-  cp .gpu/mgpu/{vocab.json,merges.txt,added_tokens.json,chat_template.json,preprocessor_config.json,generation_config.json} "$MODEL/"
-elif [ "$MODE" = gpu ]; then
   cp .gpu/mgpu/{vocab.json,merges.txt,added_tokens.json,chat_template.json,preprocessor_config.json,generation_config.json} "$MODEL/"
 fi
 python3 benchmarks/vsibench-full.py run
