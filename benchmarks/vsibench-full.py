@@ -302,7 +302,6 @@ def main_run():
     complete = ours.get("exit") == 0 and ours.get("answered", 0) >= total
     if complete:
         ours_total = ours["wall_s"]
-        projected = None
     else:  # stopped or failed: what all of it would take at the rate reached, video switches included
         load, last, n = ours.get("model_load_s"), ours.get("last_answer_s"), ours.get("answered", 0)
         ours_total = round(load + (last - load) * total / n, 1) if load is not None and last and n else None
@@ -362,6 +361,8 @@ def write_markdown(report, seed, complete):
     ]
     if report.get("demo_stages"):
         lines += ["", "One question, `spatial-mllm demo` (whole prompt, no sharing), stage by stage:", "", "```"] + report["demo_stages"] + ["```"]
+    if report["mode"] == "gpu" and not seed:
+        lines += ["", f"The seed's pipeline gave no result (exit {report.get('seed_exit')}): see `setup.log`."]
     if seed:
         lines += ["", f"Seed's pipeline, median of {seed['questions_timed']} questions ({len({q['video'] for q in seed['per_question']})} videos, "
                   f"{len({q['question_type'] for q in seed['per_question']})} question types; frames read with {seed['frame_reader']}; "
