@@ -260,7 +260,7 @@ def main_run():
         report["device"] = "CPU (dry run)"
 
     seed = None
-    if MODE == "gpu":
+    if MODE == "gpu" and E.get("SEED", "1") == "1":
         seed_json = os.path.join(OUT, "seed-pipeline.json")
         code = run_step("seed pipeline", [sys.executable, os.path.join(REFERENCE, "seed_pipeline.py"), E["QWEN_CONFIG"], "--ref", E["REF"],
                                           "--tokenizer", E["TOKENIZER"], "--data", DATA, "--out", seed_json,
@@ -361,7 +361,7 @@ def write_markdown(report, seed, complete):
     ]
     if report.get("demo_stages"):
         lines += ["", "One question, `spatial-mllm demo` (whole prompt, no sharing), stage by stage:", "", "```"] + report["demo_stages"] + ["```"]
-    if report["mode"] == "gpu" and not seed:
+    if report["mode"] == "gpu" and not seed and "seed_exit" in report:
         lines += ["", f"The seed's pipeline gave no result (exit {report.get('seed_exit')}): see `setup.log`."]
     if seed:
         lines += ["", f"Seed's pipeline, median of {seed['questions_timed']} questions ({len({q['video'] for q in seed['per_question']})} videos, "

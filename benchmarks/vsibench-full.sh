@@ -17,7 +17,8 @@
 # (gpu default: /tmp/mgpu-model, made with .gpu/make_fullsize_fixture.py if absent), SIZE (WxH, 640x480), FPS (24),
 # DURATION (s, 60), CRF (x264, 30), VIDEOS (how many scenes; all 288 on gpu, 12 on cpu), QUESTIONS_PER_VIDEO (cap;
 # none on gpu, 2 on cpu), FRAMES (16), MAX_NEW_TOKENS (default: 1 + the median token count of the numeric ground truths,
-# from benchmarks/reference/answer_lengths.py), SEED_QUESTIONS (16), SEED_BUDGET_S (50: timing stops after this),
+# from benchmarks/reference/answer_lengths.py), SEED (1 on gpu: time the seed's pipeline; 0 skips it), SEED_QUESTIONS (16),
+# SEED_BUDGET_S (50: timing stops after this),
 # BUDGET_S (570: the whole script; our run is stopped, and extrapolated, when it would overrun), SDPA (1 on gpu),
 # DEMO (1: `spatial-mllm demo` once, the stage timings of one question, if time is left),
 # SPATIAL_MLLM_FFMPEG / SPATIAL_MLLM_FFPROBE (a static ffmpeg; else PATH's).
