@@ -75,6 +75,39 @@ def seed_modules(ref):
     return Aggregator, MLPAddConnector
 
 
+def build_random_models(config_path, ref):
+    """Random-weight Qwen2.5-VL (transformers, SDPA) + the seed's VGGT aggregator and mlp_add connector, bf16 on cuda."""
+    config = Qwen2_5_VLConfig.from_pretrained(config_path)
+    config._attn_implementation = "sdpa"
+    for sub in ("vision_config", "text_config"):
+        if hasattr(config, sub):
+            getattr(config, sub)._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        try:
+            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16).eval()
+        except TypeError:
+            model = Qwen2_5_VLForConditionalGeneration._from_config(config, torch_dtype=torch.bfloat16).eval()
+        Aggregator, MLPAddConnector = seed_modules(ref)
+        aggregator = Aggregator(img_size=518, patch_size=14, embed_dim=1024).to(torch.bfloat16).eval()
+        with contextlib.redirect_stdout(sys.stderr):  # it prints its layer index; stdout is the JSON result
+            connector = MLPAddConnector(1024, config.text_config.hidden_size, -1, 2, 2).to(torch.bfloat16).eval()
+    return config, model, aggregator, connector
+
+
+def parts_of(model):
+    """The vision tower and the language model (transformers moved them under model.model in 4.52)."""
+    inner = getattr(model, "model", model)
+    return getattr(inner, "visual", None) or model.visual, getattr(inner, "language_model", None) or inner
+
+
+def vision_out(out):
+    """The merged vision tokens, whether the tower returns a tensor or an output object (transformers 5)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    return getattr(out, "pooler_output", None) if getattr(out, "pooler_output", None) is not None else out[0]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
@@ -87,24 +120,8 @@ def main():
     args = parser.parse_args()
 
     nvml = NvmlPeak()
-    config = Qwen2_5_VLConfig.from_pretrained(args.config)
-    config._attn_implementation = "sdpa"
-    for sub in ("vision_config", "text_config"):
-        if hasattr(config, sub):
-            getattr(config, sub)._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        try:
-            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16).eval()
-        except TypeError:
-            model = Qwen2_5_VLForConditionalGeneration._from_config(config, torch_dtype=torch.bfloat16).eval()
-        Aggregator, MLPAddConnector = seed_modules(args.ref)
-        aggregator = Aggregator(img_size=518, patch_size=14, embed_dim=1024).to(torch.bfloat16).eval()
-        with contextlib.redirect_stdout(sys.stderr):  # it prints its layer index; stdout is the JSON result
-            connector = MLPAddConnector(1024, config.text_config.hidden_size, -1, 2, 2).to(torch.bfloat16).eval()
-    inner = getattr(model, "model", model)
-    visual = getattr(inner, "visual", None) or model.visual
-    language = getattr(inner, "language_model", None) or inner
+    config, model, aggregator, connector = build_random_models(args.config, args.ref)
+    visual, language = parts_of(model)
     video_token_id = getattr(config, "video_token_id", 151656)
 
     grid = torch.tensor([[8, 34, 46]], device="cuda")
@@ -127,11 +144,6 @@ def main():
     def connect(vision, spatial_last):
         # The seed's connector reads spatial_embeds_list[item][layer]: one item, its layer -1 already picked.
         return connector(video_embeds=vision, spatial_embeds_list=[[spatial_last[0]]], patch_start_idx=[5], grid_thw=grid)
-
-    def vision_out(out):
-        if isinstance(out, torch.Tensor):
-            return out
-        return getattr(out, "pooler_output", None) if getattr(out, "pooler_output", None) is not None else out[0]
 
     def decode_loop(past, token, start, n):
         for step in range(n):
