@@ -308,7 +308,7 @@ internal static class EvaluateCommand
     /// <summary>Starts `evaluate {benchmark} … --shard i/N --device cuda:i` per worker (cpu when there are no GPUs), relays their
     /// output line by line with a prefix, and returns how many failed (or were stopped). Workers die with this process (parent-death signal,
     /// set by each worker on start); a cancellation (SIGINT/SIGTERM here) is passed on as SIGTERM, so each worker finishes
-    /// its answer in progress, flushes and exits. (The kernel ties the parent-death signal to the thread that started the
+    /// its batch of answers in progress, flushes and exits. (The kernel ties the parent-death signal to the thread that started the
     /// worker: this one, which waits below until every worker has exited.)</summary>
     static int RunWorkers(string benchmark, int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath,
         IReadOnlyList<string> forwarded, TextWriter log, CancellationToken cancel)
