@@ -111,6 +111,21 @@ internal static class EvaluateCommand
             Description = "Prefill every question's whole prompt instead of sharing a video's prefilled system prompt and visual tokens " +
                           "between its questions (same answers; for comparison).",
         };
+        var batchSize = new Option<int>("--batch-size")
+        {
+            Description = "At most this many questions of a video decoded together (same answers for any size; memory: one KV cache per question).",
+            DefaultValueFactory = _ => 32,
+        };
+        var prefetchVideos = new Option<int>("--prefetch-videos")
+        {
+            Description = "Videos decoded and preprocessed ahead on worker threads while the device answers the one before (0: decode each in line).",
+            DefaultValueFactory = _ => DecodeAheadOptions.Default.Videos,
+        };
+        var decodeThreads = new Option<int>("--decode-threads")
+        {
+            Description = "Videos decoded at once when decoding ahead.",
+            DefaultValueFactory = _ => DecodeAheadOptions.Default.Threads,
+        };
         var forceNew = new Option<bool>("--force-new")
         {
             Description = "Start a new results file even if --out holds answers of another model or settings (the old files are renamed *.bak-TIME, not deleted).",
@@ -118,7 +133,7 @@ internal static class EvaluateCommand
 
         var command = new Command(name, description) { model, data, dataset, videos, frames, maxNewTokens, output };
         foreach (var option in benchmarkOptions) command.Options.Add(option);
-        foreach (var option in new Option[] { shard, device, workers, onError, forceNew, noPrefixSharing, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
+        foreach (var option in new Option[] { shard, device, workers, onError, forceNew, noPrefixSharing, batchSize, prefetchVideos, decodeThreads, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
         command.SetAction((parse, cancel) => Task.FromResult(CliSupport.Guard(parse, log =>
         {
             string resultsPath = parse.GetValue(output)!;
@@ -127,6 +142,9 @@ internal static class EvaluateCommand
             if (parse.GetValue(workers) is int w && w < 1) throw new ArgumentException($"--workers must be 1 or more; got {w}.");
             if (parse.GetValue(frames) < 1) throw new ArgumentException($"--frames must be 1 or more; got {parse.GetValue(frames)}.");
             if (parse.GetValue(maxNewTokens) < 1) throw new ArgumentException($"--max-new-tokens must be 1 or more; got {parse.GetValue(maxNewTokens)}.");
+            if (parse.GetValue(batchSize) < 1) throw new ArgumentException($"--batch-size must be 1 or more; got {parse.GetValue(batchSize)}.");
+            var decodeAhead = new DecodeAheadOptions(parse.GetValue(prefetchVideos), parse.GetValue(decodeThreads));
+            decodeAhead.Validate();
             string? parentPid = parse.GetValue(shard) != null ? Environment.GetEnvironmentVariable(ParentPidVariable) : null;
             bool isWorker = parentPid != null;
             if (isWorker && !PosixProcess.DieWithParent(int.Parse(parentPid!, CultureInfo.InvariantCulture)))
@@ -137,7 +155,7 @@ internal static class EvaluateCommand
             string dataDir = parse.GetValue(data)!;
             var run = setup(parse, new EvaluationInputs(dataDir, parse.GetValue(dataset), parse.GetValue(videos) ?? dataDir,
                 new AnswererOptions(parse.GetValue(frames), SamplerKind.Uniform, parse.GetValue(maxNewTokens),
-                    SharePrefix: !parse.GetValue(noPrefixSharing))));
+                    SharePrefix: !parse.GetValue(noPrefixSharing), BatchSize: parse.GetValue(batchSize))));
             bool isDryRun = parse.GetValue(dryRun);
             string? modelDir = parse.GetValue(model);
             if (modelDir == null && !isDryRun) throw new ArgumentException("--model is required (or --dry-run).");
@@ -156,7 +174,7 @@ internal static class EvaluateCommand
                 string deviceName = parse.GetValue(device) == "auto" ? "cpu" : parse.GetValue(device)!;
                 Manifest(deviceName).Adopt(resultsPath, parse.GetValue(forceNew), log);
                 var (status, _) = RunInProcess(part.Select(run.Items), () => Answerer(deviceName), modelDir, resultsPath, parse.GetValue(alsoDone) ?? [],
-                    errorPolicy, log, signals);
+                    errorPolicy, decodeAhead, log, signals);
                 if (status == CliSupport.Ok) log.WriteLine($"shard {part} complete: {resultsPath}. Merge the shards with `spatial-mllm merge`, then `spatial-mllm score {name}`.");
                 return status;
             }
@@ -197,7 +215,7 @@ internal static class EvaluateCommand
                 string deviceName = parse.GetValue(device) is "auto" or null ? (gpus > 0 ? "cuda:0" : "cpu") : parse.GetValue(device)!;
                 Manifest(deviceName).Adopt(resultsPath, parse.GetValue(forceNew), log);
                 (int status, skipped) = RunInProcess(run.Items, () => Answerer(deviceName), modelDir, resultsPath, parse.GetValue(alsoDone) ?? [],
-                    errorPolicy, log, signals);
+                    errorPolicy, decodeAhead, log, signals);
                 if (status != CliSupport.Ok) return status;
             }
 
@@ -217,17 +235,19 @@ internal static class EvaluateCommand
 
     /// <summary>
     /// Loads the answerer (the model) and answers the items in this process, with the progress view on
-    /// <paramref name="log"/>. Cancellation (a signal) stops after the answer in progress, which is flushed.
+    /// <paramref name="log"/>. Cancellation (a signal) stops after the video's batch of answers in progress, which is flushed.
     /// </summary>
     static (int Status, IReadOnlyList<SkippedQuestion> Skipped) RunInProcess(IReadOnlyList<EvaluationItem> items, Func<IVideoAnswerer> createAnswerer,
-        string? modelDir, string resultsPath, IReadOnlyList<string> alsoDone, OnVideoError onError, TextWriter log, ShutdownSignals signals)
+        string? modelDir, string resultsPath, IReadOnlyList<string> alsoDone, OnVideoError onError, DecodeAheadOptions decodeAhead, TextWriter log,
+        ShutdownSignals signals)
     {
         var progress = new ProgressOutput(new EvaluationProgressView(parts: 1), log);
         try
         {
             progress.SetActivity(0, modelDir is null ? "starting the dry run" : $"loading model {modelDir}");
             using var answerer = createAnswerer();
-            var summary = EvaluationRunner.Run(items, answerer, resultsPath, progress.Log, p => progress.Report(0, p), alsoDone, signals.Token, onError);
+            var summary = EvaluationRunner.Run(items, answerer, resultsPath, progress.Log, p => progress.Report(0, p), alsoDone, signals.Token, onError,
+                decodeAhead);
             return (CliSupport.Ok, summary.Skipped);
         }
         catch (OperationCanceledException)
@@ -288,7 +308,7 @@ internal static class EvaluateCommand
     /// <summary>Starts `evaluate {benchmark} … --shard i/N --device cuda:i` per worker (cpu when there are no GPUs), relays their
     /// output line by line with a prefix, and returns how many failed (or were stopped). Workers die with this process (parent-death signal,
     /// set by each worker on start); a cancellation (SIGINT/SIGTERM here) is passed on as SIGTERM, so each worker finishes
-    /// its answer in progress, flushes and exits. (The kernel ties the parent-death signal to the thread that started the
+    /// its batch of answers in progress, flushes and exits. (The kernel ties the parent-death signal to the thread that started the
     /// worker: this one, which waits below until every worker has exited.)</summary>
     static int RunWorkers(string benchmark, int count, int gpus, IReadOnlyList<string> shardPaths, string resultsPath,
         IReadOnlyList<string> forwarded, TextWriter log, CancellationToken cancel)

@@ -3,9 +3,9 @@ using System.Runtime.InteropServices;
 namespace SpatialMllm.Cli.Commands;
 
 /// <summary>
-/// SIGINT (Ctrl+C) and SIGTERM (a scheduler's stop) during a run: the first asks the run to stop after the answer in
-/// progress — it is finished and flushed, the results file stays resumable — and the exit code says which signal
-/// (130 or 143, as a shell reports them). A second SIGINT or SIGTERM ends the process at once, except in a worker, where
+/// SIGINT (Ctrl+C) and SIGTERM (a scheduler's stop) during a run: the first asks the run to stop after the batch of
+/// answers in progress (one video's questions) — it is finished and flushed, the results file stays resumable — and the
+/// exit code says which signal (130 or 143, as a shell reports them). A second SIGINT or SIGTERM ends the process at once, except in a worker, where
 /// the parent decides. The token also follows <paramref name="outer"/> (System.CommandLine's).
 /// </summary>
 internal sealed class ShutdownSignals : IDisposable

@@ -63,20 +63,25 @@ internal sealed record SkippedQuestion(string Id, string Video, string Reason);
 internal sealed record EvaluationSummary(int Answered, IReadOnlyList<SkippedQuestion> Skipped);
 
 /// <summary>
-/// Answers items video by video and appends one JSON line per answer to a results file, flushed to disk each time, so
-/// a killed run loses at most the answer in flight. On start it reads what the file (and any other files named as
-/// already done) holds and answers only the rest; a torn last line, the mark of a kill mid-write, is cut off with a
-/// message. Any other malformed line is an error: the file is not ours to repair.
+/// Answers items video by video and appends one JSON line per answer to a results file, flushed to disk each time. A
+/// video's questions are answered as one batch and written when the batch returns, so a killed run loses at most the
+/// batch in flight (one video's questions), which the next run answers again. Videos are decoded ahead on worker threads
+/// (<see cref="DecodeAheadOptions"/>) while the device encodes and answers the one before. On start it reads what the file
+/// (and any other files named as already done) holds and answers only the rest; a torn last line, the mark of a kill
+/// mid-write, is cut off with a message. Any other malformed line is an error: the file is not ours to repair.
 /// </summary>
 internal static class EvaluationRunner
 {
-    /// <summary>Runs to completion or cancellation (cancellation is checked between answers: the answer in progress is
-    /// finished and flushed). Videos that cannot be read stop the run, or with <see cref="OnVideoError.Skip"/> are listed
+    /// <summary>Runs to completion or cancellation (cancellation is checked between videos: the batch in progress is
+    /// finished and flushed; videos decoded ahead are dropped). Videos that cannot be read stop the run when the runner
+    /// reaches them (in video order, whichever thread decoded them), or with <see cref="OnVideoError.Skip"/> are listed
     /// in <c>{results}.skipped.jsonl</c>, rewritten by every run, so skipped questions are tried again next time.</summary>
+    /// <param name="decodeAhead">Null: <see cref="DecodeAheadOptions.Default"/>.</param>
     public static EvaluationSummary Run(
         IReadOnlyList<EvaluationItem> items, IVideoAnswerer answerer, string resultsPath,
         TextWriter log, Action<EvaluationProgress>? progress = null,
-        IReadOnlyList<string>? alsoDonePaths = null, CancellationToken cancel = default, OnVideoError onError = OnVideoError.Stop)
+        IReadOnlyList<string>? alsoDonePaths = null, CancellationToken cancel = default, OnVideoError onError = OnVideoError.Stop,
+        DecodeAheadOptions? decodeAhead = null)
     {
         var done = ResultsFile.Recover(resultsPath, log).Select(r => r.Id).ToHashSet();
         foreach (string other in alsoDonePaths ?? [])
@@ -93,12 +98,18 @@ internal static class EvaluationRunner
         using var writer = ResultsFile.OpenForAppend(resultsPath);
         progress?.Invoke(new EvaluationProgress(0, doneBefore, items.Count, clock.Elapsed, null));
         // Videos in key order, questions in item order: the same sequence on every run, so resumed runs are reproducible.
-        foreach (var video in todo.GroupBy(i => i.Video.Key).OrderBy(g => g.Key, StringComparer.Ordinal))
+        var videos = todo.GroupBy(i => i.Video.Key).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
+        using var decoding = new DecodeAhead([.. videos.Select(v => v.First().Video)], answerer.Decode, decodeAhead ?? DecodeAheadOptions.Default, cancel);
+        foreach (var video in videos)
         {
             cancel.ThrowIfCancellationRequested();
             progress?.Invoke(new EvaluationProgress(answered, doneBefore, items.Count, clock.Elapsed, video.Key, $"decoding and encoding video {video.Key}"));
             IPreparedVideo prepared;
-            try { prepared = answerer.Prepare(video.First().Video); }
+            try
+            {
+                using var decoded = decoding.Next();
+                prepared = decoded.Encode();
+            }
             catch (Exception e) when (onError == OnVideoError.Skip && IsUnreadableVideo(e))
             {
                 var lost = video.Select(i => new SkippedQuestion(i.Id, video.Key, e.Message)).ToList();
@@ -108,14 +119,16 @@ internal static class EvaluationRunner
                 continue;
             }
             using (prepared)
-                foreach (var item in video)
-                {
-                    cancel.ThrowIfCancellationRequested();
-                    string answer = prepared.Answer(item.Prompt);
+            {
+                var questions = video.ToList();
+                var answers = prepared.Answer([.. questions.Select(i => i.Prompt)]);
+                if (answers.Count != questions.Count)
+                    throw new InvalidOperationException($"The answerer returned {answers.Count} answers to the {questions.Count} questions of {video.Key}.");
+                foreach (var (item, answer) in questions.Zip(answers))
                     writer.Append(new ResultRecord(item.Id, answer, item.Video.Key));
-                    answered++;
-                    progress?.Invoke(new EvaluationProgress(answered, doneBefore, items.Count, clock.Elapsed, video.Key));
-                }
+                answered += questions.Count;
+                progress?.Invoke(new EvaluationProgress(answered, doneBefore, items.Count, clock.Elapsed, video.Key));
+            }
         }
         return new EvaluationSummary(answered, skipped);
     }

@@ -28,6 +28,8 @@ internal sealed record RunManifest(IReadOnlyDictionary<string, string> Fields)
     public static RunManifest Describe(string benchmark, string? modelDir, AnswererOptions options, string dtype,
         bool stripAnswers, string datasetPath)
     {
+        // Settings that cannot change an answer stay out, so that a run resumes with any of them: prefix sharing, the batch
+        // size (greedy decoding of a batch gives each question's own answer) and how far videos are decoded ahead.
         var fields = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
             ["benchmark"] = benchmark,

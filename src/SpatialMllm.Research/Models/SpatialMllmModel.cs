@@ -358,6 +358,13 @@ public sealed class SpatialMllmModel : IDisposable
         var clock = Stopwatch.StartNew();
         using var inputs = Processor.Process(framesUint8, resizedSize: options.ResizedSize);
         timings.Add(Lap("preprocess", clock));
+        return EncodeInputs(inputs, options, timings);
+    }
+
+    /// <summary>The encoders and the connector on the processor's outputs (on any device: they are moved to the model's);
+    /// <paramref name="timings"/> holds the stages before (decoding, preprocessing) and receives the encoders'.</summary>
+    internal VideoFeatures EncodeInputs(QwenVideoInputs inputs, AnswerOptions options, List<StageTiming> timings)
+    {
         var fused = EncodeProcessed(inputs.PixelValuesVideos, inputs.Grid, inputs.VideoTchw, options, timings);
         return new VideoFeatures(fused, inputs.Grid, inputs.SecondPerGridT, timings, EffectiveFusion(options));
     }

@@ -18,6 +18,9 @@ public sealed class SpaceAwareSampler : IFrameSampler, IDisposable
     readonly string predictorId;
     readonly Lazy<IPointMapPredictor> predictor;
     readonly bool ownsPredictor;
+    /// <summary>One selection at a time: VGGT over the candidates takes much of a GPU's memory, so callers on several threads
+    /// (an evaluation decoding videos ahead) queue here rather than run it side by side.</summary>
+    readonly Lock selecting = new();
 
     /// <param name="predictorId">Names the model in <see cref="Settings"/>, so cached selections of different models differ.</param>
     /// <param name="ownsPredictor">Whether <see cref="Dispose"/> disposes the predictor (true when this sampler loaded it).</param>
@@ -39,7 +42,8 @@ public sealed class SpaceAwareSampler : IFrameSampler, IDisposable
         int[] candidateIndices = FrameIndexRules.TruncatedLinspace(total, Math.Min(candidates, total));
 
         using var scope = torch.NewDisposeScope();
-        (Tensor worldPoints, Tensor confidence) = predictor.Value.PredictFrames(video, candidateIndices);
+        Tensor worldPoints, confidence;
+        lock (selecting) (worldPoints, confidence) = predictor.Value.PredictFrames(video, candidateIndices);
 
         var result = SpaceAwareSelector.Select(worldPoints, confidence, Math.Min(k, candidateIndices.Length));
         return new FrameSelection(

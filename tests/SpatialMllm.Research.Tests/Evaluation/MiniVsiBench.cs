@@ -50,31 +50,39 @@ internal sealed class MiniVsiBench
     public IReadOnlyList<EvaluationItem> Items() => VsiBenchVideos.Items(Dataset, Root);
 }
 
-/// <summary>A deterministic stand-in for the model that counts how often each video is prepared and can stop the run
-/// (as a crash would) after a given number of answers.</summary>
+/// <summary>A deterministic stand-in for the model that counts how often each video is encoded and can stop the run
+/// (as a crash would) once a given number of questions are answered (the batch that reaches it is finished).</summary>
 internal sealed class CountingAnswerer(int stopAfter = int.MaxValue, CancellationTokenSource? stop = null) : IVideoAnswerer
 {
     readonly DryRunAnswerer _inner = new();
+    /// <summary>Encodings per video key (on the runner's thread; decoding runs ahead on workers).</summary>
     public Dictionary<string, int> Prepared { get; } = [];
     public int Answers { get; private set; }
     readonly int _stopAfter = stopAfter;
     readonly CancellationTokenSource? _stop = stop;
 
-    public IPreparedVideo Prepare(BenchmarkVideo video)
-    {
-        Prepared[video.Key] = Prepared.GetValueOrDefault(video.Key) + 1;
-        return new Video(this, _inner.Prepare(video));
-    }
+    public IDecodedVideo Decode(BenchmarkVideo video) => new Decoded(this, video.Key, _inner.Decode(video));
 
     public void Dispose() { }
 
+    sealed class Decoded(CountingAnswerer owner, string key, IDecodedVideo inner) : IDecodedVideo
+    {
+        public IPreparedVideo Encode()
+        {
+            owner.Prepared[key] = owner.Prepared.GetValueOrDefault(key) + 1;
+            return new Video(owner, inner.Encode());
+        }
+
+        public void Dispose() => inner.Dispose();
+    }
+
     sealed class Video(CountingAnswerer owner, IPreparedVideo inner) : IPreparedVideo
     {
-        public string Answer(string prompt)
+        public IReadOnlyList<string> Answer(IReadOnlyList<string> prompts)
         {
-            owner.Answers++;
-            if (owner.Answers == owner._stopAfter) owner._stop?.Cancel();
-            return inner.Answer(prompt);
+            owner.Answers += prompts.Count;
+            if (owner.Answers >= owner._stopAfter) owner._stop?.Cancel();
+            return inner.Answer(prompts);
         }
 
         public void Dispose() => inner.Dispose();

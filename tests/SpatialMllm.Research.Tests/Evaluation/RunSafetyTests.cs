@@ -296,6 +296,9 @@ public class RunSafetyTests
     [InlineData("--workers", "-1", "--workers must be 1 or more; got -1")]
     [InlineData("--frames", "0", "--frames must be 1 or more; got 0")]
     [InlineData("--max-new-tokens", "-5", "--max-new-tokens must be 1 or more; got -5")]
+    [InlineData("--batch-size", "0", "--batch-size must be 1 or more; got 0")]
+    [InlineData("--prefetch-videos", "-1", "--prefetch-videos must be 0 (decode in line) or more; got -1")]
+    [InlineData("--decode-threads", "0", "--decode-threads must be 1 or more; got 0")]
     public void BadCounts_AreRefused(string option, string value, string message)
     {
         var mini = new MiniVsiBench("bad-count");
