@@ -6,50 +6,93 @@
 # its last cell checks a toy task that the tiny model learns in 120 steps at a learning rate of 1e-2 (a random 4B model
 # at that rate diverges, and no answer is in its pixels).
 #
-#   here:  environment/gpu-pack-notebooks.sh         (.gpu-nb/, about 50 MiB; prints what travels)
-#   there: run(command: "bash environment/gpu-notebooks.sh", carry: [".gpu-nb"])   after a call that unpacked a static
-#          ffmpeg into /tmp/ffmpeg (benchmarks/README.md; the machine has none)
+#   here:  environment/gpu-pack-notebooks.sh     (.gpu-nb/; prints what each call carries)
+#   there, two calls on one warm machine (ffmpeg is too big to travel with the rest):
+#     1. run(command: "STEP=prepare bash environment/gpu-notebooks.sh", carry: [".gpu-nb/ffmpeg.tar.xz", ".gpu-nb/fullsize.tar.xz"])
+#        unpacks ffmpeg into /tmp/ffmpeg and makes the checkpoint in /tmp/mgpu-model
+#     2. run(command: "bash environment/gpu-notebooks.sh", carry: [".gpu-nb/dotnet.tar.xz", ".gpu-nb/notebooks.tar.xz", ".gpu-nb/fullsize.tar.xz"])
+#        the notebooks (and the checkpoint first if the machine was given back in between; ffmpeg must be there)
 #   dry run on CPU with the tiny checkpoint, from the same pack and the packed .NET runtime (no SDK):
-#          MODE=cpu bash environment/gpu-notebooks.sh
+#     MODE=cpu bash environment/gpu-notebooks.sh
 #
-# Writes into $OUT: gpu-notebooks.md (per notebook: time, code cells, errors, charts, frame strips, tables),
-# gpu-notebooks.json, gpu-notebooks.log, and executed-notebooks.tar.xz (the executed copies and each kernel's console
-# output). Exit status non-zero on any cell error, any `// expect: output` cell left empty, or a notebook not run.
+# Writes into $OUT: gpu-notebooks.md (per notebook: time, code cells, slowest cell, problems, charts, frame strips,
+# tables), gpu-notebooks.json, gpu-notebooks.log, and executed-notebooks.tar.xz (the executed copies and each kernel's
+# console output). Exit status non-zero on any cell error, any `// expect: output` cell left empty, a compiler warning
+# shown, or a notebook not run (the rules of NotebookExecutionTests).
 #
-# Settings (environment): MODE gpu|cpu (default: gpu when nvidia-smi lists a GPU), OUT (default /tmp/gpu-notebooks-out),
-# MODEL (gpu: made in /tmp/mgpu-model when absent, as benchmarks/multi-gpu-evaluate.sh does; cpu: the tiny checkpoint),
-# DEVICE (cuda:0 | cpu), DTYPE (bf16 | fp32), NOTEBOOKS (names, default all), DEADLINE_S (seconds from the start after
-# which no notebook starts and a running one is stopped: default 560 on gpu, so that the results come back from a
-# 600-second call), NOTEBOOK_TIMEOUT_S (per notebook, default 300), SPATIAL_MLLM_FFMPEG / SPATIAL_MLLM_FFPROBE.
+# Settings (environment): MODE gpu|cpu (default: gpu when nvidia-smi lists a GPU), STEP prepare|all (default all),
+# OUT (default /tmp/gpu-notebooks-out), MODEL (gpu: made in /tmp/mgpu-model when absent, as
+# benchmarks/multi-gpu-evaluate.sh does, which reuses it; cpu: the tiny checkpoint), DEVICE (cuda:0 | cpu), DTYPE
+# (bf16 | fp32), NOTEBOOKS (names, default all), DEADLINE_S (seconds from the start after which no notebook starts and
+# a running one is stopped: default 560 on gpu, so that the results come back from a 600-second call),
+# NOTEBOOK_TIMEOUT_S (per notebook, default 300), SPATIAL_MLLM_FFMPEG / SPATIAL_MLLM_FFPROBE.
 # The only difference between the two modes in what runs: libtorch comes from PyTorch's torch/lib on gpu and from the
 # libtorch-cpu NuGet package on cpu (the pack carries none).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 start=$(date +%s)
 if [ -z "${MODE:-}" ]; then
   if nvidia-smi -L >/dev/null 2>&1; then MODE=gpu; else MODE=cpu; fi
 fi
+STEP=${STEP:-all}
 OUT=${OUT:-/tmp/gpu-notebooks-out}
 DEADLINE_S=${DEADLINE_S:-$([ "$MODE" = gpu ] && echo 560 || echo 3600)}
 NOTEBOOK_TIMEOUT_S=${NOTEBOOK_TIMEOUT_S:-300}
 mkdir -p "$OUT"
-exec > >(tee "$OUT/gpu-notebooks.log") 2>&1
+exec > >(tee "$OUT/gpu-notebooks$([ "$STEP" = prepare ] && echo -prepare).log") 2>&1
 elapsed() { echo $(( $(date +%s) - start )); }
 fail() { echo "gpu-notebooks: $*" >&2; exit 1; }
-
-# 1. The carried pieces, unpacked under /tmp/gpu-nb: .NET (once per machine), dotnet-repl, the library, data.
 base=/tmp/gpu-nb
-[ -f .gpu-nb/notebooks.tar.xz ] || fail "no .gpu-nb/notebooks.tar.xz: run environment/gpu-pack-notebooks.sh here and carry .gpu-nb"
+mkdir -p "$base"
+export PYTHONUNBUFFERED=1
+
+# 1. ffmpeg (the notebooks write and decode videos): the static build, unpacked into /tmp/ffmpeg when carried.
+if [ -f .gpu-nb/ffmpeg.tar.xz ] && [ ! -x /tmp/ffmpeg/@ffprobe-installer/linux-x64/ffprobe ]; then
+  mkdir -p /tmp/ffmpeg && tar -C /tmp/ffmpeg -xJf .gpu-nb/ffmpeg.tar.xz || fail "could not unpack .gpu-nb/ffmpeg.tar.xz"
+fi
+for candidate in /tmp/ffmpeg /tmp/ffmpeg-npm/node_modules; do
+  if [ -z "${SPATIAL_MLLM_FFMPEG:-}" ] && [ -x "$candidate/@ffmpeg-installer/linux-x64/ffmpeg" ]; then
+    export SPATIAL_MLLM_FFMPEG=$candidate/@ffmpeg-installer/linux-x64/ffmpeg SPATIAL_MLLM_FFPROBE=$candidate/@ffprobe-installer/linux-x64/ffprobe
+  fi
+done
+"${SPATIAL_MLLM_FFMPEG:-ffmpeg}" -version 2>/dev/null | head -1 | grep . \
+  || fail "no ffmpeg: run the prepare call first (STEP=prepare with .gpu-nb/ffmpeg.tar.xz carried) or set SPATIAL_MLLM_FFMPEG"
+"${SPATIAL_MLLM_FFPROBE:-ffprobe}" -version 2>/dev/null | head -1 | grep -q . || fail "no ffprobe (SPATIAL_MLLM_FFPROBE)"
+
+# 2. The checkpoint: full-size random weights on gpu, made once per machine; the tiny one on cpu.
+stage=$base/stage
+tiny=$stage/checkpoints/tiny   # every notebook but 04 makes it on first use (Samples.TinyCheckpoint)
+if [ "$MODE" = gpu ] && [ -z "${MODEL:-}" ]; then
+  MODEL=/tmp/mgpu-model
+  if [ ! -f "$MODEL/model.safetensors.index.json" ] || [ ! -f "$MODEL/vocab.json" ]; then
+    [ -f .gpu-nb/fullsize.tar.xz ] || fail "no checkpoint in $MODEL and no .gpu-nb/fullsize.tar.xz carried to make it"
+    rm -rf "$base/fullsize" && tar -C "$base" -xJf .gpu-nb/fullsize.tar.xz || fail "could not unpack .gpu-nb/fullsize.tar.xz"
+    if [ ! -f "$MODEL/model.safetensors.index.json" ]; then
+      echo "== [$(elapsed) s] full-size random weights (Qwen2.5-VL-3B + VGGT-1B + connector, bf16 shards) → $MODEL"
+      python3 "$base/fullsize/make_fullsize_fixture.py" "$base/fullsize/ref" "$base/fullsize/qwen/config.json" "$MODEL" 4242 --frames 2 \
+        || fail "make_fullsize_fixture.py failed"
+      rm -f "$MODEL/io.safetensors"
+    fi
+    # the real Qwen2.5-VL tokenizer and templates beside the random weights
+    cp "$base"/fullsize/qwen/{vocab.json,merges.txt,added_tokens.json,chat_template.json,preprocessor_config.json,generation_config.json} "$MODEL/"
+  fi
+  echo "== [$(elapsed) s] checkpoint $MODEL: $(du -sh "$MODEL" | cut -f1)"
+fi
+MODEL=${MODEL:-$tiny}
+if [ "$STEP" = prepare ]; then echo "== [$(elapsed) s] prepared"; exit 0; fi
+
+# 3. The carried .NET runtime (once per machine), dotnet-repl, the library and data, unpacked under /tmp/gpu-nb.
+[ -f .gpu-nb/notebooks.tar.xz ] || fail "no .gpu-nb/notebooks.tar.xz: run environment/gpu-pack-notebooks.sh here and carry it"
 if [ ! -x "$base/dotnet/dotnet" ]; then
+  [ -f .gpu-nb/dotnet.tar.xz ] || fail "no .NET in $base/dotnet and no .gpu-nb/dotnet.tar.xz carried"
   mkdir -p "$base/dotnet" && tar -C "$base/dotnet" -xJf .gpu-nb/dotnet.tar.xz || fail "could not unpack .gpu-nb/dotnet.tar.xz"
 fi
 rm -rf "$base/pack" && mkdir -p "$base/pack" && tar -C "$base/pack" -xJf .gpu-nb/notebooks.tar.xz || fail "could not unpack .gpu-nb/notebooks.tar.xz"
 pack=$base/pack
-export DOTNET_ROOT=$base/dotnet PATH=$base/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 \
-       DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 PYTHONUNBUFFERED=1
+export DOTNET_ROOT=$base/dotnet PATH=$base/dotnet:$PATH DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_INTERACTIVE_CLI_TELEMETRY_OPTOUT=1 \
+       DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-# 2. libtorch: the one difference between the modes.
+# 4. libtorch: the one difference between the modes.
 if [ "$MODE" = gpu ]; then
   TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') || fail "python3 has no torch"
   DEVICE=${DEVICE:-cuda:0}; DTYPE=${DTYPE:-bf16}
@@ -60,44 +103,15 @@ else
   DEVICE=${DEVICE:-cpu}; DTYPE=${DTYPE:-fp32}
 fi
 export LD_LIBRARY_PATH=$TORCH_LIB:${LD_LIBRARY_PATH:-}
-echo "== $MODE: libtorch from $TORCH_LIB; .NET $(dotnet --list-runtimes | grep NETCore | cut -d' ' -f2) from $DOTNET_ROOT (no SDK)"
+echo "== [$(elapsed) s] $MODE: libtorch from $TORCH_LIB; .NET $(dotnet --list-runtimes | grep NETCore | cut -d' ' -f2) from $DOTNET_ROOT (no SDK)"
 
-# 3. ffmpeg (the notebooks write and decode videos): a static build in /tmp/ffmpeg on the GPU machine.
-for candidate in /tmp/ffmpeg/@ffmpeg-installer/linux-x64 /tmp/ffmpeg-npm/node_modules/@ffmpeg-installer/linux-x64; do
-  if [ -z "${SPATIAL_MLLM_FFMPEG:-}" ] && [ -x "$candidate/ffmpeg" ]; then
-    export SPATIAL_MLLM_FFMPEG=$candidate/ffmpeg SPATIAL_MLLM_FFPROBE=${candidate%/@ffmpeg-installer/linux-x64}/@ffprobe-installer/linux-x64/ffprobe
-  fi
-done
-"${SPATIAL_MLLM_FFMPEG:-ffmpeg}" -version 2>/dev/null | head -1 | grep . \
-  || fail "no ffmpeg: unpack the static one into /tmp/ffmpeg first (benchmarks/README.md) or set SPATIAL_MLLM_FFMPEG"
-"${SPATIAL_MLLM_FFPROBE:-ffprobe}" -version 2>/dev/null | head -1 | grep -q . || fail "no ffprobe (SPATIAL_MLLM_FFPROBE)"
-
-# 4. The notebooks run in a copy of the repository's layout that they resolve relative paths against:
+# 5. The notebooks run in a copy of the repository's layout that they resolve relative paths against:
 #    notebooks/ (unchanged copies), the library's build output where their `#r` line points, checkpoints/, datasets/.
-stage=$base/stage
 rm -rf "$stage" && mkdir -p "$stage/notebooks" "$stage/executed" "$stage/src/SpatialMllm.Research/bin/Release/net10.0" "$stage/checkpoints"
 ln -s "$pack/lib" "$stage/src/SpatialMllm.Research/bin/Release/net10.0/linux-x64"
 export SPATIAL_MLLM_SHARED=$pack/shared
-tiny=$stage/checkpoints/tiny   # every notebook makes it on first use (Samples.TinyCheckpoint)
 
-if [ "$MODE" = gpu ]; then
-  if [ -z "${MODEL:-}" ]; then
-    MODEL=/tmp/mgpu-model
-    if [ ! -f "$MODEL/model.safetensors.index.json" ]; then
-      echo "== [$(elapsed) s] full-size random weights (Qwen2.5-VL-3B + VGGT-1B + connector, bf16 shards) → $MODEL"
-      python3 "$pack/fullsize/make_fullsize_fixture.py" "$pack/fullsize/ref" "$pack/fullsize/qwen/config.json" "$MODEL" 4242 --frames 2 \
-        | grep -E "saved|Error|error" || fail "make_fullsize_fixture.py failed"
-      rm -f "$MODEL/io.safetensors"
-    fi
-    # the real Qwen2.5-VL tokenizer and templates beside the random weights
-    cp "$pack"/fullsize/qwen/{vocab.json,merges.txt,added_tokens.json,chat_template.json,preprocessor_config.json,generation_config.json} "$MODEL/"
-    echo "== [$(elapsed) s] model ready: $(du -sh "$MODEL" | cut -f1)"
-  fi
-else
-  MODEL=${MODEL:-$tiny}
-fi
-
-# 5. Each notebook, one kernel each, timed; 07-fine-tune on its tiny checkpoint in float32 (see the top).
+# 6. Each notebook, one kernel each, timed; 07-fine-tune on its tiny checkpoint in float32 (see the top).
 notebooks=${NOTEBOOKS:-$(cd notebooks && ls *.ipynb)}
 : > "$stage/runs.tsv"
 for name in $notebooks; do
@@ -124,7 +138,7 @@ for name in $notebooks; do
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$seconds" "$DEVICE" "$dtype" "$model" >> "$stage/runs.tsv"
 done
 
-# 6. The summary: per notebook, from the executed copy, the rules of NotebookExecutionTests.CellProblems.
+# 7. The summary: per notebook, from the executed copy, the rules of NotebookExecutionTests.CellProblems.
 python3 - "$stage" "$OUT" "$MODE" "$(elapsed)" <<'PY'
 import datetime, json, os, re, subprocess, sys
 stage, out, mode, total = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
@@ -160,7 +174,7 @@ for line in open(f"{stage}/runs.tsv"):
             for w in sorted({m for t in shown for m in re.findall(r"warning CS(?!170[12])\d{4}[^\n<]*", t)}):
                 row["errors"].append(f"{where}: {w}")
             html = "".join(text(o.get("data", {}).get("text/html", "")) for o in outputs)
-            row["charts"] += html.count("Plotly.newPlot(")
+            row["charts"] += html.count('class="spatial-mllm-chart-message"')  # one per chart (not plotly.js's own text)
             row["frame_strips"] += 1 if '<figure style="margin:0' in html else 0
             times = e.get("metadata", {})
             if "dotnet_repl_cellExecutionStartTime" in times:
