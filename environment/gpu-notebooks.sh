@@ -24,7 +24,7 @@
 # OUT (default /tmp/gpu-notebooks-out), MODEL (gpu: made in /tmp/mgpu-model when absent, as
 # benchmarks/multi-gpu-evaluate.sh does, which reuses it; cpu: the tiny checkpoint), DEVICE (cuda:0 | cpu), DTYPE
 # (bf16 | fp32), NOTEBOOKS (names, default all), DEADLINE_S (seconds from the start after which no notebook starts and
-# a running one is stopped: default 560 on gpu, so that the results come back from a 600-second call),
+# a running one is stopped: default 550 on gpu, so that the results come back from a 600-second call),
 # NOTEBOOK_TIMEOUT_S (per notebook, default 300), SPATIAL_MLLM_FFMPEG / SPATIAL_MLLM_FFPROBE.
 # The only difference between the two modes in what runs: libtorch comes from PyTorch's torch/lib on gpu and from the
 # libtorch-cpu NuGet package on cpu (the pack carries none).
@@ -36,7 +36,7 @@ if [ -z "${MODE:-}" ]; then
 fi
 STEP=${STEP:-all}
 OUT=${OUT:-/tmp/gpu-notebooks-out}
-DEADLINE_S=${DEADLINE_S:-$([ "$MODE" = gpu ] && echo 560 || echo 3600)}
+DEADLINE_S=${DEADLINE_S:-$([ "$MODE" = gpu ] && echo 550 || echo 3600)}
 NOTEBOOK_TIMEOUT_S=${NOTEBOOK_TIMEOUT_S:-300}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-notebooks$([ "$STEP" = prepare ] && echo -prepare).log") 2>&1
@@ -158,6 +158,11 @@ for line in open(f"{stage}/runs.tsv"):
     else:
         src, exe = cells(source), cells(executed)
         row["code_cells"] = len(src)
+        # a setting the notebook does not read is shown as —
+        code = "".join(text(c["source"]) for c in src)
+        for key, reader in (("device", "NotebookSettings.Device"), ("dtype", "NotebookSettings.DType"), ("model", "NotebookSettings.Checkpoint")):
+            if reader not in code:
+                row[key] = "—"
         if len(src) != len(exe):
             row["errors"].append(f"{len(src)} code cells, {len(exe)} executed")
         for i, (s, e) in enumerate(zip(src, exe)):
@@ -205,6 +210,7 @@ print("\n".join(lines))
 sys.exit(1 if bad else 0)
 PY
 status=$?
-tar -C "$stage" -cf - executed runs.tsv | xz -9 > "$OUT/executed-notebooks.tar.xz"
+# xz fast, with a dictionary that spans notebooks: each executed copy carries plotly.js (4.5 MB), stored once
+tar -C "$stage" -cf - executed runs.tsv | xz --lzma2=preset=1,dict=32MiB > "$OUT/executed-notebooks.tar.xz"
 echo "== [$(elapsed) s] $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
 exit $status
