@@ -18,13 +18,13 @@ public static class FrameSampler
     public static IFrameSampler Uniform(int frames) => new UniformSampler(frames);
 
     /// <summary>
-    /// Space-aware sampling with the VGGT of <paramref name="modelDir"/> (loaded on first use). Dispose the
-    /// sampler to release the model.
+    /// Space-aware sampling with the VGGT of <paramref name="modelDir"/> (loaded on first use, on <paramref name="device"/>;
+    /// null: CUDA when visible). Dispose the sampler to release the model.
     /// </summary>
-    public static SpaceAwareSampler SpaceAware(int k, string modelDir, int candidates = 128)
+    public static SpaceAwareSampler SpaceAware(int k, string modelDir, int candidates = 128, TorchSharp.torch.Device? device = null)
     {
         string fullPath = Path.GetFullPath(modelDir);
-        return new SpaceAwareSampler(k, candidates, () => PointMapPredictors.FromModelFolder(fullPath), fullPath, ownsPredictor: true);
+        return new SpaceAwareSampler(k, candidates, () => PointMapPredictors.FromModelFolder(fullPath, device), fullPath, ownsPredictor: true);
     }
 
     /// <summary>Space-aware sampling with a given point-map predictor; <paramref name="predictorId"/> names it in the settings and cache key.</summary>
