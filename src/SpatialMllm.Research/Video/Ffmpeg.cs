@@ -129,7 +129,7 @@ internal static class Ffmpeg
                     .WithConstantRateFactor(crf)
                     .WithPixelFormat("yuv420p")
                     .WithCustomArgument("-movflags +faststart"))
-                .ProcessSynchronously());
+                .ProcessSynchronously(throwOnError: true, FfmpegTools.FfmpegOptions));
             File.Move(partial, fullPath, overwrite: true);
         }
         finally

@@ -59,6 +59,22 @@ public sealed class SpatialMllmModelBatchedAnswersTests(TinyModelFixture fixture
         finally { Model.Language.DecodeMode = null; }
     }
 
+    /// <summary>Padding rows are finished from the start and fed a token each step: with an eos of −1 ("never stop", as
+    /// benchmarks of random weights use), the pad id is no token and must not reach the embedding (on CUDA an
+    /// out-of-range lookup is a device-side assert that poisons the process).</summary>
+    [Fact]
+    public void Padding_rows_with_a_sentinel_eos_answer_as_unpadded_rows()
+    {
+        using var features = Model.EncodeFrames(fixture.Frames);
+        var prompts = Questions.Select(q => Model.PromptIds(features, q)).ToList();
+        int shared = Model.SharedPrefixLength(prompts[0]);
+        var neverStop = new GenerationOptions([-1], MaxNewTokens: 5);
+        using var plain = Model.GenerateBatch(prompts, shared, features, neverStop);
+        using var padded = Model.GenerateBatch(prompts, shared, features, neverStop, padRowsTo: 8);
+        Assert.Equal([Questions.Length, 5], padded.Sequences.shape);
+        Assert.Equal(plain.Sequences.data<long>().ToArray(), padded.Sequences.data<long>().ToArray());
+    }
+
     [Fact]
     public void Batches_of_any_size_give_the_same_answers()
     {

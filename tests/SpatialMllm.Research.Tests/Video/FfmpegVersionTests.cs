@@ -144,6 +144,21 @@ public class FfmpegVersionTests
         Assert.Contains("ffmpeg", e.Message);
     }
 
+    /// <summary>Writing a video (a synthetic scene) goes through the configured binary too: on the GPU machine, which has
+    /// no ffmpeg on PATH, notebook 03's scene failed with "ffmpeg was not found on your system (tried "ffmpeg")".</summary>
+    [SkippableFact]
+    public void Old_ffmpeg_writes_a_scene_video_with_no_ffmpeg_on_path()
+    {
+        var env = OldFfmpegEnvironment();
+        env["PATH"] = TestPaths.NewTempDir("no-ffmpeg-on-path");
+        string dir = TestPaths.NewTempDir("ffmpeg41-write");
+        var (code, output, error) = CliProcess.Finish(CliProcess.Start(dir, env,
+            "synthetic", "--out", dir, "--seeds", "3", "--frames", "8", "--width", "96", "--height", "72"));
+        Assert.True(code == 0, output + error);
+        string video = Path.Combine(dir, "synthetic", "seed0003.mp4");
+        Assert.Equal(8, VideoSource.Open(video).Info.FrameCount);
+    }
+
     [Fact]
     public void A_configured_binary_that_does_not_exist_is_named()
     {

@@ -200,6 +200,9 @@ public static class Generation
         var unfinished = torch.arange(batch, ScalarType.Int64, device).lt(Math.Min(activeRows, batch));
         var eos = torch.tensor(options.EosTokenIds.Select(i => (long)i).ToArray(), device: device);
         long pad = options.PadTokenId ?? options.EosTokenIds[0];
+        // A finished row is still fed to the next step (its output is discarded): when the pad id is no token (an eos of
+        // −1 meaning "never stop"), it is fed token 0 instead, which the embedding can look up.
+        bool padIsToken = pad >= 0 && pad < lm.Config.VocabSize;
         var stepLogits = new List<Tensor>();
 
         var logits = lm.forward(inputsEmbeds, positionIds, cache, lastPositionOnly: true);
@@ -214,10 +217,11 @@ public static class Generation
             var next = options.DoSample
                 ? torch.multinomial(torch.softmax(scores, -1), 1, generator: generator).squeeze(1)
                 : scores.argmax(-1);
-            next = torch.where(unfinished, next, torch.full_like(next, pad));
-            tokens.narrow(1, promptLength + produced, 1).copy_(next.unsqueeze(1));
+            var written = torch.where(unfinished, next, torch.full_like(next, pad));
+            var fed = padIsToken ? written : torch.where(unfinished, next, torch.zeros_like(next));
+            tokens.narrow(1, promptLength + produced, 1).copy_(written.unsqueeze(1));
             produced++;
-            Replace(ref unfinished, unfinished.logical_and(torch.isin(next, eos).logical_not()));
+            Replace(ref unfinished, unfinished.logical_and(torch.isin(written, eos).logical_not()));
             // The one host sync per step: has every sequence stopped?
             if (!unfinished.any().item<bool>()) { reason = GenerationStopReason.EndOfSequence; break; }
             if (produced == maxNew)
@@ -225,7 +229,7 @@ public static class Generation
                 if (maxNew < options.MaxNewTokens) reason = GenerationStopReason.MaxPositionEmbeddings;
                 break;
             }
-            Replace(ref logits, lm.DecodeStep(next, ropeDeltas, cache));
+            Replace(ref logits, lm.DecodeStep(fed, ropeDeltas, cache));
         }
         var sequences = tokens.narrow(1, promptLength, produced).clone();
         var kept = stepLogits.Select(t => t.DetachFromDisposeScope()).ToList();
