@@ -315,6 +315,7 @@ public sealed class SpatialMllmModel : IDisposable
         var model = Create(checkpoint.Config, device, type, folder);
         model.LoadReport = model.LoadWeights(checkpoint);
         model.LoadReport.ThrowIfIncomplete(folder);
+        foreach (var (_, component) in model.Components()) component.KeepOutOfDisposeScopes();
         return model;
     }
 

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Vggt;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Sampling;
@@ -71,6 +72,33 @@ public class SamplerTests
         using var sampler = FrameSampler.SpaceAware(2, modelDir: dir);
         var error = Assert.Throws<CheckpointFormatException>(() => sampler.Select(video));
         Assert.Contains("config.json", error.Message);
+    }
+
+    /// <summary>The sampler loads VGGT on its first selection, inside that selection's dispose scope: the weights must
+    /// outlive it (`evaluate --sampler space-aware` failed on its second video with "Tensor invalid -- empty handle").</summary>
+    [Fact]
+    public void Space_aware_sampler_selects_in_two_videos_one_after_the_other()
+    {
+        string dir = TestPaths.NewTempDir("sampling-two-videos");
+        using var sampler = FrameSampler.SpaceAware(2, modelDir: TestPaths.TinyFixture, device: torch.CPU);
+        var first = sampler.Select(VideoSource.Open(TestVideos.TestSrc(dir, "a.mp4", frames: 6, width: 56, height: 42)));
+        var second = sampler.Select(VideoSource.Open(TestVideos.TestSrc(dir, "b.mp4", frames: 6, width: 56, height: 42)));
+        Assert.Equal(first.Candidates, second.Candidates);
+        Assert.NotEmpty(second.Indices);
+    }
+
+    /// <summary>A model loaded inside a dispose scope keeps its weights when the scope ends.</summary>
+    [Fact]
+    public void A_model_loaded_in_a_dispose_scope_outlives_it()
+    {
+        SpatialMllmModel model;
+        using (torch.NewDisposeScope()) model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
+        using (model)
+        {
+            using var frames = FixtureIo.Read("frames_uint8_tchw");
+            using var features = model.EncodeFrames(frames);
+            Assert.True(features.TokenCount > 0);
+        }
     }
 
     [Fact]

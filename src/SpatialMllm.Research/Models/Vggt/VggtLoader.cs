@@ -41,7 +41,7 @@ internal static class VggtLoader
         var model = new VggtModel(spatial, device, dtype);
         model.eval();
         model.LoadWeights(checkpoint, prefix).ThrowIfIncomplete(folder);
-        return model;
+        return model.KeepOutOfDisposeScopes();
     }
 
     static JsonDocument ParseJson(string path)
