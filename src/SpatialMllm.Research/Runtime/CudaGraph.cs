@@ -12,8 +12,9 @@ namespace SpatialMllm.Research.Runtime;
 internal sealed class CudaGraph : IDisposable
 {
     IntPtr _graph;
+    readonly int _device;
 
-    CudaGraph(IntPtr graph) => _graph = graph;
+    CudaGraph(IntPtr graph, int device) => (_graph, _device) = (graph, device);
 
     /// <summary>Whether graphs can be captured here (a CUDA libtorch that exports the entry points).</summary>
     public static bool Supported => LibTorchCuda.Available;
@@ -29,6 +30,10 @@ internal sealed class CudaGraph : IDisposable
     {
         if (device.type != DeviceType.CUDA) throw new ArgumentException($"CUDA graphs need a cuda device, got {device}.");
         int index = Math.Max(device.index, 0);
+        // Capture begins on the current device's current stream: make the graph's device current (a worker on cuda:1
+        // otherwise captured on cuda:0's default stream and failed).
+        int previousDevice = LibTorchCuda.CurrentDevice();
+        LibTorchCuda.SetDevice(index);
         var previous = LibTorchCuda.CurrentStream(index);
         torch.cuda.synchronize(device);
         LibTorchCuda.SetCurrentStream(LibTorchCuda.StreamFromPool(index));
@@ -44,21 +49,29 @@ internal sealed class CudaGraph : IDisposable
             try { result = body(); }
             finally { LibTorchCuda.CaptureEnd(graph); }
             torch.cuda.synchronize(device);
-            return (new CudaGraph(graph), result);
+            return (new CudaGraph(graph, index), result);
         }
         catch
         {
             if (graph != IntPtr.Zero) LibTorchCuda.DestroyGraph(graph);
             throw;
         }
-        finally { LibTorchCuda.SetCurrentStream(previous); }
+        finally
+        {
+            LibTorchCuda.SetCurrentStream(previous);
+            LibTorchCuda.SetDevice(previousDevice);
+        }
     }
 
     /// <summary>Launches the captured work on the current stream, ordered after what was queued there before.</summary>
     public void Replay()
     {
         ObjectDisposedException.ThrowIf(_graph == IntPtr.Zero, this);
-        LibTorchCuda.Replay(_graph);
+        int current = LibTorchCuda.CurrentDevice();
+        if (current == _device) { LibTorchCuda.Replay(_graph); return; }
+        LibTorchCuda.SetDevice(_device);
+        try { LibTorchCuda.Replay(_graph); }
+        finally { LibTorchCuda.SetDevice(current); }
     }
 
     public void Dispose()

@@ -30,6 +30,9 @@ internal static unsafe class LibTorchCuda
         public delegate* unmanaged<IntPtr, void> GraphCaptureEnd;
         public delegate* unmanaged<IntPtr, void> GraphReplay;
         public delegate* unmanaged<IntPtr, void> GraphDestruct;
+        public delegate* unmanaged<sbyte> GetCurrentDevice;
+        public delegate* unmanaged<sbyte, byte, void> SetDeviceForce;   // set_device(DeviceIndex, bool force) (libtorch ≥ 2.3)
+        public delegate* unmanaged<sbyte, void> SetDeviceOnly;          // set_device(DeviceIndex) (older)
     }
 
     static readonly Lazy<(EntryPoints? Entries, string? Why)> Loaded = new(Load);
@@ -42,6 +45,17 @@ internal static unsafe class LibTorchCuda
 
     static EntryPoints Entries => Loaded.Value.Entries
         ?? throw new InvalidOperationException("libtorch's CUDA entry points are not available: " + Loaded.Value.Why);
+
+    /// <summary>The CUDA device libtorch uses from this thread when none is named (<c>torch.cuda.current_device()</c>).</summary>
+    public static int CurrentDevice() => Entries.GetCurrentDevice();
+
+    /// <summary><c>torch.cuda.set_device</c>: graph capture and replay act on the current device's current stream.</summary>
+    public static void SetDevice(int device)
+    {
+        var entries = Entries;
+        if (entries.SetDeviceForce is not null) entries.SetDeviceForce(checked((sbyte)device), 0);
+        else entries.SetDeviceOnly(checked((sbyte)device));
+    }
 
     /// <summary>A stream from c10's pool (what <c>torch.cuda.Stream()</c> hands out) on <paramref name="device"/>.</summary>
     public static CudaStream StreamFromPool(int device) => Entries.GetStreamFromPool(0, checked((sbyte)device));
@@ -112,6 +126,11 @@ internal static unsafe class LibTorchCuda
                 GraphCaptureEnd = (delegate* unmanaged<IntPtr, void>)NativeLibrary.GetExport(torch, "_ZN2at4cuda9CUDAGraph11capture_endEv"),
                 GraphReplay = (delegate* unmanaged<IntPtr, void>)NativeLibrary.GetExport(torch, "_ZN2at4cuda9CUDAGraph6replayEv"),
                 GraphDestruct = (delegate* unmanaged<IntPtr, void>)NativeLibrary.GetExport(torch, "_ZN2at4cuda9CUDAGraphD1Ev"),
+                GetCurrentDevice = (delegate* unmanaged<sbyte>)NativeLibrary.GetExport(c10, "_ZN3c104cuda14current_deviceEv"),
+                SetDeviceForce = NativeLibrary.TryGetExport(c10, "_ZN3c104cuda10set_deviceEab", out var setDeviceForce)
+                    ? (delegate* unmanaged<sbyte, byte, void>)setDeviceForce : null,
+                SetDeviceOnly = (delegate* unmanaged<sbyte, void>)(NativeLibrary.TryGetExport(c10, "_ZN3c104cuda10set_deviceEa", out var setDevice) ? setDevice
+                    : setDeviceForce != IntPtr.Zero ? IntPtr.Zero : throw new EntryPointNotFoundException("c10::cuda::set_device")),
             }, null);
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
