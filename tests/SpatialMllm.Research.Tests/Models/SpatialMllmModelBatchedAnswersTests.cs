@@ -11,14 +11,8 @@ namespace SpatialMllm.Research.Tests.Models;
 /// </summary>
 public sealed class SpatialMllmModelBatchedAnswersTests(TinyModelFixture fixture) : IClassFixture<TinyModelFixture>
 {
-    static readonly string[] Questions =
-    [
-        "How many chairs are in this room?",
-        "What is the distance between the table and the sofa in meters? Answer with a single number.",
-        "Which is closer to the door, the bed or the lamp?\nA. bed\nB. lamp\nAnswer with the option's letter from the given choices directly.",
-        "Size?",
-        "How many chairs are in this room?",
-    ];
+    /// <summary>The prefix-sharing tests' questions, the first twice (two rows with the same prompt).</summary>
+    static readonly string[] Questions = [.. SpatialMllmModelPrefixSharingTests.Questions, SpatialMllmModelPrefixSharingTests.Questions[0]];
 
     SpatialMllmModel Model => fixture.Model;
 

@@ -12,7 +12,8 @@ namespace SpatialMllm.Research.Tests.Models;
 /// </summary>
 public sealed class SpatialMllmModelPrefixSharingTests(TinyModelFixture fixture) : IClassFixture<TinyModelFixture>
 {
-    static readonly string[] Questions =
+    /// <summary>Questions of different lengths and kinds (also the batched-answer tests').</summary>
+    internal static readonly string[] Questions =
     [
         "How many chairs are in this room?",
         "What is the distance between the table and the sofa in meters? Answer with a single number.",
