@@ -484,11 +484,12 @@ public sealed class SpatialMllmModel : IDisposable
     /// question, sharing off, a hook set, or prompts that do not share the video prefix).</summary>
     IReadOnlyList<Answer> AnswerBatch(VideoFeatures features, string[] questions, AnswerOptions options)
     {
+        IReadOnlyList<Answer> OneAtATime() => [.. questions.Select(q => Answer(features, q, options))];
+        if (questions.Length == 1 || !options.SharePrefix || Hooks.Any) return OneAtATime();
         var prompts = questions.Select(q => PromptIds(features, q)).ToList();
         int shared = SharedPrefixLength(prompts[0]);
-        bool batched = questions.Length > 1 && options.SharePrefix && !Hooks.Any && shared > 0
-            && prompts.All(p => p.Length > shared && p.Take(shared).SequenceEqual(prompts[0].Take(shared)));
-        if (!batched) return [.. questions.Select(q => Answer(features, q, options))];
+        if (shared == 0 || !prompts.All(p => p.Length > shared && p.AsSpan(0, shared).SequenceEqual(prompts[0].AsSpan(0, shared))))
+            return OneAtATime();
 
         var clock = Stopwatch.StartNew();
         var generation = options.Generation ?? DefaultGeneration(options.MaxNewTokens);
