@@ -141,8 +141,8 @@ public sealed class DecodeGpuTests
         model.Language.DecodeMode = DecodeStepMode.CudaGraph;
         (long[] Tokens, Tensor Logits) Shared()
         {
-            using var result = Generation.Generate(model.Language, prefix, prompt.Ids, prompt.Embeds.narrow(1, shared, length - shared),
-                prompt.Positions, prompt.RopeDeltas, Greedy);
+            using var result = Generation.GenerateBatch(model.Language, prefix,
+                [(prompt.Ids[0], prompt.Positions.select(1, 0), prompt.RopeDeltas[0].item<long>())], Greedy);
             return (result.Sequences.cpu().data<long>().ToArray(), torch.cat(result.StepLogits.ToArray(), 0).cpu().DetachFromDisposeScope());
         }
         var whole = Generate(model, DecodeStepMode.CudaGraph, prompt);

@@ -557,15 +557,10 @@ public sealed class SpatialMllmModel : IDisposable
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var generation = options.Generation ?? DefaultGeneration(options.MaxNewTokens);
-        var inputIds = torch.tensor(ids.Select(i => (long)i).ToArray(), device: Device).unsqueeze(0);
         // Hooks see every prompt and decoder token only when the whole prompt is prefilled: with a hook set, no sharing.
         if (options.SharePrefix && !Hooks.Any && SharedPrefixLength(ids) is > 0 and var shared && shared < ids.Count)
-        {
-            var sharedResult = GenerateAfterSharedPrefix(ids, inputIds, shared, features, generation);
-            foreach (var t in sharedResult.StepLogits.Append(sharedResult.Sequences)) t.MoveToOuterDisposeScope();
-            return sharedResult;
-        }
-        inputIds = Hooks.Run("input_ids", inputIds);
+            return GenerateBatch([[.. ids]], shared, features, generation);
+        var inputIds = Hooks.Run("input_ids", torch.tensor(ids.Select(i => (long)i).ToArray(), device: Device).unsqueeze(0));
         var embeds = Hooks.Run("inputs_embeds",
             Language.EmbedWithVisualTokens(inputIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId));
         var (positions, deltas) = RopePositions(inputIds, features);
@@ -588,22 +583,6 @@ public sealed class SpatialMllmModel : IDisposable
         if (last < 0) return 0;
         int length = last + 1;
         return length < ids.Count && ids[length] == Config.Tokens.VisionEndTokenId ? length + 1 : length;
-    }
-
-    /// <summary>
-    /// <see cref="Generate"/> with the first <paramref name="shared"/> prompt tokens' KV cache taken from
-    /// <paramref name="features"/> (prefilled there once): only the question's tokens are prefilled. Positions are the
-    /// whole prompt's (RopeIndex), sliced; the repetition penalty still sees every prompt id.
-    /// </summary>
-    GenerationResult GenerateAfterSharedPrefix(IReadOnlyList<int> ids, Tensor inputIds, int shared, VideoFeatures features, GenerationOptions generation)
-    {
-        using var scope = torch.NewDisposeScope();
-        var (positions, deltas) = RopePositions(inputIds, features);
-        var prefix = SharedPrefixCache(features, ids, inputIds, positions, shared);
-        var suffixEmbeds = Language.model.EmbedTokens(inputIds.narrow(1, shared, ids.Count - shared));
-        var result = Generation.Generate(Language, prefix, inputIds, suffixEmbeds, positions, deltas, generation);
-        foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
-        return result;
     }
 
     /// <summary>The KV cache of the prompt's first <paramref name="shared"/> tokens, kept with <paramref name="features"/>:

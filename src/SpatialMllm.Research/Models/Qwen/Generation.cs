@@ -75,18 +75,7 @@ public static class Generation
     /// <paramref name="ropeDeltas"/> [B] from <see cref="RopeIndex.Compute"/>. <paramref name="inputIds"/> [B, L] feed
     /// the repetition penalty, as in transformers.
     /// </summary>
-    public static GenerationResult Generate(Qwen2CausalLm lm, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds, Tensor ropeDeltas, GenerationOptions options) =>
-        Generate(lm, null, inputIds, inputsEmbeds, positionIds, ropeDeltas, options);
-
-    /// <summary>
-    /// A prompt whose first <c>prefix.Length</c> tokens are already in <paramref name="prefix"/> (a shared prefix, e.g. a
-    /// video's system prompt and visual tokens, prefilled once; only read here): the generation's own cache starts as a
-    /// copy of it and only the rest of the prompt is prefilled. <paramref name="inputIds"/> [B, L] and
-    /// <paramref name="positionIds"/> [3, B, L] are the whole prompt's (the repetition penalty sees every prompt id);
-    /// <paramref name="suffixEmbeds"/> [B, L − prefix.Length, hidden] embed the rest.
-    /// </summary>
-    internal static GenerationResult Generate(Qwen2CausalLm lm, Qwen2KvCache? prefix, Tensor inputIds, Tensor suffixEmbeds, Tensor positionIds,
-        Tensor ropeDeltas, GenerationOptions options)
+    public static GenerationResult Generate(Qwen2CausalLm lm, Tensor inputIds, Tensor inputsEmbeds, Tensor positionIds, Tensor ropeDeltas, GenerationOptions options)
     {
         Validate(options);
         long promptLength = inputIds.shape[1];
@@ -97,32 +86,19 @@ public static class Generation
                 "generate. Shorten the question, or use fewer or smaller frames.");
         int maxNew = (int)Math.Min(options.MaxNewTokens, maxPositions - promptLength);
         var cache = lm.FastPath.RentCache(promptLength + maxNew);
-        try
-        {
-            long cached = 0;
-            if (prefix is not null)
-            {
-                cached = prefix.Length;
-                if (cached <= 0 || cached >= promptLength || suffixEmbeds.shape[1] != promptLength - cached)
-                    throw new ArgumentException(
-                        $"The shared prefix holds {cached} tokens; the prompt has {promptLength} and the rest is embedded as {suffixEmbeds.shape[1]}.");
-                cache.CopyPrefixFrom(prefix);
-            }
-            using var suffixPositions = positionIds.narrow(2, cached, promptLength - cached);
-            return Generate(lm, cache, inputIds, suffixEmbeds, suffixPositions, ropeDeltas, options, maxNew);
-        }
+        try { return Generate(lm, cache, inputIds, inputsEmbeds, positionIds, ropeDeltas, options, maxNew); }
         finally { lm.FastPath.ReturnCache(cache); }
     }
 
     /// <summary>
-    /// Several prompts that begin with the tokens of <paramref name="prefix"/> (a shared prefix of batch 1, only read) and
-    /// go on differently, generated as one batch: the prefix is repeated for every row, each row's remaining tokens are
+    /// Prompts that begin with the tokens of <paramref name="prefix"/> (a shared prefix of batch 1, e.g. a video's system
+    /// prompt and visual tokens, prefilled once; only read here) and go on differently — one question or several — generated
+    /// as one batch, each prefilling only its own tokens: the prefix is repeated for every row, each row's remaining tokens are
     /// right-aligned after it with the gap before a shorter one hidden from attention (<see cref="Qwen2KvCache.HideSlots"/>),
     /// and the rows are decoded together, each stopping at its own eos. Per row b: <c>Ids</c> [L_b] and
     /// <c>Positions</c> [3, L_b] of the whole prompt, <c>RopeDelta</c> (from <see cref="RopeIndex.Compute"/>); every row
     /// keeps its own positions (the gap shifts its rope delta), and the repetition penalty sees its own prompt ids (the gap
-    /// holds a copy of the prefix's last id, already among them). <paramref name="embed"/> embeds token ids [B, n].
-    /// Sequences come back as [B, n], rows padded after their eos.
+    /// holds a copy of the prefix's last id, already among them). Sequences come back as [B, n], rows padded after their eos.
     /// <para><paramref name="padRowsTo"/> runs the batch with that many rows (copies of the first, finished from the start,
     /// dropped from the result): a CUDA graph is captured for one batch size, so batches padded to one size reuse the
     /// retained cache's graph instead of capturing anew (vLLM pads to its captured sizes the same way).</para>

@@ -123,7 +123,7 @@ public class GenerationTests(TinyQwenFixture fixture, ITestOutputHelper output)
         {
             for (int run = 0; run < 2; run++)
             {
-                using var result = Generation.Generate(fixture.Lm, prefix, ids, embeds.narrow(1, shared, length - shared), positions, deltas,
+                using var result = Generation.GenerateBatch(fixture.Lm, prefix, [(ids[0], positions.select(1, 0), deltas[0].item<long>())],
                     new GenerationOptions(Eos, MaxNewTokens: 6, ReturnStepLogits: true));
                 Assert.Equal(expectedIds, Parity.Longs(result.Sequences));
                 using var steps = torch.cat(result.StepLogits.ToArray(), 0);
@@ -154,8 +154,7 @@ public class GenerationTests(TinyQwenFixture fixture, ITestOutputHelper output)
         var options = new GenerationOptions(Eos, MaxNewTokens: 4, RepetitionPenalty: 1000, ReturnStepLogits: true);
         using var prefix = Prefill(embeds.narrow(1, 0, shared), positions.narrow(2, 0, shared));
         using var unsharedResult = Generation.Generate(fixture.Lm, ids, options);
-        using var sharedResult = Generation.Generate(fixture.Lm, prefix, ids, embeds.narrow(1, shared, length - shared), positions,
-            torch.zeros(1, ScalarType.Int64), options);
+        using var sharedResult = Generation.GenerateBatch(fixture.Lm, prefix, [(ids[0], positions.select(1, 0), 0L)], options);
         Assert.Equal(Parity.Longs(unsharedResult.Sequences), Parity.Longs(sharedResult.Sequences));
 
         var suffixOnly = LogitsProcessing.RepetitionPenalty(sharedResult.StepLogits[0], torch.tensor(suffixIds).unsqueeze(0), 1000).argmax(-1).item<long>();
@@ -172,13 +171,13 @@ public class GenerationTests(TinyQwenFixture fixture, ITestOutputHelper output)
         using var embeds = fixture.Lm.model.EmbedTokens(ids);
         using var prefixEmbeds = embeds.narrow(1, 0, shared);
         using var prefixPositions = positions.narrow(2, 0, shared);
-        using var suffixEmbeds = embeds.narrow(1, shared, length - shared);
-        using var deltas = torch.zeros(1, ScalarType.Int64);
         using var prefix = Prefill(prefixEmbeds, prefixPositions);
         var options = new GenerationOptions(Eos, MaxNewTokens: 12, RepetitionPenalty: 1.1, ReturnStepLogits: true);
-        Generation.Generate(fixture.Lm, prefix, ids, suffixEmbeds, positions, deltas, options).Dispose();
+        using var row = ids[0];
+        using var rowPositions = positions.select(1, 0);
+        Generation.GenerateBatch(fixture.Lm, prefix, [(row, rowPositions, 0L)], options).Dispose();
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        using (var result = Generation.Generate(fixture.Lm, prefix, ids, suffixEmbeds, positions, deltas, options))
+        using (var result = Generation.GenerateBatch(fixture.Lm, prefix, [(row, rowPositions, 0L)], options))
             Assert.Equal(12, result.StepLogits.Count);
         Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
