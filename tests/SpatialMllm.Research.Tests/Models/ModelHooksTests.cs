@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Modules;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Connector;

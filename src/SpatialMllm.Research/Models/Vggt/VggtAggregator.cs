@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Modules;
 using SpatialMllm.Research.Configs;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Modules;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Modules;
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Configs;

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace SpatialMllm.Research.Models;
+namespace SpatialMllm.Research.Modules;
 
 /// <summary>Module weights against the caller's <c>torch.NewDisposeScope</c>.</summary>
 internal static class DisposeScopes

@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace SpatialMllm.Research.Models;
+namespace SpatialMllm.Research.Modules;
 
 /// <summary>
 /// Forward hooks at named points of the model, with PyTorch's <c>register_forward_hook</c> semantics: a hook gets the
@@ -11,7 +11,7 @@ namespace SpatialMllm.Research.Models;
 /// <c>Add</c> returns a handle: disposing it (leaving a <c>using</c> scope) removes the hook.
 /// <para>
 /// A point is a name such as <c>vision_embeds</c>, <c>model.layers.3</c> or <c>model.layers.3.self_attn.attn_weights</c>
-/// (<see cref="SpatialMllmModel.HookPoints"/> lists them); a pattern may use <c>*</c> for any run of characters
+/// (<c>SpatialMllmModel.HookPoints</c> lists them); a pattern may use <c>*</c> for any run of characters
 /// (<c>model.layers.*</c> matches every layer and their attention points).
 /// </para>
 /// <para>

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace SpatialMllm.Research.Models;
+namespace SpatialMllm.Research.Modules;
 
 /// <summary>
 /// Linear layers on inputs of any rank with the bias added inside the GEMM. TorchSharp's <c>linear</c> is libtorch's
