@@ -40,7 +40,6 @@ internal static class TrainStep
             GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), 1.0);
             double factor = schedule.Factor(3 + step++);
             optimizer.Update(g => (g == ParameterGroup.Language ? 7e-6 : 2e-5) * factor);
-            model.WeightsUpdated();
         }
         string name = gradientCheckpointing ? "train step (gradient checkpointing)" : "train step";
         var (ms, peak, all) = Timing.Measure(name, runs, Step, memory, warmup: 2);

@@ -36,7 +36,7 @@ internal static class StateDictLoader
         var missing = new List<string>();
         var wanted = new HashSet<string>();
         using var _ = torch.no_grad();
-        foreach (var (name, tensor) in module.state_dict())
+        foreach (var (name, tensor) in module.StateDictWithoutTiedCopies())
         {
             string key = prefix + name;
             wanted.Add(key);
@@ -44,13 +44,26 @@ internal static class StateDictLoader
             checkpoint.CopyInto(key, tensor);
             loaded.Add(key);
         }
-        if (module is IFusedWeights self) self.InvalidateFusedWeights();
-        foreach (var (_, child) in module.named_modules())
-            if (child is IFusedWeights fused) fused.InvalidateFusedWeights();
         var unexpected = new List<string>();
         var skipped = new List<string>();
         foreach (string key in checkpoint.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !wanted.Contains(k)).Order())
             (skip != null && skip(key) ? skipped : unexpected).Add(key);
         return new LoadReport(loaded, missing, unexpected, skipped);
+    }
+}
+
+/// <summary>State dicts as checkpoints hold them.</summary>
+internal static class StateDicts
+{
+    /// <summary>
+    /// <c>state_dict()</c> less the keys whose tensor is one an earlier key already names — a tied weight such as
+    /// <c>lm_head.weight</c> = <c>model.embed_tokens.weight</c> — as <c>save_pretrained</c> leaves them out of a
+    /// checkpoint and <c>from_pretrained</c> does not ask for them.
+    /// </summary>
+    public static IEnumerable<KeyValuePair<string, Tensor>> StateDictWithoutTiedCopies(this nn.Module module)
+    {
+        var seen = new HashSet<IntPtr>();
+        foreach (var entry in module.state_dict())
+            if (seen.Add(entry.Value.Handle)) yield return entry;
     }
 }

@@ -49,8 +49,9 @@ public sealed class SpatialMllmModel : IDisposable
     /// <c>input_layernorm</c>, <c>post_attention_layernorm</c>), <c>norm</c>.</summary>
     public Qwen2TextModel model => Language.model;
 
-    /// <summary>The LM head (<c>lm_head.</c>); null when tied to <c>model.embed_tokens</c> (<c>tie_word_embeddings</c>).</summary>
-    public Linear? lm_head => Language.lm_head;
+    /// <summary>The LM head (<c>lm_head.</c>); with <c>tie_word_embeddings</c> its weight is <c>model.embed_tokens.weight</c>
+    /// itself, as in transformers.</summary>
+    public Linear lm_head => Language.lm_head;
 
     /// <summary>VGGT (<c>spatial_encoder.vggt_model.</c>): <c>aggregator</c> (<c>patch_embed</c>, <c>frame_blocks[i]</c>,
     /// <c>global_blocks[i]</c>) and the <c>camera_head</c>, <c>depth_head</c>, <c>point_head</c>; null for plain Qwen2.5-VL.</summary>
@@ -137,20 +138,9 @@ public sealed class SpatialMllmModel : IDisposable
         if (_connector is nn.Module connectorModule) yield return (SpatialConnectors.CheckpointPrefix, connectorModule);
     }
 
-    /// <summary>
-    /// Call after changing weights in place (an optimizer step): drops the inference-only fused copies (q/k/v), which
-    /// are rebuilt from the current weights on the next forward. Checkpoint loading does this itself.
-    /// </summary>
-    public void WeightsUpdated()
-    {
-        foreach (var (_, module) in Components())
-            foreach (var (_, child) in module.named_modules())
-                if (child is IFusedWeights fused) fused.InvalidateFusedWeights();
-    }
-
     /// <summary>Checkpoint keys and shapes this model has (what a complete checkpoint must hold).</summary>
     internal IEnumerable<(string Key, long[] Shape)> StateDictShapes() =>
-        Components().SelectMany(c => c.Module.state_dict().Select(kv => (c.Prefix + kv.Key, kv.Value.shape)));
+        Components().SelectMany(c => c.Module.StateDictWithoutTiedCopies().Select(kv => (c.Prefix + kv.Key, kv.Value.shape)));
 
     /// <summary>Builds the module tree for a config with freshly initialised weights (meta device: no memory).</summary>
     internal static SpatialMllmModel Create(SpatialMllmConfig config, Device device, ScalarType dtype, string? folder = null)
@@ -239,7 +229,8 @@ public sealed class SpatialMllmModel : IDisposable
     internal VideoFeatures EncodeInputs(QwenVideoInputs inputs, AnswerOptions options, List<StageTiming> timings)
     {
         var fused = EncodeProcessed(inputs.PixelValuesVideos, inputs.Grid, inputs.VideoTchw, options, timings);
-        return new VideoFeatures(fused, inputs.Grid, inputs.SecondPerGridT, timings, EffectiveFusion(options));
+        var fusion = EffectiveFusion(options);
+        return new VideoFeatures(fused, inputs.Grid, inputs.SecondPerGridT, timings, fusion, new EncodingOrigin(this, _connector, EncoderWeights(fusion)));
     }
 
     FusionMode EffectiveFusion(AnswerOptions options) => HasSpatialEncoder ? options.Fusion : FusionMode.VisionOnly;
@@ -407,6 +398,7 @@ public sealed class SpatialMllmModel : IDisposable
             firstPositions ??= positions;
             rows.Add((inputIds, positions.select(1, 0), deltas[0].item<long>()));
         }
+        EnsureCurrent(features);
         var prefix = SharedPrefixCache(features, prompts[0], rows[0].Ids.unsqueeze(0), firstPositions!, shared);
         return Generation.GenerateBatch(Language, prefix, rows, generation, padRowsTo);
     }
@@ -434,7 +426,7 @@ public sealed class SpatialMllmModel : IDisposable
             return GenerateBatch([[.. ids]], shared, features, generation);
         var inputIds = Hooks.Run("input_ids", torch.tensor(ids.Select(i => (long)i).ToArray(), device: Device).unsqueeze(0));
         var embeds = Hooks.Run("inputs_embeds",
-            Language.EmbedWithVisualTokens(inputIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId));
+            Language.EmbedWithVisualTokens(inputIds, VisualTokens(features), Config.Tokens.VideoTokenId));
         var (positions, deltas) = RopePositions(inputIds, features);
         positions = Hooks.Run("position_ids", positions);
         var result = Generation.Generate(Language, inputIds, embeds, positions, deltas, generation);
@@ -460,16 +452,56 @@ public sealed class SpatialMllmModel : IDisposable
     /// <summary>The KV cache of the prompt's first <paramref name="shared"/> tokens, kept with <paramref name="features"/>:
     /// prefilled (inputIds [1, L], positions [3, 1, L] of the whole prompt) the first time a question asks for it.</summary>
     Qwen2KvCache SharedPrefixCache(VideoFeatures features, IReadOnlyList<int> ids, Tensor inputIds, Tensor positions, int shared) =>
-        features.PrefixCache(Language, ids, shared, () =>
+        features.PrefixCache(Language, ids, shared, DecoderWeights, () =>
         {
             using var prefillScope = torch.NewDisposeScope();
             var prefixIds = inputIds.narrow(1, 0, shared);
-            var embeds = Language.EmbedWithVisualTokens(prefixIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId);
+            var embeds = Language.EmbedWithVisualTokens(prefixIds, VisualTokens(features), Config.Tokens.VideoTokenId);
             var cache = new Qwen2KvCache(Config.Text.NumHiddenLayers, shared);
             try { Language.model.forward(embeds, positions.narrow(2, 0, shared), cache); }
             catch { cache.Dispose(); throw; }
             return cache;
         });
+
+    /// <summary>The decoder's and LM head's weights as they are now (what a cached prefix was computed from).</summary>
+    WeightsSnapshot DecoderWeights() => WeightsSnapshot.Of([("", Language)]);
+
+    /// <summary>The weights features of <paramref name="fusion"/> are computed from: the vision tower, and unless 2D only,
+    /// VGGT's aggregator and the connector.</summary>
+    WeightsSnapshot EncoderWeights(FusionMode fusion)
+    {
+        var modules = new List<(string, nn.Module)> { ("visual.", visual) };
+        if (fusion != FusionMode.VisionOnly && Vggt is { } vggt)
+        {
+            modules.Add((VggtModel.CheckpointPrefix + "aggregator.", vggt.aggregator));
+            if (_connector is nn.Module connectorModule) modules.Add((SpatialConnectors.CheckpointPrefix, connectorModule));
+        }
+        return WeightsSnapshot.Of(modules);
+    }
+
+    /// <summary><paramref name="features"/>' tokens in the model's dtype and device (<see cref="EnsureCurrent"/>).</summary>
+    internal Tensor VisualTokens(VideoFeatures features)
+    {
+        EnsureCurrent(features);
+        return features.FusedEmbeds.to(DType, Device);
+    }
+
+    /// <summary>
+    /// Refuses <paramref name="features"/> when this model encoded them and its encoders, merger or connector have changed
+    /// since: their tokens would be those of the model as it was.
+    /// </summary>
+    internal void EnsureCurrent(VideoFeatures features)
+    {
+        if (features.Origin is { } origin && ReferenceEquals(origin.Model, this))
+        {
+            string? changed = !ReferenceEquals(origin.Connector, _connector) ? "connector (another connector was assigned)"
+                : origin.Weights.FirstChange(EncoderWeights(features.Fusion ?? FusionMode.Full));
+            if (changed is not null)
+                throw new InvalidOperationException(
+                    $"These VideoFeatures were encoded before {changed} changed (an in-place edit, an optimizer step, load_state_dict " +
+                    "or a new Parameter): they are the tokens of the model as it was. Encode the video again (EncodeVideo / EncodeFrames).");
+        }
+    }
 
     /// <summary>The seed's evaluation decoding with the checkpoint's eos ids and repetition penalty
     /// (generation_config.json when present, else config.json and no penalty).</summary>

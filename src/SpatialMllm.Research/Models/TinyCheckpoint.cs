@@ -29,7 +29,7 @@ internal static class TinyCheckpoint
         var config = ConfigFile.Load(Path.Combine(folder, "config.json"));
         using var model = SpatialMllmModel.Create(config, torch.CPU, ScalarType.Float32);
         var tensors = model.Components()
-            .SelectMany(c => c.Module.state_dict().Select(kv => new KeyValuePair<string, Tensor>(c.Prefix + kv.Key, kv.Value)))
+            .SelectMany(c => c.Module.StateDictWithoutTiedCopies().Select(kv => new KeyValuePair<string, Tensor>(c.Prefix + kv.Key, kv.Value)))
             .OrderBy(kv => kv.Key, StringComparer.Ordinal)
             .ToList();
         // transformers' _init_weights from a private generator (the global one is shared with whatever else runs):

@@ -1,17 +1,29 @@
+using SpatialMllm.Research.Models.Connector;
 using SpatialMllm.Research.Models.Qwen;
+using SpatialMllm.Research.Modules;
 using SpatialMllm.Research.Processing;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Models;
 
-/// <summary>The visual tokens of one video, ready to answer any number of questions about it.</summary>
+/// <summary>
+/// The visual tokens of one video, ready to answer any number of questions about it. They are what the encoders, the
+/// merger and the connector computed when the video was encoded: the model that encoded them refuses them, saying why,
+/// once any of those weights has changed since (an edit, an optimizer step, <c>load_state_dict</c>, a new
+/// <c>Parameter</c> or connector) — encode the video again. The KV cache of the prompt's shared prefix kept here is
+/// rebuilt whenever the decoder's weights have changed.
+/// </summary>
 public sealed class VideoFeatures : IDisposable
 {
-    internal VideoFeatures(Tensor fusedEmbeds, GridThw grid, double secondPerGridT, IReadOnlyList<StageTiming> timings, FusionMode? fusion)
+    internal VideoFeatures(Tensor fusedEmbeds, GridThw grid, double secondPerGridT, IReadOnlyList<StageTiming> timings, FusionMode? fusion,
+        EncodingOrigin? origin = null)
     {
-        FusedEmbeds = fusedEmbeds; Grid = grid; SecondPerGridT = secondPerGridT; Timings = timings; Fusion = fusion;
+        FusedEmbeds = fusedEmbeds; Grid = grid; SecondPerGridT = secondPerGridT; Timings = timings; Fusion = fusion; Origin = origin;
     }
+
+    /// <summary>The model that encoded these features and what its encoders' weights were; null for <see cref="FromTensors"/>.</summary>
+    internal EncodingOrigin? Origin { get; }
 
     /// <summary>
     /// Visual tokens made your own way (a custom fusion): <paramref name="fusedEmbeds"/> [merged tokens, hidden] for a
@@ -45,18 +57,21 @@ public sealed class VideoFeatures : IDisposable
 
     /// <summary>
     /// The cached prefix of <paramref name="ids"/>[..<paramref name="length"/>] for <paramref name="language"/>; filled
-    /// by <paramref name="prefill"/> the first time (and again if another model or prompt prefix asks).
+    /// by <paramref name="prefill"/> the first time, and again if another model or prompt prefix asks or the decoder's
+    /// weights (<paramref name="weights"/>, read now) are not those it was computed with.
     /// </summary>
-    internal Qwen2KvCache PrefixCache(Qwen2CausalLm language, IReadOnlyList<int> ids, int length, Func<Qwen2KvCache> prefill)
+    internal Qwen2KvCache PrefixCache(Qwen2CausalLm language, IReadOnlyList<int> ids, int length, Func<WeightsSnapshot> weights, Func<Qwen2KvCache> prefill)
     {
         lock (_prefixLock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_sharedPrefix is { } kept && ReferenceEquals(kept.Language, language) && kept.Ids.SequenceEqual(ids.Take(length)))
+            if (_sharedPrefix is { } kept && ReferenceEquals(kept.Language, language) && kept.Ids.SequenceEqual(ids.Take(length))
+                && kept.Weights.FirstChange(weights()) is null)
                 return kept.Cache;
             _sharedPrefix?.Cache.Dispose();
             _sharedPrefix = null;
-            _sharedPrefix = new SharedPrefix(language, ids.Take(length).ToArray(), prefill());
+            var cache = prefill();
+            _sharedPrefix = new SharedPrefix(language, ids.Take(length).ToArray(), cache, weights());
             return _sharedPrefix.Cache;
         }
     }
@@ -77,5 +92,8 @@ public sealed class VideoFeatures : IDisposable
         FusedEmbeds.Dispose();
     }
 
-    sealed record SharedPrefix(Qwen2CausalLm Language, int[] Ids, Qwen2KvCache Cache);
+    sealed record SharedPrefix(Qwen2CausalLm Language, int[] Ids, Qwen2KvCache Cache, WeightsSnapshot Weights);
 }
+
+/// <summary>What <see cref="VideoFeatures"/> were computed from: the model, its connector and its encoders' weights then.</summary>
+internal sealed record EncodingOrigin(SpatialMllmModel Model, ISpatialConnector? Connector, WeightsSnapshot Weights);

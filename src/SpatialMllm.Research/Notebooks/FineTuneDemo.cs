@@ -51,7 +51,6 @@ public static class FineTuneDemo
             GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), 1.0);
             double factor = schedule.Factor(step);
             optimizer.Update(g => (g == ParameterGroup.Language ? learningRate : projectorLearningRate) * factor);
-            model.WeightsUpdated();
             losses.Add(sum / examplesPerStep);
             onStep?.Invoke(step + 1, losses[^1]);
         }

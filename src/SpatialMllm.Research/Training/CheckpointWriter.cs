@@ -32,7 +32,7 @@ public static class CheckpointWriter
                 File.Copy(Path.Combine(source, name), Path.Combine(folder, name), overwrite: true);
 
         var tensors = model.Components()
-            .SelectMany(c => c.Module.state_dict().Select(kv => (Key: c.Prefix + kv.Key, Tensor: kv.Value)))
+            .SelectMany(c => c.Module.StateDictWithoutTiedCopies().Select(kv => (Key: c.Prefix + kv.Key, Tensor: kv.Value)))
             .OrderBy(t => t.Key, StringComparer.Ordinal).ToList();
         var shards = new List<List<(string Key, Tensor Tensor)>> { new() };
         long shardBytes = 0, total = 0;

@@ -32,7 +32,7 @@ public static class SftObjective
         if (positionsInLoss.Length == 0)
             throw new ArgumentException($"{example.Source}: no label is set (every label is -100), so the example has no loss.");
         var rows = hidden.index_select(0, torch.tensor(positionsInLoss, device: device));
-        var logits = nn.functional.linear(rows, model.lm_head?.weight ?? model.model.EmbeddingWeight).to(ScalarType.Float32);
+        var logits = nn.functional.linear(rows, model.lm_head.weight).to(ScalarType.Float32);
         var targets = torch.tensor(positionsInLoss.Select(t => shifted[t]).ToArray(), device: device);
         return nn.functional.cross_entropy(logits, targets).MoveToOuterDisposeScope();
     }

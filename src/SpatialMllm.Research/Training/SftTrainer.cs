@@ -134,7 +134,6 @@ public sealed class SftTrainer
             double norm = GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), a.MaxGradNorm);
             double factor = schedule.Factor(step);
             optimizer.Update(g => (g == ParameterGroup.Language ? a.LearningRate : projectorLr) * factor);
-            model.WeightsUpdated();
             step++;
             if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
             double seconds = clock.Elapsed.TotalSeconds;

@@ -66,7 +66,6 @@ public static class TrainingFixtureVerifier
                 foreach (var p in trainable)
                     Compare(checks, expected, "grad." + p.Key, p.Parameter.grad ?? torch.zeros_like(p.Parameter), relativeToMax: true);
             optimizer.Update(g => g == ParameterGroup.Language ? lrLanguage : lrProjector, decayAll: true);
-            model.WeightsUpdated();
         }
         foreach (var p in trainable)
         {

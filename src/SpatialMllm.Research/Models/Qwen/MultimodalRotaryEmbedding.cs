@@ -9,7 +9,7 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// the full width and selects chunks of emb = cat(freqs, freqs) with the section list doubled; selecting before the
 /// duplication is the same thing.) Angles in fp32, then cast to the activation dtype, as transformers does.
 /// </summary>
-internal sealed class MultimodalRotaryEmbedding
+public sealed class MultimodalRotaryEmbedding
 {
     readonly int _headDim;
     readonly double _theta;
@@ -25,8 +25,9 @@ internal sealed class MultimodalRotaryEmbedding
         _section = mropeSection;
     }
 
-    /// <summary>position_ids [3, B, L] → (cos, sin) [B, 1, L, head_dim] in <paramref name="dtype"/>.</summary>
-    public (Tensor Cos, Tensor Sin) Compute(Tensor positionIds, ScalarType dtype)
+    /// <summary>position_ids [3, B, L] (t, h, w streams; see <see cref="RopeIndex"/>) → (cos, sin) [B, 1, L, head_dim]
+    /// in <paramref name="dtype"/>, already mixed by <c>mrope_section</c> as <c>apply_multimodal_rotary_pos_emb</c> does.</summary>
+    public (Tensor Cos, Tensor Sin) forward(Tensor positionIds, ScalarType dtype)
     {
         using var scope = torch.NewDisposeScope();
         var invFreq = InverseFrequencies(positionIds.device);
@@ -39,10 +40,11 @@ internal sealed class MultimodalRotaryEmbedding
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
-    /// <summary>Cached per device, outside any dispose scope (see <see cref="RotaryEmbedding.InverseFrequencies"/>).</summary>
+    /// <summary><c>mrope_section</c>: how many rotary frequencies each of the t, h, w streams drives.</summary>
     public IReadOnlyList<int> Section => _section;
 
-    public Tensor InverseFrequencies(Device device)
+    /// <summary>Cached per device, outside any dispose scope (see <see cref="RotaryEmbedding.InverseFrequencies"/>).</summary>
+    internal Tensor InverseFrequencies(Device device)
     {
         if (_invFreq is null || _invFreq.device_type != device.type || _invFreq.device_index != device.index)
         {

@@ -8,23 +8,30 @@ using SpatialMllm.Research.Runtime;
 namespace SpatialMllm.Research.Models.Qwen;
 
 /// <summary>
-/// The language half of Qwen2.5-VL: the decoder (<c>model.</c>) and its LM head (<c>lm_head.</c>, or the embedding
-/// table when <c>tie_word_embeddings</c>, in which case the checkpoint has no <c>lm_head.weight</c>).
+/// The language half of Qwen2.5-VL: the decoder (<c>model.</c>) and its LM head (<c>lm_head.</c>). With
+/// <c>tie_word_embeddings</c> (Qwen2.5-VL-3B), as in transformers, <c>lm_head</c> is a Linear whose weight <em>is</em>
+/// <c>model.embed_tokens.weight</c> (one Parameter: an edit of either is an edit of both), and the checkpoint has no
+/// <c>lm_head.weight</c> (one that still stores it has it skipped, as transformers does).
 /// </summary>
 public sealed class Qwen2CausalLm : nn.Module
 {
     public readonly Qwen2TextModel model;
-    public readonly Linear? lm_head;
+    public readonly Linear lm_head;
 
     public Qwen2CausalLm(Qwen2TextConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2CausalLm))
     {
         model = new Qwen2TextModel(config, device, dtype);
-        lm_head = config.TieWordEmbeddings ? null : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device, dtype);
+        // Tied: built on the meta device (no memory), then given the embedding's Parameter.
+        lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, config.TieWordEmbeddings ? new Device(DeviceType.META) : device, dtype);
+        if (config.TieWordEmbeddings) lm_head.weight = model.embed_tokens.weight;
         RegisterComponents();
-        FastPath = new Qwen2DecodeFastPath(model, () => lm_head?.weight ?? model.EmbeddingWeight);
+        FastPath = new Qwen2DecodeFastPath(model, () => lm_head.weight);
     }
 
     public Qwen2TextConfig Config => model.Config;
+
+    /// <summary>Whether <c>lm_head.weight</c> is <c>model.embed_tokens.weight</c> (tied, and not re-assigned since).</summary>
+    public bool WordEmbeddingsTied => lm_head.weight.Handle == model.embed_tokens.weight.Handle;
 
     /// <summary>
     /// Loads <c>model.*</c> and (untied) <c>lm_head.*</c>; other prefixes (visual, spatial encoder, connector) are
@@ -32,7 +39,16 @@ public sealed class Qwen2CausalLm : nn.Module
     /// </summary>
     internal LoadReport LoadFrom(Checkpoint checkpoint) =>
         StateDictLoader.Load(this, checkpoint, "", key => !key.StartsWith("model.", StringComparison.Ordinal)
-            && !(lm_head is not null && key.StartsWith("lm_head.", StringComparison.Ordinal)));
+            && !(!WordEmbeddingsTied && key.StartsWith("lm_head.", StringComparison.Ordinal)));
+
+    /// <summary><c>module.to(..)</c> replaces each parameter with a converted copy; keep the head tied to the embedding
+    /// (PyTorch converts in place, so ties survive there too).</summary>
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
+    {
+        bool tied = WordEmbeddingsTied;
+        base._toEpilog(dtype, device, non_blocking);
+        if (tied) lm_head.weight = model.embed_tokens.weight;
+    }
 
     /// <summary>
     /// inputs_embeds [B, L, hidden] + position_ids [3, B, L] → logits [B, L, vocab] in the model dtype, or [B, 1, vocab]
@@ -43,7 +59,7 @@ public sealed class Qwen2CausalLm : nn.Module
         using var scope = torch.NewDisposeScope();
         var hidden = model.forward(inputsEmbeds, positionIds, cache);
         if (lastPositionOnly) hidden = hidden.narrow(1, hidden.shape[1] - 1, 1);
-        var logits = lm_head is null ? nn.functional.linear(hidden, model.EmbeddingWeight) : lm_head.forward(hidden);
+        var logits = lm_head.forward(hidden);
         return logits.MoveToOuterDisposeScope();
     }
 

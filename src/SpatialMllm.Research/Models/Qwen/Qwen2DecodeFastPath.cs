@@ -2,6 +2,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Runtime.Cuda;
 
 namespace SpatialMllm.Research.Models.Qwen;
 
@@ -109,13 +110,13 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         for (int i = 0; i < layers.Count; i++)
         {
             var layer = layers[i];
-            var (qkvWeight, qkvBias) = layer.self_attn.FusedQkv();
+            var (qkvWeight, qkvBias) = layer.self_attn.Fused.QkvWeights();
             var (gate, up, down) = layer.mlp.Weights;
             int o = SharedTensors + PerLayer * i;
             weights[o] = layer.input_layernorm.Weight;
             weights[o + 1] = qkvWeight;
             weights[o + 2] = qkvBias;
-            weights[o + 3] = layer.self_attn.OProjWeight;
+            weights[o + 3] = layer.self_attn.o_proj.weight!;
             weights[o + 4] = layer.post_attention_layernorm.Weight;
             weights[o + 5] = gate;
             weights[o + 6] = up;
@@ -139,7 +140,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         var (keys, values) = cache.Reserve(1);
         var keyMask = cache.KeyMask(ids.shape[0], keys[0].shape[2]);
         var weights = PackWeights();
-        var rotary = _model.Rotary;
+        var rotary = _model.rotary_emb;
         var invFreq = rotary.InverseFrequencies(ids.device);
         Tensor Run(Tensor stepIds, Tensor stepDeltas, Tensor position) =>
             (Tensor)Unit.Value.invoke("decode_step", stepIds, stepDeltas, position, weights, keys, values, keyMask, invFreq,
@@ -203,9 +204,9 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         readonly Tensor _ropeDeltas;   // [B] int64
         readonly Tensor _position;     // [1] int64: their cache slot
         readonly Tensor _logits;       // [B, 1, vocab]: what each replay overwrites
-        readonly IntPtr[] _captured;   // the native tensors the graph reads and writes: weights, keys, values
+        readonly (IntPtr Data, long Bytes)[] _captured;   // where the tensors it reads and writes lie: weights, keys, values
 
-        CapturedStep(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, IntPtr[] captured)
+        CapturedStep(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, (IntPtr, long)[] captured)
         {
             (_graph, _ids, _ropeDeltas, _position, _logits, _captured) = (graph, ids, ropeDeltas, position, logits, captured);
         }
@@ -227,7 +228,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
                 // Warm-up runs write this step's own keys/values at this slot, as the replay then does again.
                 var (graph, logits) = CudaGraph.Capture(device, () => step(idsInput, deltasInput, positionInput));
                 return new CapturedStep(graph, idsInput, deltasInput, positionInput, logits.DetachFromDisposeScope(),
-                    tensors.Select(t => t.Handle).ToArray());
+                    tensors.Select(Location).ToArray());
             }
             catch
             {
@@ -238,10 +239,15 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
             }
         }
 
-        /// <summary>Whether the graph was captured over exactly these tensors, in this order (a cache that regrew or weights
-        /// that were replaced, e.g. by <c>.to(..)</c>, need a new capture).</summary>
+        /// <summary>
+        /// Whether the graph reads these tensors where they now lie, in this order. The graph reads memory, not tensors: a
+        /// weight edited in place (an optimizer step, <c>load_state_dict</c>) is read as it now is, while one that moved —
+        /// a new <c>Parameter</c>, <c>module.to(..)</c>, a cache that regrew — needs a new capture.
+        /// </summary>
         public bool Reads(IReadOnlyList<Tensor> tensors) =>
-            tensors.Count == _captured.Length && tensors.Select(t => t.Handle).SequenceEqual(_captured);
+            tensors.Count == _captured.Length && tensors.Select(Location).SequenceEqual(_captured);
+
+        static (IntPtr Data, long Bytes) Location(Tensor tensor) => (TensorDataPointer.Of(tensor), tensor.NumberOfElements * tensor.ElementSize);
 
         /// <summary>
         /// One step: ids [B], rope_deltas [B] and the cache slot → logits [B, 1, vocab], a view of the graph's output that the

@@ -21,12 +21,21 @@ public sealed class Qwen2DecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    /// <param name="signedSin">sin with its first half negated (<see cref="RotaryEmbedding.SignedSin"/>).</param>
-    public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, Qwen2KvCache? cache)
+    /// <summary>
+    /// hidden_states [B, L, hidden]; cos/sin [B, 1, L, head_dim] from <see cref="Qwen2TextModel.rotary_emb"/>; the cache as
+    /// for <see cref="Qwen2Attention.forward"/> → [B, L, hidden]. The attention runs as <paramref name="implementation"/>
+    /// (the model's <see cref="Qwen2TextModel.AttentionImplementation"/> when called from the model).
+    /// </summary>
+    public Tensor forward(Tensor hidden_states, Tensor cos, Tensor sin, Qwen2KvCache? cache = null,
+        AttentionImplementation implementation = AttentionImplementation.Fused) =>
+        Forward(hidden_states, cos, sin, null, cache, implementation);
+
+    /// <summary><see cref="forward"/> with the fast path's sin table made once by the caller for every layer (or null).</summary>
+    internal Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? signedSin, Qwen2KvCache? cache, AttentionImplementation implementation)
     {
         using var scope = torch.NewDisposeScope();
         // Residuals added in place into the fresh branch outputs (a + x = x + a bit for bit).
-        var h = self_attn.forward(input_layernorm.forward(x), cos, signedSin, cache).add_(x);
+        var h = self_attn.Forward(input_layernorm.forward(x), cos, sin, signedSin, cache, implementation).add_(x);
         return mlp.forward(post_attention_layernorm.forward(h)).add_(h).MoveToOuterDisposeScope();
     }
 }

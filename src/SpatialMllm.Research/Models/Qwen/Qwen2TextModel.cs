@@ -16,7 +16,6 @@ public sealed class Qwen2TextModel : nn.Module
     public readonly TokenEmbedding embed_tokens;
     public readonly ModuleList<Qwen2DecoderLayer> layers;
     public readonly Qwen2RmsNorm norm;
-    readonly MultimodalRotaryEmbedding _rotary;
     readonly Qwen2TextConfig _config;
 
     public Qwen2TextModel(Qwen2TextConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2TextModel))
@@ -27,7 +26,7 @@ public sealed class Qwen2TextModel : nn.Module
         embed_tokens = new TokenEmbedding(config.VocabSize, config.HiddenSize, device, dtype);
         layers = nn.ModuleList(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new Qwen2DecoderLayer(config, i, device, dtype)).ToArray());
         norm = new Qwen2RmsNorm(config.HiddenSize, config.RmsNormEps, device, dtype);
-        _rotary = new MultimodalRotaryEmbedding(config.HeadDim, config.RopeTheta, config.MropeSection);
+        rotary_emb = new MultimodalRotaryEmbedding(config.HeadDim, config.RopeTheta, config.MropeSection);
         RegisterComponents();
     }
 
@@ -37,8 +36,11 @@ public sealed class Qwen2TextModel : nn.Module
     /// (<see cref="CheckpointedDecoderLayer"/>): less memory, one more forward.</summary>
     public bool GradientCheckpointing { get; set; }
 
-    /// <summary>The M-RoPE tables (for the decode fast path, which recomputes cos/sin in its script).</summary>
-    internal MultimodalRotaryEmbedding Rotary => _rotary;
+    /// <summary>The M-RoPE tables: <c>rotary_emb.forward(position_ids, dtype)</c> → the (cos, sin) every layer takes.</summary>
+    public MultimodalRotaryEmbedding rotary_emb { get; }
+
+    /// <summary>How the layers compute attention (transformers' <c>attn_implementation</c>); the fast path by default.</summary>
+    public AttentionImplementation AttentionImplementation { get; set; } = AttentionImplementation.Fused;
 
     ModelHooks? _hooks;
     string[] _layerPoints = [];
@@ -101,15 +103,17 @@ public sealed class Qwen2TextModel : nn.Module
                 $"max_position_embeddings ({_config.MaxPositionEmbeddings}). Shorten the prompt, use fewer or smaller frames, or lower max_new_tokens.");
 
         using var scope = torch.NewDisposeScope();
-        // cos / signed sin once per forward, shared by every layer.
-        var (cos, sin) = _rotary.Compute(positionIds, inputsEmbeds.dtype);
-        var signedSin = RotaryEmbedding.SignedSin(sin);
+        // cos / sin (and the fast path's signed sin) once per forward, shared by every layer.
+        var implementation = AttentionImplementation;
+        var (cos, sin) = rotary_emb.forward(positionIds, inputsEmbeds.dtype);
+        var signedSin = implementation == AttentionImplementation.Fused ? RotaryEmbedding.SignedSin(sin) : null;
         var x = inputsEmbeds;
         bool hooked = HasHooks;
         bool checkpointed = GradientCheckpointing && cache is null && torch.is_grad_enabled();
         for (int i = 0; i < layers.Count; i++)
         {
-            x = checkpointed ? CheckpointedDecoderLayer.apply(layers[i], x, cos, signedSin) : layers[i].forward(x, cos, signedSin, cache);
+            x = checkpointed ? CheckpointedDecoderLayer.apply(layers[i], x, cos, sin, implementation)
+                : layers[i].Forward(x, cos, sin, signedSin, cache, implementation);
             if (hooked) x = _hooks!.Run(_layerPoints[i], x);
         }
         cache?.Advance(length);

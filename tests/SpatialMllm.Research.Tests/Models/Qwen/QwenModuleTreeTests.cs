@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Configs;
 using SpatialMllm.Research.Models.Qwen;
 using TorchSharp;
@@ -19,7 +20,7 @@ public class QwenModuleTreeTests
         using var vision = new Qwen2VisionTransformer(config.Vision, torch.META);
         using var lm = new Qwen2CausalLm(config.Text, torch.META, ScalarType.BFloat16);
         var visual = vision.state_dict().ToDictionary(kv => "visual." + kv.Key, kv => kv.Value);
-        var language = lm.state_dict();
+        var language = lm.StateDictWithoutTiedCopies().ToDictionary();
 
         Assert.Equal(1 + 32 * 12 + 5, visual.Count);
         Assert.Equal(1 + 36 * 12 + 1, language.Count);
@@ -35,7 +36,10 @@ public class QwenModuleTreeTests
         Assert.False(language.ContainsKey("model.layers.0.self_attn.o_proj.bias"));
         Assert.Equal(new long[] { 11008, 2048 }, language["model.layers.0.mlp.up_proj.weight"].shape);
         Assert.Equal(ScalarType.BFloat16, language["model.norm.weight"].dtype);
+        // Tied, as transformers: lm_head is a Linear whose weight is the embedding's Parameter, absent from checkpoints.
         Assert.False(language.ContainsKey("lm_head.weight"));
+        Assert.Same(lm.model.embed_tokens.weight, lm.lm_head.weight);
+        Assert.Equal(lm.state_dict()["lm_head.weight"].Handle, lm.state_dict()["model.embed_tokens.weight"].Handle);
         // Real tensors would take 7.5 GB (bf16) to 15 GB; a CPU detour of the 151936×2048 table alone is 1.2 GB.
         Assert.True(PeakResidentBytes() - peakBefore < 400L << 20, "building on the meta device allocated host memory");
     }
