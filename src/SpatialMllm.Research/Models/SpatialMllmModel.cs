@@ -51,7 +51,7 @@ public sealed class SpatialMllmModel : IDisposable
 
     /// <summary>The LM head (<c>lm_head.</c>); with <c>tie_word_embeddings</c> its weight is <c>model.embed_tokens.weight</c>
     /// itself, as in transformers.</summary>
-    public Linear lm_head => Language.lm_head;
+    public LmHead lm_head => Language.lm_head;
 
     /// <summary>VGGT (<c>spatial_encoder.vggt_model.</c>): <c>aggregator</c> (<c>patch_embed</c>, <c>frame_blocks[i]</c>,
     /// <c>global_blocks[i]</c>) and the <c>camera_head</c>, <c>depth_head</c>, <c>point_head</c>; null for plain Qwen2.5-VL.</summary>

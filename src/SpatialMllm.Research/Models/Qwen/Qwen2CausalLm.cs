@@ -16,19 +16,26 @@ namespace SpatialMllm.Research.Models.Qwen;
 public sealed class Qwen2CausalLm : nn.Module
 {
     public readonly Qwen2TextModel model;
-    public readonly Linear lm_head;
+    public readonly LmHead lm_head;
 
     public Qwen2CausalLm(Qwen2TextConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(Qwen2CausalLm))
     {
         model = new Qwen2TextModel(config, device, dtype);
-        // Tied: built on the meta device (no memory), then given the embedding's Parameter.
-        lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, config.TieWordEmbeddings ? new Device(DeviceType.META) : device, dtype);
-        if (config.TieWordEmbeddings) lm_head.weight = model.embed_tokens.weight;
+        lm_head = new LmHead(config.TieWordEmbeddings ? model.embed_tokens.weight : UntiedHeadWeight(config, device, dtype));
         RegisterComponents();
         FastPath = new Qwen2DecodeFastPath(model, () => lm_head.weight);
     }
 
     public Qwen2TextConfig Config => model.Config;
+
+    /// <summary>An untied head's own [vocab, hidden] weight, initialised as transformers' <c>_init_weights</c> does (the
+    /// checkpoint overwrites it).</summary>
+    static Parameter UntiedHeadWeight(Qwen2TextConfig config, Device? device, ScalarType? dtype)
+    {
+        var weight = nn.Parameter(torch.empty([config.VocabSize, config.HiddenSize], dtype, device));
+        using (torch.no_grad()) nn.init.normal_(weight, 0.0, 0.02);
+        return weight;
+    }
 
     /// <summary>Whether <c>lm_head.weight</c> is <c>model.embed_tokens.weight</c> (tied, and not re-assigned since).</summary>
     public bool WordEmbeddingsTied => lm_head.weight.Handle == model.embed_tokens.weight.Handle;
@@ -41,13 +48,22 @@ public sealed class Qwen2CausalLm : nn.Module
         StateDictLoader.Load(this, checkpoint, "", key => !key.StartsWith("model.", StringComparison.Ordinal)
             && !(!WordEmbeddingsTied && key.StartsWith("lm_head.", StringComparison.Ordinal)));
 
-    /// <summary><c>module.to(..)</c> replaces each parameter with a converted copy; keep the head tied to the embedding
-    /// (PyTorch converts in place, so ties survive there too).</summary>
+    /// <summary>
+    /// <c>module.to(..)</c>: TorchSharp converts a module by replacing (and disposing) each of its parameters, which a
+    /// Parameter shared by two modules does not survive. Tied, the decoder is converted and the head given its new
+    /// embedding (PyTorch converts in place, so ties survive there too).
+    /// </summary>
     protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
     {
-        bool tied = WordEmbeddingsTied;
-        base._toEpilog(dtype, device, non_blocking);
-        if (tied) lm_head.weight = model.embed_tokens.weight;
+        if (!WordEmbeddingsTied)
+        {
+            base._toEpilog(dtype, device, non_blocking);
+            return;
+        }
+        if (device is null) model.to(dtype!.Value, non_blocking);
+        else if (dtype is null) model.to(device, non_blocking);
+        else model.to(device, dtype.Value, non_blocking);
+        lm_head.weight = model.embed_tokens.weight;
     }
 
     /// <summary>

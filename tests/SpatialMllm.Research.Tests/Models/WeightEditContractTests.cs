@@ -1,0 +1,298 @@
+using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Models.Qwen;
+using SpatialMllm.Research.Runtime.Cuda;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.Tests.Models;
+
+/// <summary>
+/// The research contract (issue 22): whatever a researcher does to the weights with a PyTorch idiom is what the next
+/// forward computes, on every path. Each case warms a path up (fused q/k/v built, TorchScript step run, shared prefix
+/// cached), applies the edit, asks again on that path, and compares the step logits with those of a freshly loaded model
+/// carrying the same weights on the same path (float32, within 1e-5); the edit must also have moved the logits.
+/// </summary>
+public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTests.Checkpoint>, IDisposable
+{
+    /// <summary>One tiny checkpoint on disk for the class; every case loads its own models from it.</summary>
+    public sealed class Checkpoint : IDisposable
+    {
+        public Checkpoint()
+        {
+            Folder = TestPaths.NewTempDir("weight-edits");
+            TinyCheckpoint.Create(Folder);
+            Frames = FixtureIo.Read("frames_uint8_tchw");
+        }
+
+        public string Folder { get; }
+        public Tensor Frames { get; }
+        public void Dispose() => Frames.Dispose();
+    }
+
+    const string Question = "How many chairs are in this room?";
+    static readonly string[] BatchQuestions = [Question, "What is the distance between the table and the sofa in meters?"];
+
+    readonly Checkpoint _checkpoint;
+    readonly List<IDisposable> _owned = [];
+
+    public WeightEditContractTests(Checkpoint checkpoint) => _checkpoint = checkpoint;
+
+    public void Dispose()
+    {
+        foreach (var d in Enumerable.Reverse(_owned)) d.Dispose();
+    }
+
+    T Own<T>(T disposable) where T : IDisposable
+    {
+        _owned.Add(disposable);
+        return disposable;
+    }
+
+    /// <summary>The ways the decoder can run.</summary>
+    public enum DecoderPath
+    {
+        /// <summary>transformers' eager attention, eager decode, whole prompt prefilled.</summary>
+        EagerAttention,
+        /// <summary>transformers' SDPA attention, eager decode.</summary>
+        Sdpa,
+        /// <summary>The fused q/k/v attention (default), eager decode.</summary>
+        Fused,
+        /// <summary>The fused attention and the TorchScript decode step (the CUDA graph's script).</summary>
+        Scripted,
+        /// <summary>The KV cache of the shared prefix (system prompt + video), kept with the features.</summary>
+        SharedPrefix,
+        /// <summary>Two questions answered as one batch after the shared prefix.</summary>
+        Batched,
+    }
+
+    /// <summary>The idioms of issue 22, each changing the decoder's weights.</summary>
+    public enum DecoderEdit { MulInPlace, CopyInPlace, AdamWStep, LoadStateDict, NewParameter, ToDtypeAndBack, MlpInPlace, TiedHeadInPlace }
+
+    public static TheoryData<DecoderEdit, DecoderPath> Matrix()
+    {
+        var data = new TheoryData<DecoderEdit, DecoderPath>();
+        foreach (var edit in Enum.GetValues<DecoderEdit>())
+            foreach (var path in Enum.GetValues<DecoderPath>())
+                data.Add(edit, path);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Matrix))]
+    public void A_decoder_edit_is_what_the_next_forward_computes(DecoderEdit edit, DecoderPath path)
+    {
+        var model = Load();
+        var features = Own(model.EncodeFrames(_checkpoint.Frames));
+        var before = Logits(model, features, path); // warms the path: fused weights, script, cached prefix
+        Apply(model, edit);
+        var after = Logits(model, features, path);
+
+        var fresh = FreshCopyOf(model);
+        var expected = Logits(fresh, Own(fresh.EncodeFrames(_checkpoint.Frames)), path);
+        AssertSameLogits(expected, after, $"{edit} on {path}");
+        Assert.True(MaxDifference(before, after) > 1e-4, $"{edit} did not move the logits on {path}");
+    }
+
+    [Fact]
+    public void Features_encoded_before_an_encoder_edit_are_refused_and_re_encoding_gives_the_fresh_model()
+    {
+        var model = Load();
+        var features = Own(model.EncodeFrames(_checkpoint.Frames));
+        Logits(model, features, DecoderPath.SharedPrefix);
+        using (torch.no_grad()) ((TorchSharp.Modules.Linear)model.visual.merger.mlp[2]).weight.mul_(1.5);
+
+        var refused = Assert.Throws<InvalidOperationException>(() => model.Answer(features, Question, Options(share: true)));
+        Assert.Contains("visual.merger.mlp.2.weight", refused.Message);
+        Assert.Contains("Encode the video again", refused.Message);
+
+        var fresh = FreshCopyOf(model);
+        AssertSameLogits(Logits(fresh, Own(fresh.EncodeFrames(_checkpoint.Frames)), DecoderPath.SharedPrefix),
+            Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), DecoderPath.SharedPrefix), "re-encoded after a merger edit");
+    }
+
+    [Fact]
+    public void Features_are_refused_after_a_VGGT_or_connector_change_but_2D_only_features_ignore_them()
+    {
+        var model = Load();
+        var full = Own(model.EncodeFrames(_checkpoint.Frames));
+        var visionOnly = Own(model.EncodeFrames(_checkpoint.Frames, new AnswerOptions(Fusion: FusionMode.VisionOnly)));
+        using (torch.no_grad()) model.spatial_encoder!.vggt_model.aggregator.global_blocks[0].attn.proj.weight!.mul_(2);
+
+        var refused = Assert.Throws<InvalidOperationException>(() => model.Answer(full, Question, Options(share: false)));
+        Assert.Contains("aggregator.global_blocks.0.attn.proj.weight", refused.Message);
+        Assert.NotEmpty(model.Answer(visionOnly, Question, Options(share: false)).GeneratedIds);
+
+        var current = Own(model.EncodeFrames(_checkpoint.Frames));
+        var connector = model.connector;
+        model.connector = null;
+        var swapped = Assert.Throws<InvalidOperationException>(() => model.Answer(current, Question, Options(share: false)));
+        Assert.Contains("another connector was assigned", swapped.Message);
+        model.connector = connector;
+        Assert.NotEmpty(model.Answer(current, Question, Options(share: false)).GeneratedIds);
+    }
+
+    [Fact]
+    public void A_pytorch_style_fine_tuning_loop_is_what_answering_computes()
+    {
+        var model = Load();
+        var trainable = model.Language.parameters().Concat(model.visual.merger.parameters())
+            .Concat(((nn.Module)model.connector!).parameters()).ToList();
+        var optimizer = torch.optim.AdamW(trainable, lr: 3e-3);
+        var target = model.Tokenizer.Encode("A B").ToArray();
+        using var decoded = model.Processor.Process(_checkpoint.Frames);
+        var before = Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), DecoderPath.Fused);
+        var staleFeatures = Own(model.EncodeFrames(_checkpoint.Frames));
+        var prompt = model.PromptIds(staleFeatures, Question);
+        for (int step = 0; step < 5; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            optimizer.zero_grad();
+            var visual = model.EncodeForTraining(decoded.PixelValuesVideos, decoded.Grid, decoded.VideoTchw);
+            int[] ids = [.. prompt, .. target];
+            var inputIds = torch.tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0);
+            var embeds = model.Language.EmbedWithVisualTokens(inputIds, visual, model.Config.Tokens.VideoTokenId);
+            var positions = torch.arange(ids.Length).view(1, 1, -1).expand(3, 1, -1);
+            var logits = model.Language.forward(embeds, positions);
+            var predicted = logits[0].narrow(0, prompt.Length - 1, target.Length);
+            var loss = nn.functional.cross_entropy(predicted, torch.tensor(target.Select(i => (long)i).ToArray()));
+            loss.backward();
+            optimizer.step();
+        }
+
+        Assert.Throws<InvalidOperationException>(() => model.Answer(staleFeatures, Question, Options(share: true)));
+        var fresh = FreshCopyOf(model);
+        foreach (var path in new[] { DecoderPath.Fused, DecoderPath.Scripted, DecoderPath.SharedPrefix })
+        {
+            var after = Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), path);
+            AssertSameLogits(Logits(fresh, Own(fresh.EncodeFrames(_checkpoint.Frames)), path), after, $"after fine-tuning, {path}");
+            Assert.True(MaxDifference(before, after) > 1e-3, "fine-tuning did not move the logits");
+        }
+    }
+
+    [Fact]
+    public void The_fused_attention_keeps_no_copy_of_q_k_v()
+    {
+        var model = Load();
+        var attention = model.model.layers[0].self_attn;
+        Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), DecoderPath.Fused);
+        using var noGrad = torch.no_grad();
+        var (weight, bias) = attention.Fused.QkvWeights();
+        // q/k/v's own parameters are rows of the tensor the GEMM reads: one storage, nothing to keep in step.
+        Assert.Equal(TensorDataPointer.Of(weight), TensorDataPointer.Of(attention.q_proj.weight!));
+        using (torch.no_grad()) attention.v_proj.bias!.fill_(0.25);
+        Assert.Equal(0.25f, bias[^1].item<float>());
+    }
+
+    SpatialMllmModel Load() => Own(SpatialMllmModel.Load(_checkpoint.Folder, torch.CPU));
+
+    /// <summary>A model loaded from the checkpoint, then given <paramref name="edited"/>'s weights before it ever ran.</summary>
+    SpatialMllmModel FreshCopyOf(SpatialMllmModel edited)
+    {
+        var fresh = Load();
+        using var noGrad = torch.no_grad();
+        var source = edited.Components().ToDictionary(c => c.Prefix, c => c.Module);
+        foreach (var (prefix, module) in fresh.Components())
+        {
+            var weights = source[prefix].StateDictWithoutTiedCopies().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+            module.load_state_dict(weights, strict: false);
+            foreach (var t in weights.Values) t.Dispose();
+        }
+        return fresh;
+    }
+
+    static void Apply(SpatialMllmModel model, DecoderEdit edit)
+    {
+        var layer = model.model.layers[0];
+        switch (edit)
+        {
+            case DecoderEdit.MulInPlace:
+                using (torch.no_grad()) layer.self_attn.q_proj.weight!.mul_(3);
+                break;
+            case DecoderEdit.CopyInPlace:
+                using (torch.no_grad())
+                using (var generator = new Generator(7))
+                using (var replacement = torch.randn(layer.self_attn.v_proj.weight!.shape, generator: generator))
+                    layer.self_attn.v_proj.weight!.copy_(replacement);
+                break;
+            case DecoderEdit.AdamWStep:
+            {
+                var optimizer = torch.optim.AdamW(model.Language.parameters(), lr: 1e-2);
+                using var scope = torch.NewDisposeScope();
+                var ids = torch.arange(3, 19).unsqueeze(0);
+                var logits = model.Language.forward(model.model.EmbedTokens(ids), ids.unsqueeze(0).expand(3, 1, -1));
+                logits.square().mean().backward();
+                optimizer.step();
+                break;
+            }
+            case DecoderEdit.LoadStateDict:
+            {
+                using var noGrad = torch.no_grad();
+                var perturbed = model.Language.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value * 1.05 + 0.01);
+                model.Language.load_state_dict(perturbed);
+                foreach (var t in perturbed.Values) t.Dispose();
+                break;
+            }
+            case DecoderEdit.NewParameter:
+                using (torch.no_grad())
+                {
+                    layer.self_attn.k_proj.weight = nn.Parameter(layer.self_attn.k_proj.weight!.detach() * -2);
+                    layer.mlp.down_proj.weight = nn.Parameter(layer.mlp.down_proj.weight!.detach() * 2);
+                }
+                break;
+            case DecoderEdit.ToDtypeAndBack:
+                // Every parameter replaced by a converted copy (new tensors, new addresses); the values perturbed first so
+                // that the round trip has something to carry.
+                using (torch.no_grad()) layer.self_attn.q_proj.bias!.add_(0.5);
+                model.Language.to(ScalarType.Float64);
+                model.Language.to(ScalarType.Float32);
+                break;
+            case DecoderEdit.MlpInPlace:
+                using (torch.no_grad()) model.model.layers[1].mlp.gate_proj.weight!.mul_(-1);
+                break;
+            case DecoderEdit.TiedHeadInPlace:
+                // Qwen2.5-VL-3B ties the head to the embedding: editing one is editing the other (prefix tokens included).
+                Assert.True(model.Language.WordEmbeddingsTied);
+                using (torch.no_grad()) model.lm_head.weight!.mul_(2);
+                break;
+        }
+    }
+
+    static AnswerOptions Options(bool share) => new(MaxNewTokens: 4, SharePrefix: share,
+        Generation: new GenerationOptions([-1], MaxNewTokens: 4, ReturnStepLogits: true));
+
+    /// <summary>The step logits [steps × rows, vocab] of <see cref="Question"/> (two questions for Batched) on <paramref name="path"/>.</summary>
+    static float[][] Logits(SpatialMllmModel model, VideoFeatures features, DecoderPath path)
+    {
+        model.model.AttentionImplementation = path switch
+        {
+            DecoderPath.EagerAttention => AttentionImplementation.Eager,
+            DecoderPath.Sdpa => AttentionImplementation.Sdpa,
+            _ => AttentionImplementation.Fused,
+        };
+        model.Language.DecodeMode = path == DecoderPath.Scripted ? DecodeStepMode.Scripted : DecodeStepMode.Eager;
+        bool share = path is DecoderPath.SharedPrefix or DecoderPath.Batched;
+        var options = Options(share);
+        if (path == DecoderPath.Batched)
+        {
+            var prompts = BatchQuestions.Select(q => model.PromptIds(features, q)).ToList();
+            using var batch = model.GenerateBatch(prompts, model.SharedPrefixLength(prompts[0]), features, options.Generation!);
+            return Rows(batch);
+        }
+        using var result = model.Generate(model.PromptIds(features, Question), features, options);
+        return Rows(result);
+    }
+
+    static float[][] Rows(GenerationResult result) =>
+        [.. result.StepLogits.SelectMany(step => Enumerable.Range(0, (int)step.shape[0]).Select(r => step[r].to(ScalarType.Float32).data<float>().ToArray()))];
+
+    static void AssertSameLogits(float[][] expected, float[][] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double worst = MaxDifference(expected, actual);
+        Assert.True(worst <= 1e-5, $"{what}: logits differ from a freshly loaded model's by {worst:E2}");
+    }
+
+    static double MaxDifference(float[][] a, float[][] b) =>
+        a.Zip(b).Max(pair => pair.First.Zip(pair.Second).Max(x => Math.Abs((double)x.First - x.Second)));
+}
