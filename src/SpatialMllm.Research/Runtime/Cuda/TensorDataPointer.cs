@@ -19,7 +19,10 @@ internal static unsafe class TensorDataPointer
 
     public static IntPtr Of(Tensor tensor)
     {
-        var data = ((delegate* unmanaged<IntPtr, IntPtr>)DataExport.Value)(tensor.Handle);
+        var data = OrZero(tensor);
         return data != IntPtr.Zero ? data : throw new InvalidOperationException("THSTensor_data returned null (undefined tensor?).");
     }
+
+    /// <summary>The address, or zero for a tensor without elements. Not for meta tensors (libtorch has no address to give).</summary>
+    public static IntPtr OrZero(Tensor tensor) => ((delegate* unmanaged<IntPtr, IntPtr>)DataExport.Value)(tensor.Handle);
 }
