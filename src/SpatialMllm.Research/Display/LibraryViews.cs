@@ -59,7 +59,13 @@ public static class LibraryViews
         ("stop", answer.StopReason.ToString()),
         ("prompt tokens (video)", $"{answer.PromptTokens} ({answer.VideoTokens})"),
         ("total ms", answer.TotalMilliseconds),
+        .. StepArrays("step scores (processed)", answer.Scores),
+        .. StepArrays("step logits (raw)", answer.Logits),
     ]);
+
+    /// <summary>A row saying how many steps of how many floats an answer holds, when it holds them.</summary>
+    static IEnumerable<(string, object?)> StepArrays(string name, IReadOnlyList<float[]>? steps) =>
+        steps is null ? [] : [(name, $"{steps.Count} steps × {steps.FirstOrDefault()?.Length ?? 0} floats")];
 
     public static HtmlView Of(FrameSelection selection) => KeyValues($"Frame selection: {selection.Sampler}",
     [

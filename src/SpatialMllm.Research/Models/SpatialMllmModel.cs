@@ -19,7 +19,7 @@ namespace SpatialMllm.Research.Models;
 /// Spatial-MLLM: the Qwen2.5-VL vision tower, the VGGT aggregator and the <c>mlp_add</c> connector feeding the Qwen2.5
 /// decoder — or a plain Qwen2.5-VL when the checkpoint has no spatial encoder (the paper's baseline rows).
 /// </summary>
-public sealed class SpatialMllmModel : IDisposable
+public sealed partial class SpatialMllmModel : IDisposable
 {
     internal SpatialMllmModel(SpatialMllmConfig config, Qwen2VisionTransformer visual, Qwen2CausalLm language,
         VggtModel? vggt, ISpatialConnector? connector, Device device, ScalarType dtype, string? folder)
@@ -311,19 +311,27 @@ public sealed class SpatialMllmModel : IDisposable
         return (vision, tokens);
     }
 
-    /// <summary>Answers a question from already encoded visual tokens (encode a video once, ask many questions).</summary>
-    public Answer Answer(VideoFeatures features, string question, AnswerOptions? options = null)
+    /// <summary>
+    /// Answers a question from already encoded visual tokens (encode a video once, ask many questions), with the prompt
+    /// of <see cref="PromptIds(VideoFeatures, string)"/>. The answer carries each step's scores or logits when
+    /// <see cref="AnswerOptions.Generation"/> asks for them (<see cref="GenerationOptions.ReturnStepScores"/>,
+    /// <see cref="GenerationOptions.ReturnStepLogits"/>).
+    /// </summary>
+    public Answer Answer(VideoFeatures features, string question, AnswerOptions? options = null) =>
+        AnswerPrompt(features, PromptIds(features, question), options ?? new AnswerOptions());
+
+    /// <summary>Generation from a prompt whose video pads are expanded, as an <see cref="Models.Answer"/>.</summary>
+    Answer AnswerPrompt(VideoFeatures features, int[] ids, AnswerOptions options)
     {
-        options ??= new AnswerOptions();
         using var scope = torch.NewDisposeScope();
         var clock = Stopwatch.StartNew();
-        var ids = PromptIds(features, question);
         var result = Generate(ids, features, options);
         var generated = result.Sequences[0].cpu().data<long>().Select(i => (int)i).ToList();
         Synchronize();
         var timing = Lap($"generate ({generated.Count} tokens)", clock);
         string text = Tokenizer.Decode(generated, skipSpecialTokens: true);
-        return new Answer(text, generated, ids.Length, features.TokenCount, [.. features.Timings, timing], result.StopReason);
+        return new Answer(text, generated, ids.Length, features.TokenCount, [.. features.Timings, timing], result.StopReason,
+            RowSteps(result.StepScores, 0, generated.Count), RowSteps(result.StepLogits, 0, generated.Count));
     }
 
     /// <summary>
@@ -378,7 +386,8 @@ public sealed class SpatialMllmModel : IDisposable
             }
             string text = Tokenizer.Decode(generated, skipSpecialTokens: true);
             answers.Add(new Answer(text, generated, prompts[b].Length, features.TokenCount, [.. features.Timings, timing],
-                ended ? GenerationStopReason.EndOfSequence : result.StopReason));
+                ended ? GenerationStopReason.EndOfSequence : result.StopReason,
+                RowSteps(result.StepScores, b, generated.Count), RowSteps(result.StepLogits, b, generated.Count)));
         }
         return answers;
     }
@@ -398,17 +407,18 @@ public sealed class SpatialMllmModel : IDisposable
             firstPositions ??= positions;
             rows.Add((inputIds, positions.select(1, 0), deltas[0].item<long>()));
         }
-        EnsureCurrent(features);
         var prefix = SharedPrefixCache(features, prompts[0], rows[0].Ids.unsqueeze(0), firstPositions!, shared);
         return Generation.GenerateBatch(Language, prefix, rows, generation, padRowsTo);
     }
 
-    /// <summary>The chat prompt of a question about a video, with the video pads expanded to the features' tokens.</summary>
-    internal int[] PromptIds(VideoFeatures features, string question)
-    {
-        var prompt = ChatTemplate.Render([ChatMessage.User(new VideoContent(), ChatContent.FromText(question))]);
-        return ChatTemplate.ExpandPads(Tokenizer.Encode(prompt), Config.Tokens.VideoTokenId, [features.TokenCount]);
-    }
+    /// <summary>
+    /// The prompt <see cref="Answer"/> sends for a question about a video: the chat template with the default system
+    /// prompt, a user turn holding the video then the question, and the assistant turn's start, tokenised, with the video
+    /// pad expanded to the features' visual tokens. Edit it and generate with
+    /// <see cref="Generate(VideoFeatures, IReadOnlyList{int}, AnswerOptions?)"/>.
+    /// </summary>
+    public int[] PromptIds(VideoFeatures features, string question) =>
+        PromptIds(features, [ChatMessage.User(ChatContent.Video, ChatContent.FromText(question))]);
 
     /// <summary>M-RoPE position ids [3, 1, L] and rope delta [1] of a prompt [1, L] about <paramref name="features"/>' video.</summary>
     (Tensor Positions, Tensor Deltas) RopePositions(Tensor inputIds, VideoFeatures features) =>
@@ -424,13 +434,9 @@ public sealed class SpatialMllmModel : IDisposable
         // Hooks see every prompt and decoder token only when the whole prompt is prefilled: with a hook set, no sharing.
         if (options.SharePrefix && !Hooks.Any && SharedPrefixLength(ids) is > 0 and var shared && shared < ids.Count)
             return GenerateBatch([[.. ids]], shared, features, generation);
-        var inputIds = Hooks.Run("input_ids", torch.tensor(ids.Select(i => (long)i).ToArray(), device: Device).unsqueeze(0));
-        var embeds = Hooks.Run("inputs_embeds",
-            Language.EmbedWithVisualTokens(inputIds, VisualTokens(features), Config.Tokens.VideoTokenId));
-        var (positions, deltas) = RopePositions(inputIds, features);
-        positions = Hooks.Run("position_ids", positions);
+        var (inputIds, embeds, positions, deltas) = WholePromptInputs(ids, features);
         var result = Generation.Generate(Language, inputIds, embeds, positions, deltas, generation);
-        foreach (var t in result.StepLogits.Append(result.Sequences)) t.MoveToOuterDisposeScope();
+        foreach (var t in result.Tensors) t.MoveToOuterDisposeScope();
         return result;
     }
 
@@ -451,8 +457,10 @@ public sealed class SpatialMllmModel : IDisposable
 
     /// <summary>The KV cache of the prompt's first <paramref name="shared"/> tokens, kept with <paramref name="features"/>:
     /// prefilled (inputIds [1, L], positions [3, 1, L] of the whole prompt) the first time a question asks for it.</summary>
-    Qwen2KvCache SharedPrefixCache(VideoFeatures features, IReadOnlyList<int> ids, Tensor inputIds, Tensor positions, int shared) =>
-        features.PrefixCache(Language, ids, shared, DecoderWeights, () =>
+    Qwen2KvCache SharedPrefixCache(VideoFeatures features, IReadOnlyList<int> ids, Tensor inputIds, Tensor positions, int shared)
+    {
+        EnsureCurrent(features);
+        return features.PrefixCache(Language, ids, shared, DecoderWeights, () =>
         {
             using var prefillScope = torch.NewDisposeScope();
             var prefixIds = inputIds.narrow(1, 0, shared);
@@ -462,6 +470,7 @@ public sealed class SpatialMllmModel : IDisposable
             catch { cache.Dispose(); throw; }
             return cache;
         });
+    }
 
     /// <summary>The decoder's and LM head's weights as they are now (what a cached prefix was computed from).</summary>
     WeightsSnapshot DecoderWeights() => WeightsSnapshot.Of([("", Language)]);

@@ -20,7 +20,7 @@ namespace SpatialMllm.Research.Modules;
 /// </para>
 /// The tensor passed to a hook lives only during the call (inside a dispose scope), and so does every tensor the hook
 /// creates except the one it returns: to keep one, copy it out, e.g. <c>t.detach().cpu().clone().DetachFromDisposeScope()</c>,
-/// or use <see cref="Capture"/>.
+/// or use <see cref="Capture(string, bool)"/>.
 /// </summary>
 public sealed class ModelHooks
 {
@@ -68,10 +68,14 @@ public sealed class ModelHooks
     }
 
     /// <summary>
-    /// Keeps a detached copy of the tensor at each point matching <paramref name="point"/> (the latest one when a point
-    /// runs several times, e.g. a decoder layer at each generated token; <see cref="CapturedTensors.Calls"/> counts them).
-    /// Disposing the result removes the hook and frees the copies.
+    /// Keeps a detached copy of the tensor at each point matching <paramref name="point"/> every time it runs, in order.
+    /// <c>captured["vision_embeds"]</c> is the tensor of a point that ran once (the encoder points; a decoder point in one
+    /// forward). During generation a decoder point runs for the prompt and again at each generated token:
+    /// <c>captured.Calls("model.layers.3")</c> lists every call, with <see cref="CapturedCalls.Prefill"/> (the prompt's
+    /// forward) and <see cref="CapturedCalls.Steps"/> (one per decode step). Disposing the result removes the hook and
+    /// frees the copies.
     /// </summary>
+    /// <param name="point">A point name or pattern (<c>*</c> for any run of characters).</param>
     /// <param name="toCpu">Copy to the CPU (dtype kept); false keeps the device.</param>
     public CapturedTensors Capture(string point, bool toCpu = true) => Capture([point], toCpu);
 
@@ -81,7 +85,7 @@ public sealed class ModelHooks
         var captured = new CapturedTensors();
         try
         {
-            foreach (var point in points) captured.Handles.Add(Add(point, (name, t) => captured.Keep(name, t, toCpu)));
+            foreach (var point in points) captured.Handles.Add(Add(point, (name, t) => captured.Keep(name, t, toCpu, t_inDecodeStep)));
         }
         catch
         {
@@ -99,6 +103,25 @@ public sealed class ModelHooks
             _hooks = [];
             _version++;
         }
+    }
+
+    [ThreadStatic] static bool t_inDecodeStep;
+
+    /// <summary>
+    /// Marks the hook calls this thread makes until disposed as those of a cached decode step (generation's loop wraps each
+    /// step in it), so that <see cref="Capture(string, bool)"/> can tell a step's call from the prompt's.
+    /// </summary>
+    internal static DecodeStepScope DecodeStep() => new(t_inDecodeStep);
+
+    internal readonly struct DecodeStepScope : IDisposable
+    {
+        readonly bool _outer;
+        internal DecodeStepScope(bool outer)
+        {
+            _outer = outer;
+            t_inDecodeStep = true;
+        }
+        public void Dispose() => t_inDecodeStep = _outer;
     }
 
     /// <summary>Whether a hook matches the point <paramref name="name"/>.</summary>
@@ -175,32 +198,46 @@ public sealed class ModelHooks
     }
 }
 
-/// <summary>Copies of the tensors seen at hook points by name (see <see cref="ModelHooks.Capture"/>). Dispose it.</summary>
+/// <summary>
+/// Copies of the tensors seen at hook points, every call kept in order (see <see cref="ModelHooks.Capture(string, bool)"/>).
+/// Disposing it removes the hooks and frees the copies (every tensor it handed out).
+/// </summary>
 public sealed class CapturedTensors : IDisposable
 {
-    readonly Dictionary<string, Tensor> _latest = new(StringComparer.Ordinal);
-    readonly Dictionary<string, int> _calls = new(StringComparer.Ordinal);
+    readonly Dictionary<string, List<(Tensor Copy, bool InDecodeStep)>> _calls = new(StringComparer.Ordinal);
     readonly List<string> _order = [];
     internal List<IDisposable> Handles { get; } = [];
 
-    /// <summary>The latest copy at <paramref name="name"/>.</summary>
+    /// <summary>
+    /// The copy at <paramref name="name"/> when the point ran once: the encoder points, or a decoder point in one forward.
+    /// A point that ran several times (a decoder point during generation) throws, saying how often: use
+    /// <see cref="Calls"/> for it.
+    /// </summary>
     public Tensor this[string name]
     {
         get
         {
-            lock (_latest)
-                return _latest.TryGetValue(name, out var t) ? t
-                    : throw new KeyNotFoundException($"Nothing was captured at '{name}' (captured: {string.Join(", ", _latest.Keys)}).");
+            var calls = Calls(name);
+            return calls.Count == 1 ? calls[0]
+                : throw new InvalidOperationException(
+                    $"'{name}' was captured {calls.Count} times ({calls.Count - calls.Steps.Count} outside decoding, {calls.Steps.Count} in decode steps): " +
+                    $"use captured.Calls(\"{name}\") and its Prefill, Steps or [i].");
         }
     }
 
+    /// <summary>Every copy at <paramref name="name"/>, in the order the calls came.</summary>
+    /// <exception cref="KeyNotFoundException">Nothing was captured there; the message lists what was.</exception>
+    public CapturedCalls Calls(string name)
+    {
+        lock (_calls)
+            return _calls.TryGetValue(name, out var calls) ? new CapturedCalls(name, [.. calls])
+                : throw new KeyNotFoundException($"Nothing was captured at '{name}' (captured: {string.Join(", ", _order)}).");
+    }
+
     /// <summary>The points seen so far, in the order they were first seen.</summary>
-    public IReadOnlyList<string> Names { get { lock (_latest) return _order.ToArray(); } }
+    public IReadOnlyList<string> Names { get { lock (_calls) return _order.ToArray(); } }
 
-    /// <summary>How many times each point ran.</summary>
-    public IReadOnlyDictionary<string, int> Calls { get { lock (_latest) return new Dictionary<string, int>(_calls); } }
-
-    public bool Contains(string name) { lock (_latest) return _latest.ContainsKey(name); }
+    public bool Contains(string name) { lock (_calls) return _calls.ContainsKey(name); }
 
     /// <summary>Stops capturing (removes the hook) and keeps the copies made so far.</summary>
     public void Stop()
@@ -208,15 +245,17 @@ public sealed class CapturedTensors : IDisposable
         foreach (var handle in Handles) handle.Dispose();
     }
 
-    internal Tensor? Keep(string name, Tensor t, bool toCpu)
+    internal Tensor? Keep(string name, Tensor t, bool toCpu, bool inDecodeStep)
     {
         var copy = (toCpu ? t.detach().cpu() : t.detach()).clone().DetachFromDisposeScope();
-        lock (_latest)
+        lock (_calls)
         {
-            if (_latest.Remove(name, out var previous)) previous.Dispose();
-            else _order.Add(name);
-            _latest[name] = copy;
-            _calls[name] = _calls.GetValueOrDefault(name) + 1;
+            if (!_calls.TryGetValue(name, out var calls))
+            {
+                _calls[name] = calls = [];
+                _order.Add(name);
+            }
+            calls.Add((copy, inDecodeStep));
         }
         return null;
     }
@@ -224,11 +263,60 @@ public sealed class CapturedTensors : IDisposable
     public void Dispose()
     {
         Stop();
-        lock (_latest)
+        lock (_calls)
         {
-            foreach (var t in _latest.Values) t.Dispose();
-            _latest.Clear();
+            foreach (var (copy, _) in _calls.Values.SelectMany(c => c)) copy.Dispose();
+            _calls.Clear();
             _order.Clear();
         }
     }
+}
+
+/// <summary>
+/// The copies one hook point received, in call order (owned by the <see cref="CapturedTensors"/> they came from). Around
+/// one generation (<c>Answer</c>, <c>Generate</c>) a decoder point (<c>model.layers.{i}</c>, its <c>attn_weights</c>,
+/// <c>model.norm</c>) runs once for the prompt, <see cref="Prefill"/> [1, L, …], then once per decode step,
+/// <see cref="Steps"/>: <c>Steps[k]</c> is the forward of generated token k [1, 1, …], which scores token k + 1. A
+/// capture around several generations holds each one's calls in turn.
+/// </summary>
+public sealed class CapturedCalls : IReadOnlyList<Tensor>
+{
+    readonly (Tensor Copy, bool InDecodeStep)[] _calls;
+
+    internal CapturedCalls(string name, (Tensor Copy, bool InDecodeStep)[] calls)
+    {
+        Name = name;
+        _calls = calls;
+        Steps = [.. calls.Where(c => c.InDecodeStep).Select(c => c.Copy)];
+    }
+
+    /// <summary>The hook point.</summary>
+    public string Name { get; }
+
+    public int Count => _calls.Length;
+
+    /// <summary>The <paramref name="index"/>-th call's copy.</summary>
+    public Tensor this[int index] => _calls[index].Copy;
+
+    /// <summary>
+    /// The one call made outside decoding: the prompt's forward (prefill). Throws when there were several (a capture
+    /// around several generations or forwards: index the calls instead) or none.
+    /// </summary>
+    public Tensor Prefill
+    {
+        get
+        {
+            var forwards = _calls.Where(c => !c.InDecodeStep).Select(c => c.Copy).ToArray();
+            return forwards.Length == 1 ? forwards[0]
+                : throw new InvalidOperationException(
+                    $"'{Name}' ran in {forwards.Length} forwards outside decoding, not one: index its calls ([i], in call order) instead.");
+        }
+    }
+
+    /// <summary>The calls made by cached decode steps, in order (empty for points decoding does not reach).</summary>
+    public IReadOnlyList<Tensor> Steps { get; }
+
+    public IEnumerator<Tensor> GetEnumerator() => _calls.Select(c => c.Copy).GetEnumerator();
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 }

@@ -5,7 +5,7 @@ namespace SpatialMllm.Research.Training;
 
 /// <summary>
 /// One supervised example ready for the model: token ids with the video pads expanded, labels (-100 outside the
-/// assistant's answers, <see cref="SftLabels"/>), and the video as the processor emits it.
+/// assistant's answers, <see cref="SftExampleBuilder.Tokenize"/>), and the video as the processor emits it.
 /// </summary>
 /// <param name="PixelValuesVideos">[patches, 1176] Qwen patches.</param>
 /// <param name="VideoTchw">[T, 3, H, W] the same frames in [0, 1] for VGGT.</param>

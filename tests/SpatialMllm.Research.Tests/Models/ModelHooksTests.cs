@@ -127,11 +127,56 @@ public sealed class ModelHooksTests(TinyModelFixture fixture) : IClassFixture<Ti
         using var features = Model.EncodeFrames(fixture.Frames);
         Model.Answer(features, Question, new AnswerOptions(MaxNewTokens: 3));
         Assert.Empty(Model.HookPoints.Except(captured.Names));
-        // Decoder points run at the prefill and at each of the 2 cached steps.
-        Assert.Equal(3, captured.Calls["model.layers.0"]);
-        var probabilities = captured["model.layers.0.self_attn.attn_weights"];   // the last step: [1, heads, 1, L]
-        Assert.Equal(1, probabilities.shape[2]);
-        Assert.True(probabilities.sum(-1).allclose(torch.ones(1), rtol: 1e-5, atol: 1e-5));
+        // Decoder points run at the prefill and at each of the 2 cached steps; every call is kept.
+        var layer = captured.Calls("model.layers.0");
+        Assert.Equal(3, layer.Count);
+        Assert.Equal(2, layer.Steps.Count);
+        long promptLength = captured["input_ids"].shape[1];
+        Assert.Equal(promptLength, layer.Prefill.shape[1]);
+        Assert.All(layer.Steps, step => Assert.Equal(1, step.shape[1]));
+        var probabilities = captured.Calls("model.layers.0.self_attn.attn_weights");
+        Assert.Equal([1, Model.Config.Text.NumAttentionHeads, promptLength, promptLength], probabilities.Prefill.shape);
+        Assert.Equal(promptLength + 2, probabilities.Steps[^1].shape[3]);   // the last step: [1, heads, 1, L + 2]
+        Assert.True(probabilities.Steps[^1].sum(-1).allclose(torch.ones(1), rtol: 1e-5, atol: 1e-5));
+        // A point that ran once reads as one tensor; asking a decoder point for one tensor says how often it ran.
+        Assert.Equal(features.TokenCount, captured["fused_embeds"].shape[0]);
+        var e = Assert.Throws<InvalidOperationException>(() => captured["model.layers.0"]);
+        Assert.Contains("captured 3 times (1 outside decoding, 2 in decode steps)", e.Message);
+        Assert.Contains("captured.Calls(\"model.layers.0\")", e.Message);
+        Assert.Throws<KeyNotFoundException>(() => captured.Calls("model.layers.99"));
+    }
+
+    /// <summary>The final norm at the prefill's last position and at each decode step is what the next token was chosen
+    /// from: through the LM head it gives the answer's step logits, in order.</summary>
+    [Fact]
+    public void Captured_steps_are_the_decode_steps_in_order()
+    {
+        using var features = Model.EncodeFrames(fixture.Frames);
+        var options = new AnswerOptions(Generation: new GenerationOptions([-1], MaxNewTokens: 4, ReturnStepLogits: true));
+        Answer answer;
+        using (var captured = Model.Hooks.Capture("model.norm"))
+        {
+            answer = Model.Answer(features, Question, options);
+            var norm = captured.Calls("model.norm");
+            Assert.Equal(4, norm.Count);   // the prompt, then tokens 0..2 fed back (the 4th is not)
+            var head = Model.Language.lm_head?.weight ?? Model.model.EmbeddingWeight;
+            Tensor[] lastPositions = [norm.Prefill[0].select(0, -1), .. norm.Steps.Select(s => s[0, 0])];
+            for (int step = 0; step < 4; step++)
+            {
+                using var logits = torch.nn.functional.linear(lastPositions[step], head);
+                Assert.True(logits.allclose(torch.tensor(answer.Logits![step]), rtol: 1e-5, atol: 1e-5), $"step {step}");
+            }
+        }
+
+        // Around two answers the calls are kept in turn, and "the" prefill is ambiguous.
+        using var twice = Model.Hooks.Capture("model.norm");
+        Model.Answer(features, Question, options);
+        Model.Answer(features, Question, options);
+        var calls = twice.Calls("model.norm");
+        Assert.Equal(8, calls.Count);
+        Assert.Equal(6, calls.Steps.Count);
+        Assert.True(calls[4].eq(calls[0]).all().item<bool>());
+        Assert.Contains("2 forwards outside decoding", Assert.Throws<InvalidOperationException>(() => calls.Prefill).Message);
     }
 }
 
@@ -227,7 +272,8 @@ public sealed class DecoderHookTests
             using var plain = Generation.Generate(model.Language, ids, embeds, positions, deltas, options);
             using var captured = model.Hooks.Capture("model.layers.1");
             using var hooked = Generation.Generate(model.Language, ids, embeds, positions, deltas, options);
-            Assert.Equal(4, captured.Calls["model.layers.1"]);   // prefill + 3 cached steps, all eager
+            Assert.Equal(4, captured.Calls("model.layers.1").Count);   // prefill + 3 cached steps, all eager
+            Assert.Equal(3, captured.Calls("model.layers.1").Steps.Count);
             Assert.True(hooked.Sequences.eq(plain.Sequences).all().item<bool>());
         }
         finally { model.Language.DecodeMode = null; }

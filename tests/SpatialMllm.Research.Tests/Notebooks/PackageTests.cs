@@ -1,3 +1,5 @@
+using System.IO.Compression;
+using System.Reflection;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using SpatialMllm.Research.Notebooks;
@@ -111,6 +113,27 @@ public class PackageTests : IClassFixture<PackageTests.Feed>
         Assert.Contains("Loading extensions from", html);
         Assert.Contains("Spatial-MLLM model", html);      // LibraryViews.Of(SpatialMllmModel), through the extension
         Assert.Contains(">generated ids<", html);          // LibraryViews.Of(Answer)
+    }
+
+    /// <summary>The XML documentation ships beside the DLL, in the library's build output (which notebooks reference) and
+    /// in the package (IntelliSense and hover for its users), documenting the public API.</summary>
+    [Fact]
+    public void Xml_documentation_is_in_the_build_output_and_the_package()
+    {
+        const string documented = "<member name=\"M:SpatialMllm.Research.Models.SpatialMllmModel.LogLikelihood(";
+        string configuration = typeof(PackageTests).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Release";
+        string built = Path.Combine(TestPaths.RepoRoot, "src", "SpatialMllm.Research", "bin", configuration, "net10.0", "linux-x64", "SpatialMllm.Research.xml");
+        Assert.True(File.Exists(built), $"no {built}");
+        Assert.Contains(documented, File.ReadAllText(built));
+        Assert.True(File.Exists(Path.ChangeExtension(typeof(SpatialMllm.Research.Models.SpatialMllmModel).Assembly.Location, ".xml")),
+            "the XML documentation is not copied beside the library into a referencing project's output");
+
+        string package = Assert.Single(Directory.GetFiles(feed.Folder, $"SpatialMllm.Research.{feed.Version}.nupkg"));
+        using var zip = ZipFile.OpenRead(package);
+        var entry = zip.GetEntry("lib/net10.0/SpatialMllm.Research.xml");
+        Assert.True(entry is not null, "the package has no lib/net10.0/SpatialMllm.Research.xml: " + string.Join(", ", zip.Entries.Select(e => e.FullName).Where(n => n.StartsWith("lib/"))));
+        using var reader = new StreamReader(entry.Open());
+        Assert.Contains(documented, reader.ReadToEnd());
     }
 
     /// <summary>The C# block that follows "From C#" in README.md.</summary>

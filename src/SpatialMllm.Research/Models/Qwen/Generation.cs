@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Modules;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,7 +14,12 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// <param name="PadTokenId">Written after a sequence has finished while others in the batch continue; null: the first
 /// eos id.</param>
 /// <param name="Seed">Seeds a private generator for sampling; null: torch's global generator.</param>
-/// <param name="ReturnStepLogits">Keep each step's raw last-position logits (fp32, before any processing).</param>
+/// <param name="ReturnStepLogits">Keep each step's raw last-position logits (fp32, before any processing): transformers'
+/// <c>output_logits</c>.</param>
+/// <param name="ReturnStepScores">Keep each step's processed scores (fp32): the logits after the repetition penalty and,
+/// when sampling, temperature, top-k and top-p (−∞ where a token was filtered out) — what the token was chosen from;
+/// transformers' <c>output_scores</c>. Each kept step holds [B, vocab] floats on the model's device until the end
+/// (Qwen2.5-VL: 151,936 floats, 594 KiB a row a step).</param>
 public sealed record GenerationOptions(
     IReadOnlyList<int> EosTokenIds,
     int MaxNewTokens = 1024,
@@ -24,7 +30,8 @@ public sealed record GenerationOptions(
     double RepetitionPenalty = 1.0,
     int? PadTokenId = null,
     ulong? Seed = null,
-    bool ReturnStepLogits = false)
+    bool ReturnStepLogits = false,
+    bool ReturnStepScores = false)
 {
     /// <summary>
     /// What Spatial-MLLM's evaluation ends up running: <c>generate(do_sample=True, temperature=0.1, top_p=0.001)</c>
@@ -37,17 +44,24 @@ public sealed record GenerationOptions(
 
 public enum GenerationStopReason { EndOfSequence, MaxNewTokens, MaxPositionEmbeddings }
 
-/// <summary>New token ids [B, n] (prompt excluded; eos included) and, when asked for, each step's logits [B, vocab].</summary>
-public sealed class GenerationResult(Tensor sequences, IReadOnlyList<Tensor> stepLogits, GenerationStopReason stopReason) : IDisposable
+/// <summary>New token ids [B, n] (prompt excluded; eos included) and, when asked for, each step's raw logits and
+/// processed scores [B, vocab] (<see cref="GenerationOptions.ReturnStepLogits"/>, <see cref="GenerationOptions.ReturnStepScores"/>).</summary>
+public sealed class GenerationResult(Tensor sequences, IReadOnlyList<Tensor> stepLogits, GenerationStopReason stopReason,
+    IReadOnlyList<Tensor>? stepScores = null) : IDisposable
 {
     public Tensor Sequences { get; } = sequences;
+    /// <summary>Step k's raw logits [B, vocab] fp32 (empty unless asked for).</summary>
     public IReadOnlyList<Tensor> StepLogits { get; } = stepLogits;
+    /// <summary>Step k's processed scores [B, vocab] fp32, the ones token k was chosen from (empty unless asked for).</summary>
+    public IReadOnlyList<Tensor> StepScores { get; } = stepScores ?? [];
     public GenerationStopReason StopReason { get; } = stopReason;
+
+    /// <summary>Every tensor the result holds.</summary>
+    internal IEnumerable<Tensor> Tensors => StepLogits.Concat(StepScores).Append(Sequences);
 
     public void Dispose()
     {
-        Sequences.Dispose();
-        foreach (var t in StepLogits) t.Dispose();
+        foreach (var t in Tensors) t.Dispose();
     }
 }
 
@@ -154,8 +168,11 @@ public static class Generation
             var result = Generate(lm, cache, inputIds, suffixEmbeds, suffixPositions, ropeDeltas, options, maxNew, active);
             if (active == rows.Count) return result;
             using (result)
-                return new GenerationResult(result.Sequences.narrow(0, 0, active).clone().DetachFromDisposeScope(),
-                    [.. result.StepLogits.Select(l => l.narrow(0, 0, active).clone().DetachFromDisposeScope())], result.StopReason);
+            {
+                Tensor ActiveRows(Tensor t) => t.narrow(0, 0, active).clone().DetachFromDisposeScope();
+                return new GenerationResult(ActiveRows(result.Sequences), [.. result.StepLogits.Select(ActiveRows)], result.StopReason,
+                    [.. result.StepScores.Select(ActiveRows)]);
+            }
         }
         finally { lm.FastPath.ReturnCache(cache); }
     }
@@ -180,6 +197,7 @@ public static class Generation
         // −1 meaning "never stop"), it is fed token 0 instead, which the embedding can look up.
         bool padIsToken = pad >= 0 && pad < lm.Config.VocabSize;
         var stepLogits = new List<Tensor>();
+        var stepScores = new List<Tensor>();
 
         var logits = lm.forward(inputsEmbeds, positionIds, cache, lastPositionOnly: true);
         int produced = 0;
@@ -190,6 +208,7 @@ public static class Generation
             var scores = logits.select(1, 0).to(ScalarType.Float32); // [B, vocab]
             if (options.ReturnStepLogits) stepLogits.Add(scores.clone().MoveToOuterDisposeScope());
             scores = LogitsProcessing.Process(scores, tokens.narrow(1, 0, promptLength + produced), options);
+            if (options.ReturnStepScores) stepScores.Add(scores.clone().MoveToOuterDisposeScope());
             var next = options.DoSample
                 ? torch.multinomial(torch.softmax(scores, -1), 1, generator: generator).squeeze(1)
                 : scores.argmax(-1);
@@ -205,11 +224,11 @@ public static class Generation
                 if (maxNew < options.MaxNewTokens) reason = GenerationStopReason.MaxPositionEmbeddings;
                 break;
             }
-            Replace(ref logits, lm.DecodeStep(fed, ropeDeltas, cache));
+            using (ModelHooks.DecodeStep()) Replace(ref logits, lm.DecodeStep(fed, ropeDeltas, cache));
         }
         var sequences = tokens.narrow(1, promptLength, produced).clone();
-        var kept = stepLogits.Select(t => t.DetachFromDisposeScope()).ToList();
-        return new GenerationResult(sequences.DetachFromDisposeScope(), kept, reason);
+        return new GenerationResult(sequences.DetachFromDisposeScope(), [.. stepLogits.Select(t => t.DetachFromDisposeScope())], reason,
+            [.. stepScores.Select(t => t.DetachFromDisposeScope())]);
     }
 
     /// <summary>Carries a tensor into the next step (the enclosing scope) and frees the one it replaces, so the loop

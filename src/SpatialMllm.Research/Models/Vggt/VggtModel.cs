@@ -85,7 +85,7 @@ public sealed class VggtModel : nn.Module
     }
 }
 
-/// <summary>What <see cref="VggtModel.Forward"/> predicts for one sequence of S frames of H × W pixels.</summary>
+/// <summary>What <see cref="VggtModel.forward"/> predicts for one sequence of S frames of H × W pixels.</summary>
 public sealed record VggtPredictions(Tensor PoseEncoding, Tensor Depth, Tensor DepthConfidence, Tensor WorldPoints, Tensor WorldPointsConfidence)
     : IDisposable
 {

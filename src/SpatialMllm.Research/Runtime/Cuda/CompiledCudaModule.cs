@@ -19,7 +19,7 @@ internal sealed unsafe class CompiledCudaModule
     string? _failure;
 
     /// <param name="name">Program name in messages.</param>
-    /// <param name="source">Kernels (<c>extern "C"</c>), compiled after <see cref="ScalarTypes"/>.</param>
+    /// <param name="source">Kernels (<c>extern "C"</c>), compiled after the scalar types header (<c>scalar_types.cuh</c>).</param>
     public CompiledCudaModule(string name, string source)
     {
         _name = name;
