@@ -230,7 +230,7 @@ public sealed partial class SpatialMllmModel : IDisposable
     {
         var fused = EncodeProcessed(inputs.PixelValuesVideos, inputs.Grid, inputs.VideoTchw, options, timings);
         var fusion = EffectiveFusion(options);
-        return new VideoFeatures(fused, inputs.Grid, inputs.SecondPerGridT, timings, fusion, new EncodingOrigin(this, _connector, EncoderWeights(fusion)));
+        return new VideoFeatures(fused, inputs.Grid, inputs.SecondPerGridT, timings, fusion, new EncodingOrigin(this, _connector, EncoderWeights(fusion, _connector)));
     }
 
     FusionMode EffectiveFusion(AnswerOptions options) => HasSpatialEncoder ? options.Fusion : FusionMode.VisionOnly;
@@ -476,14 +476,14 @@ public sealed partial class SpatialMllmModel : IDisposable
     WeightsSnapshot DecoderWeights() => WeightsSnapshot.Of([("", Language)]);
 
     /// <summary>The weights features of <paramref name="fusion"/> are computed from: the vision tower, and unless 2D only,
-    /// VGGT's aggregator and the connector.</summary>
-    WeightsSnapshot EncoderWeights(FusionMode fusion)
+    /// VGGT's aggregator and <paramref name="connector"/>'s parameters (none for a connector that is not an nn.Module).</summary>
+    WeightsSnapshot EncoderWeights(FusionMode fusion, ISpatialConnector? connector)
     {
         var modules = new List<(string, nn.Module)> { ("visual.", visual) };
         if (fusion != FusionMode.VisionOnly && Vggt is { } vggt)
         {
             modules.Add((VggtModel.CheckpointPrefix + "aggregator.", vggt.aggregator));
-            if (_connector is nn.Module connectorModule) modules.Add((SpatialConnectors.CheckpointPrefix, connectorModule));
+            if (connector is nn.Module connectorModule) modules.Add((SpatialConnectors.CheckpointPrefix, connectorModule));
         }
         return WeightsSnapshot.Of(modules);
     }
@@ -496,20 +496,18 @@ public sealed partial class SpatialMllmModel : IDisposable
     }
 
     /// <summary>
-    /// Refuses <paramref name="features"/> when this model encoded them and its encoders, merger or connector have changed
-    /// since: their tokens would be those of the model as it was.
+    /// Refuses <paramref name="features"/> when this model encoded them and a weight they were computed from — the vision
+    /// tower's, VGGT's aggregator's, the connector's that fused them — has changed since: their tokens would be those of
+    /// the model as it was. (Assigning another <see cref="connector"/> does not make them stale: they stay what the
+    /// connector that made them computes, as hooks and <see cref="VideoFeatures.FromTensors"/> features stay what they are.)
     /// </summary>
     internal void EnsureCurrent(VideoFeatures features)
     {
-        if (features.Origin is { } origin && ReferenceEquals(origin.Model, this))
-        {
-            string? changed = !ReferenceEquals(origin.Connector, _connector) ? "connector (another connector was assigned)"
-                : origin.Weights.FirstChange(EncoderWeights(features.Fusion ?? FusionMode.Full));
-            if (changed is not null)
-                throw new InvalidOperationException(
-                    $"These VideoFeatures were encoded before {changed} changed (an in-place edit, an optimizer step, load_state_dict " +
-                    "or a new Parameter): they are the tokens of the model as it was. Encode the video again (EncodeVideo / EncodeFrames).");
-        }
+        if (features.Origin is not { } origin || !ReferenceEquals(origin.Model, this)) return;
+        if (origin.Weights.FirstChange(EncoderWeights(features.Fusion ?? FusionMode.Full, origin.Connector)) is { } changed)
+            throw new InvalidOperationException(
+                $"These VideoFeatures were encoded before {changed} changed (an in-place edit, an optimizer step, load_state_dict " +
+                "or a new Parameter): they are the tokens of the model as it was. Encode the video again (EncodeVideo / EncodeFrames).");
     }
 
     /// <summary>The seed's evaluation decoding with the checkpoint's eos ids and repetition penalty

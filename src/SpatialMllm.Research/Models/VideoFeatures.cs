@@ -11,7 +11,7 @@ namespace SpatialMllm.Research.Models;
 /// The visual tokens of one video, ready to answer any number of questions about it. They are what the encoders, the
 /// merger and the connector computed when the video was encoded: the model that encoded them refuses them, saying why,
 /// once any of those weights has changed since (an edit, an optimizer step, <c>load_state_dict</c>, a new
-/// <c>Parameter</c> or connector) — encode the video again. The KV cache of the prompt's shared prefix kept here is
+/// <c>Parameter</c>) — encode the video again. The KV cache of the prompt's shared prefix kept here is
 /// rebuilt whenever the decoder's weights have changed.
 /// </summary>
 public sealed class VideoFeatures : IDisposable
@@ -95,5 +95,6 @@ public sealed class VideoFeatures : IDisposable
     sealed record SharedPrefix(Qwen2CausalLm Language, int[] Ids, Qwen2KvCache Cache, WeightsSnapshot Weights);
 }
 
-/// <summary>What <see cref="VideoFeatures"/> were computed from: the model, its connector and its encoders' weights then.</summary>
+/// <summary>What <see cref="VideoFeatures"/> were computed from: the model, the connector that fused them and the weights
+/// of both encoders and that connector then.</summary>
 internal sealed record EncodingOrigin(SpatialMllmModel Model, ISpatialConnector? Connector, WeightsSnapshot Weights);
