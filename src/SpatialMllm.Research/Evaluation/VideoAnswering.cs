@@ -56,7 +56,7 @@ internal static class AnswererFactory
 
 /// <summary>
 /// Spatial-MLLM (or plain Qwen2.5-VL) as an evaluation answerer: per video, frame sampling, decoding and preprocessing
-/// (<see cref="VideoEncoding.DecodeVideo"/>, on the CPU) then the visual encoders (<see cref="VideoEncoding.EncodeDecoded"/>)
+/// (<see cref="SpatialMllmModel.DecodeVideo"/>, on the CPU) then the visual encoders (<see cref="SpatialMllmModel.EncodeDecoded"/>)
 /// run once; the video's questions are then answered together over the cached fused tokens
 /// (<see cref="SpatialMllmModel.AnswerAll"/>).
 /// </summary>
