@@ -68,7 +68,7 @@ internal sealed class HubClient : IDisposable
     /// links to (X-Linked-Etag, for an LFS file the sha256 of its content), its size and the commit (X-Repo-Commit).</summary>
     public RepoFile Head(HubRepository repo, string commit, string file, CancellationToken cancel)
     {
-        using var response = Send(HttpMethod.Head, repo.ResolvePath(commit, file), null, cancel, stopAtOtherHost: true);
+        using var response = Send(HttpMethod.Head, repo.ResolvePath(commit, file), null, cancel, relativeRedirectsOnly: true);
         if (!response.IsSuccessStatusCode && !IsRedirect(response.StatusCode)) throw Refused(response, repo, commit, file);
         string? Header(string name) => response.Headers.TryGetValues(name, out var v) ? v.FirstOrDefault() : null;
         string? linkedEtag = Header("X-Linked-Etag");
@@ -91,8 +91,9 @@ internal sealed class HubClient : IDisposable
     }
 
     /// <summary>Sends a request and follows redirects; the token goes along only while the host is the hub's.
-    /// <paramref name="stopAtOtherHost"/>: return the redirect to another host (a HEAD reads the hub's headers on it).</summary>
-    HttpResponseMessage Send(HttpMethod method, string relativePath, RangeHeaderValue? range, CancellationToken cancel, bool stopAtOtherHost = false)
+    /// <paramref name="relativeRedirectsOnly"/>: follow a renamed repository's relative redirect but return the one to a
+    /// file's storage, whose X-Linked-* headers a HEAD reads (huggingface_hub's _httpx_follow_relative_redirects).</summary>
+    HttpResponseMessage Send(HttpMethod method, string relativePath, RangeHeaderValue? range, CancellationToken cancel, bool relativeRedirectsOnly = false)
     {
         var uri = new Uri(_endpoint, relativePath);
         for (int redirects = 0; ; redirects++)
@@ -108,8 +109,8 @@ internal sealed class HubClient : IDisposable
                                        "(default https://huggingface.co), or set HF_HUB_OFFLINE=1 to use only what is cached.", inner: e);
             }
             if (!IsRedirect(response.StatusCode) || response.Headers.Location is not { } location) return response;
+            if (relativeRedirectsOnly && location.IsAbsoluteUri) return response;
             var next = new Uri(uri, location);
-            if (stopAtOtherHost && !IsHubHost(next)) return response;
             response.Dispose();
             if (redirects == MaxRedirects) throw new HubException($"{method} {uri}: more than {MaxRedirects} redirects.");
             uri = next;
