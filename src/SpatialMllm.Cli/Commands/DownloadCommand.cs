@@ -23,9 +23,10 @@ internal static class DownloadCommand
                           "Default: a model's config, tokenizer, processor, generation config, chat template and safetensors; every file of a dataset.",
         };
         var localDir = new Option<string?>("--local-dir") { Description = "Put the files in this folder instead of the cache (as huggingface-cli --local-dir)." };
+        var refresh = new Option<bool>("--refresh") { Description = "Ask the hub where the branch or tag points now (a revision already in the cache is otherwise used as it is)." };
         var command = new Command("download", "Download a model or dataset from the Hugging Face hub into its cache (HF_HOME, HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE as huggingface_hub reads them).")
         {
-            repoId, revision, repoType, include, localDir,
+            repoId, revision, repoType, include, localDir, refresh,
         };
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
@@ -38,6 +39,7 @@ internal static class DownloadCommand
                 Revision = revisionInId ?? parse.GetValue(revision),
                 Include = parse.GetValue(include),
                 LocalDir = parse.GetValue(localDir),
+                Refresh = parse.GetValue(refresh),
                 Progress = new ProgressLines(parse.InvocationConfiguration.Error),
             };
             var snapshot = SnapshotDownload.Download(repo, options);

@@ -44,7 +44,8 @@ internal sealed class HubClient : IDisposable
             string commit = root.GetProperty("sha").GetString() ?? throw new JsonException("sha is null");
             var files = new List<RepoFile>();
             var bare = new List<string>();
-            foreach (var sibling in root.TryGetProperty("siblings", out var s) ? s.EnumerateArray() : default)
+            if (!root.TryGetProperty("siblings", out var siblings)) throw new JsonException("no siblings (file list)");
+            foreach (var sibling in siblings.EnumerateArray())
             {
                 string path = sibling.GetProperty("rfilename").GetString()!;
                 bool hasLfs = sibling.TryGetProperty("lfs", out var lfs) && lfs.ValueKind == JsonValueKind.Object;

@@ -18,6 +18,10 @@ public sealed record HubDownloadOptions
     /// <c>.cache/huggingface/</c>) instead of the cache's snapshot folder.</summary>
     public string? LocalDir { get; init; }
 
+    /// <summary>Ask the hub which commit the branch or tag points to now, even when the cache knows one (a cached
+    /// revision is otherwise used as it is, without any request).</summary>
+    public bool Refresh { get; init; }
+
     public IProgress<HubDownloadProgress>? Progress { get; init; }
 }
 
@@ -55,7 +59,7 @@ public static partial class SnapshotDownload
         var cache = new RepoCache(settings.CacheDir, repo);
         SnapshotTarget target = options.LocalDir is { } dir ? new LocalDirTarget(dir) : new CacheTarget(cache);
 
-        string? commit = IsCommitHash(revision) ? revision : cache.ReadRef(revision);
+        string? commit = IsCommitHash(revision) ? revision : options.Refresh ? null : cache.ReadRef(revision);
         string? incomplete = null;
         if (commit != null)
         {
@@ -76,10 +80,10 @@ public static partial class SnapshotDownload
         if (revision != commit) cache.WriteRef(revision, commit, bestEffort: options.LocalDir != null);
         // The hub lists every file's blob id and size; a file it does not describe is asked for with a HEAD request.
         var files = listed.Concat(withoutMetadata.Where(patterns.Matches).Select(path => client.Head(repo, commit, path, cancel))).ToList();
-        foreach (var file in files) RepoCache.CheckRelative(file.Path, repo);
         if (withoutMetadata.Count == 0) TreeCache.Write(target.TreeCacheFolder, commit, files);
 
         var wanted = files.Where(f => patterns.Matches(f.Path)).OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
+        foreach (var file in wanted) RepoCache.CheckRelative(file.Path, repo);
         if (wanted.Count == 0)
             throw new HubException($"{repo}@{revision}: none of its {files.Count + withoutMetadata.Count} files matches {patterns} " +
                                    $"(it has {string.Join(", ", files.Select(f => f.Path).Concat(withoutMetadata).Take(12))}{(files.Count > 12 ? ", …" : "")}).");

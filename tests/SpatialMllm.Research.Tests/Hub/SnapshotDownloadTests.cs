@@ -285,6 +285,14 @@ public sealed class SnapshotDownloadTests : IDisposable
         Assert.DoesNotContain(_hub.Requests, r => r.Contains("/tokenizer.json", StringComparison.Ordinal)); // the blob was there
         Assert.Equal(v2["model.safetensors"], File.ReadAllBytes(Path.Combine(latest.Folder, "model.safetensors")));
 
+        // main moves on: the cached ref is used until a refresh asks the hub.
+        var mainBefore = Download();
+        string third = _hub.AddCommit(Id, ModelFiles(seed: 3));
+        Assert.Equal(mainBefore.Commit, Download().Commit);
+        var refreshed = Download(new HubDownloadOptions { Refresh = true });
+        Assert.Equal(third, refreshed.Commit);
+        Assert.Equal(third, File.ReadAllText(Path.Combine(RepoFolder, "refs", "main")));
+
         var (parsed, revision) = HubRepository.Parse($"{Id}@v1");
         Assert.Equal(_repo, parsed);
         Assert.Equal("v1", revision);
