@@ -13,6 +13,9 @@ internal sealed class HubClient : IDisposable
 {
     const int MaxRedirects = 10;
 
+    /// <summary>How long a download waits for its next bytes before it takes the connection as broken (and resumes).</summary>
+    public static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(60);
+
     readonly HttpClient _http;
     readonly HubSettings _settings;
     readonly Uri _endpoint;
@@ -23,13 +26,11 @@ internal sealed class HubClient : IDisposable
         _endpoint = new Uri(settings.Endpoint + "/");
         _http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, ConnectTimeout = TimeSpan.FromSeconds(10) })
         {
-            // A download stalls rather than ends when the network goes; the body's reads time out on their own (ReadTimeout).
+            // A download stalls rather than ends when the network goes: its reads time out on their own (ReadTimeout).
             Timeout = Timeout.InfiniteTimeSpan,
         };
         _http.DefaultRequestHeaders.UserAgent.ParseAdd("spatial-mllm/0.1");
     }
-
-    public static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>The commit a revision (branch, tag or commit hash) points to, and its files.</summary>
     public (string Commit, IReadOnlyList<RepoFile> Files, IReadOnlyList<string> FilesWithoutMetadata) GetRevision(
@@ -43,7 +44,7 @@ internal sealed class HubClient : IDisposable
             var root = doc.RootElement;
             string commit = root.GetProperty("sha").GetString() ?? throw new JsonException("sha is null");
             var files = new List<RepoFile>();
-            var bare = new List<string>();
+            var withoutMetadata = new List<string>();
             if (!root.TryGetProperty("siblings", out var siblings)) throw new JsonException("no siblings (file list)");
             foreach (var sibling in siblings.EnumerateArray())
             {
@@ -54,9 +55,9 @@ internal sealed class HubClient : IDisposable
                     files.Add(hasLfs
                         ? new RepoFile(path, lfs.GetProperty("size").GetInt64(), blobId.GetString()!, lfs.GetProperty("sha256").GetString())
                         : new RepoFile(path, sibling.GetProperty("size").GetInt64(), blobId.GetString()!));
-                else bare.Add(path);
+                else withoutMetadata.Add(path);
             }
-            return (commit, files, bare);
+            return (commit, files, withoutMetadata);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

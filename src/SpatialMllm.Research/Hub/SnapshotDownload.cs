@@ -85,8 +85,11 @@ public static partial class SnapshotDownload
         var wanted = files.Where(f => patterns.Matches(f.Path)).OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
         foreach (var file in wanted) RepoCache.CheckRelative(file.Path, repo);
         if (wanted.Count == 0)
-            throw new HubException($"{repo}@{revision}: none of its {files.Count + withoutMetadata.Count} files matches {patterns} " +
-                                   $"(it has {string.Join(", ", files.Select(f => f.Path).Concat(withoutMetadata).Take(12))}{(files.Count > 12 ? ", …" : "")}).");
+        {
+            var all = listed.Select(f => f.Path).Concat(withoutMetadata).Order(StringComparer.Ordinal).ToList();
+            throw new HubException($"{repo}@{revision}: none of its {all.Count} files matches {patterns} " +
+                                   $"(it has {string.Join(", ", all.Take(12))}{(all.Count > 12 ? ", …" : "")}).");
+        }
         var toFetch = wanted.Where(f => !target.Has(commit, f)).ToList();
         for (int i = 0; i < toFetch.Count; i++)
             Fetch(client, repo, commit, toFetch[i], target, i, toFetch.Count, options.Progress, cancel);
