@@ -1,9 +1,10 @@
 using System.CommandLine;
 using SpatialMllm.Cli.Commands;
 
-var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in TorchSharp — run, verify, sample frames, evaluate.")
+var root = new RootCommand("spatial-mllm: Spatial-MLLM (Qwen2.5-VL + VGGT) in TorchSharp — download, run, verify, sample frames, evaluate.")
 {
     DemoCommand.Create(),
+    DownloadCommand.Create(),
     EnvCommand.Create(),
     InspectCommand.Create(),
     SampleFramesCommand.Create(),

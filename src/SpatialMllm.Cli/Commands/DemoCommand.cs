@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Hub;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Notebooks;
 using SpatialMllm.Research.Runtime;
@@ -18,7 +19,7 @@ internal static class DemoCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model folder; the default is made if absent.", DefaultValueFactory = _ => TinyFolder };
+        var model = new Option<string>("--model") { Description = "Model folder or owner/name on the Hugging Face hub; the default is made if absent.", DefaultValueFactory = _ => TinyFolder };
         var video = new Option<string?>("--video") { Description = "Video file or frame folder; default: a synthetic video beside the tiny checkpoint." };
         var question = new Option<string>("--question") { Description = "The question.", DefaultValueFactory = _ => "How many chairs are in the room? Please answer the question using a single word or phrase." };
         var frames = new Option<int>("--frames") { Description = "Frames sampled uniformly (the paper uses 16).", DefaultValueFactory = _ => 8 };
@@ -38,6 +39,7 @@ internal static class DemoCommand
                 if (modelDir == TinyFolder) modelDir = tiny.ModelDir;
                 videoPath ??= tiny.VideoPath;
             }
+            modelDir = HubModels.ResolveFolder(modelDir);
 
             var clock = Stopwatch.StartNew();
             var d = TorchRuntime.ParseDevice(parse.GetValue(device));

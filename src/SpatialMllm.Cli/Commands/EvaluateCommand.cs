@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Hub;
 using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Cli.Commands;
@@ -87,7 +88,7 @@ internal static class EvaluateCommand
         string videosDescription, string maxNewTokensDescription, int defaultMaxNewTokens, IReadOnlyList<Option> benchmarkOptions,
         Func<ParseResult, EvaluationInputs, BenchmarkSetup> setup)
     {
-        var model = new Option<string?>("--model") { Description = "Checkpoint folder." };
+        var model = new Option<string?>("--model") { Description = "Checkpoint folder, or owner/name on the Hugging Face hub (downloaded into its cache when missing)." };
         var data = new Option<string>("--data") { Description = dataDescription, Required = true };
         var dataset = new Option<string?>("--dataset") { Description = datasetDescription };
         var videos = new Option<string?>("--videos") { Description = videosDescription };
@@ -159,6 +160,7 @@ internal static class EvaluateCommand
             bool isDryRun = parse.GetValue(dryRun);
             string? modelDir = parse.GetValue(model);
             if (modelDir == null && !isDryRun) throw new ArgumentException("--model is required (or --dry-run).");
+            if (modelDir != null && !isDryRun) modelDir = HubModels.ResolveFolder(modelDir);
             var errorPolicy = parse.GetValue(onError) == "skip" ? OnVideoError.Skip : OnVideoError.Stop;
             RunManifest Manifest(string deviceName) => RunManifest.Describe(name, isDryRun ? null : modelDir, run.Options,
                 deviceName.StartsWith("cuda", StringComparison.Ordinal) ? "bfloat16" : "float32", run.StripAnswers, run.DatasetPath);

@@ -39,12 +39,14 @@ internal sealed class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new CheckpointFormatException($"{path}: file not found.");
-        long length = new FileInfo(path).Length;
-        if (length < 8)
-            throw new CheckpointFormatException($"{path}: truncated ({length} bytes; a safetensors file starts with an 8-byte header length).");
         byte[] header;
+        long length;
         using (var stream = File.OpenRead(path))
         {
+            // The open file's length, not FileInfo's: in a Hugging Face cache the path is a symlink to its blob.
+            length = stream.Length;
+            if (length < 8)
+                throw new CheckpointFormatException($"{path}: truncated ({length} bytes; a safetensors file starts with an 8-byte header length).");
             Span<byte> lengthBytes = stackalloc byte[8];
             stream.ReadExactly(lengthBytes);
             long headerLength = BitConverter.ToInt64(lengthBytes);

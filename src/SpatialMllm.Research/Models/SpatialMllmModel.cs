@@ -168,6 +168,7 @@ public sealed partial class SpatialMllmModel : IDisposable
     /// (<see cref="TorchRuntime.UseFullFloat32Precision"/>).</param>
     public static SpatialMllmModel Load(string folder, Device? device = null, ScalarType? dtype = null)
     {
+        folder = Hub.HubModels.ResolveFolder(folder);
         TorchRuntime.EnsureLoaded();
         device ??= TorchRuntime.DefaultDevice;
         var type = dtype ?? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32);
