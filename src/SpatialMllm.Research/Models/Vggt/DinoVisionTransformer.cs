@@ -36,7 +36,7 @@ public sealed class DinoVisionTransformer : nn.Module
         register_tokens = nn.Parameter(torch.zeros([1, numRegisterTokens, dim], dtype: dtype, device: device));
         mask_token = nn.Parameter(torch.zeros([1, dim], dtype: dtype, device: device));
         blocks = nn.ModuleList(Enumerable.Range(0, config.Depth)
-            .Select(_ => new VggtBlock(dim, config.NumHeads, config.MlpRatio, NormEps, qkNorm: false, device, dtype)).ToArray());
+            .Select(_ => new VggtBlock(dim, config.NumHeads, config.MlpRatio, NormEps, qkNorm: false, device: device, dtype: dtype)).ToArray());
         norm = nn.LayerNorm(dim, eps: NormEps, device: device, dtype: dtype);
         RegisterComponents();
     }
