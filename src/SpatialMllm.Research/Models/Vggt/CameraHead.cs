@@ -27,7 +27,7 @@ public sealed class CameraHead : nn.Module
         : base(nameof(CameraHead))
     {
         trunk = nn.ModuleList(Enumerable.Range(0, config.TrunkDepth)
-            .Select(_ => new VggtBlock(dimIn, config.NumHeads, mlpRatio, 1e-5, qkNorm: false, device: device, dtype: dtype)).ToArray());
+            .Select(_ => new VggtBlock(dimIn, config.NumHeads, mlpRatio, 1e-5, qkNorm: false, device, dtype)).ToArray());
         token_norm = nn.LayerNorm(dimIn, device: device, dtype: dtype);
         trunk_norm = nn.LayerNorm(dimIn, device: device, dtype: dtype);
         empty_pose_tokens = nn.Parameter(torch.zeros([1, 1, PoseEncodingDim], dtype: dtype, device: device));

@@ -36,14 +36,15 @@ public sealed class DinoVisionTransformer : nn.Module
         register_tokens = nn.Parameter(torch.zeros([1, numRegisterTokens, dim], dtype: dtype, device: device));
         mask_token = nn.Parameter(torch.zeros([1, dim], dtype: dtype, device: device));
         blocks = nn.ModuleList(Enumerable.Range(0, config.Depth)
-            .Select(_ => new VggtBlock(dim, config.NumHeads, config.MlpRatio, NormEps, qkNorm: false, device: device, dtype: dtype)).ToArray());
+            .Select(_ => new VggtBlock(dim, config.NumHeads, config.MlpRatio, NormEps, qkNorm: false, device, dtype)).ToArray());
         norm = nn.LayerNorm(dim, eps: NormEps, device: device, dtype: dtype);
         RegisterComponents();
     }
 
     public int NumRegisterTokens => (int)register_tokens.shape[1];
 
-    /// <summary>Normalised images [N, 3, H, W] → patch tokens [N, (H/14)·(W/14), C].</summary>
+    /// <summary>Normalised images [N, 3, H, W] (<see cref="VggtAggregator.NormalizeImages"/>) → the final-norm patch
+    /// tokens [N, (H/14)·(W/14), C], VGGT's <c>x_norm_patchtokens</c>.</summary>
     public Tensor forward(Tensor images)
     {
         using var scope = torch.NewDisposeScope();

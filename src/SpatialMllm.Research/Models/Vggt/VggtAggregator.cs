@@ -35,7 +35,7 @@ public sealed class VggtAggregator : nn.Module
         if (config.PatchEmbed.EmbedDim != config.EmbedDim)
             throw new ArgumentException($"The DINO patch embed width {config.PatchEmbed.EmbedDim} must equal the aggregator's embed_dim {config.EmbedDim}.");
         patch_embed = new DinoVisionTransformer(config.ImgSize, config.PatchSize, config.NumRegisterTokens, config.PatchEmbed, device, dtype);
-        VggtBlock Block() => new(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, new RotaryPositionEmbedding2D(), device, dtype);
+        VggtBlock Block() => new(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, device, dtype, rope: new RotaryPositionEmbedding2D());
         frame_blocks = nn.ModuleList(Enumerable.Range(0, Depth).Select(_ => Block()).ToArray());
         global_blocks = nn.ModuleList(Enumerable.Range(0, Depth).Select(_ => Block()).ToArray());
         camera_token = nn.Parameter(torch.zeros([1, 2, 1, EmbedDim], dtype: dtype, device: device));

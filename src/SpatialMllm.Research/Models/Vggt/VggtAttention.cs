@@ -25,7 +25,7 @@ public sealed class VggtAttention : nn.Module
     /// <summary>The 2D rotary embedding of q and k (the aggregator's blocks), or null (DINOv2, the camera head's trunk).</summary>
     public readonly RotaryPositionEmbedding2D? rope;
 
-    public VggtAttention(int dim, int numHeads, bool qkNorm, RotaryPositionEmbedding2D? rope = null, Device? device = null, ScalarType? dtype = null)
+    public VggtAttention(int dim, int numHeads, bool qkNorm, Device? device = null, ScalarType? dtype = null, RotaryPositionEmbedding2D? rope = null)
         : base(nameof(VggtAttention))
     {
         if (dim % numHeads != 0) throw new ArgumentException($"dim {dim} is not divisible by {numHeads} heads.");

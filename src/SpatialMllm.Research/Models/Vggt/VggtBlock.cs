@@ -19,11 +19,11 @@ public sealed class VggtBlock : nn.Module
     public readonly VggtMlp mlp;
     public readonly LayerScale ls2;
 
-    public VggtBlock(int dim, int numHeads, double mlpRatio, double normEps, bool qkNorm, RotaryPositionEmbedding2D? rope = null,
-        Device? device = null, ScalarType? dtype = null) : base(nameof(VggtBlock))
+    public VggtBlock(int dim, int numHeads, double mlpRatio, double normEps, bool qkNorm, Device? device = null, ScalarType? dtype = null,
+        RotaryPositionEmbedding2D? rope = null) : base(nameof(VggtBlock))
     {
         norm1 = nn.LayerNorm(dim, eps: normEps, device: device, dtype: dtype);
-        attn = new VggtAttention(dim, numHeads, qkNorm, rope, device, dtype);
+        attn = new VggtAttention(dim, numHeads, qkNorm, device, dtype, rope);
         ls1 = new LayerScale(dim, device, dtype);
         norm2 = nn.LayerNorm(dim, eps: normEps, device: device, dtype: dtype);
         mlp = new VggtMlp(dim, (int)(dim * mlpRatio), dim, device, dtype);
