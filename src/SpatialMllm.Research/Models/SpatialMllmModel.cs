@@ -92,8 +92,10 @@ public sealed partial class SpatialMllmModel : IDisposable
 
     /// <summary>
     /// Every point a hook can read or replace, in the order a forward pass meets them: <c>pixel_values_videos</c>,
-    /// <c>visual.blocks.{i}</c> (block outputs, in the tower's window order), <c>vision_embeds</c> [N, hidden] (the
-    /// connector's first input), <c>spatial_encoder.vggt_model.aggregator.frame_blocks.{i}</c> [S, 5+P, D] and
+    /// <c>visual.patch_embed</c> (the first block's input), <c>visual.blocks.{i}</c> (block outputs, in transformers'
+    /// window order), <c>vision_embeds</c> [N, hidden] (the connector's first input),
+    /// <c>spatial_encoder.vggt_model.aggregator.patch_embed</c> (DINO's patch tokens),
+    /// <c>spatial_encoder.vggt_model.aggregator.frame_blocks.{i}</c> [S, 5+P, D] and
     /// <c>.global_blocks.{i}</c> [1, S·(5+P), D] (the next block's input), <c>spatial_tokens</c> [S, 5+P, 2·D] (the
     /// aggregator layer the connector reads), <c>fused_embeds</c> [N, hidden] (the connector's output),
     /// <c>input_ids</c>, <c>position_ids</c>, <c>inputs_embeds</c> [1, L, hidden], <c>model.layers.{i}</c> [1, L, hidden]

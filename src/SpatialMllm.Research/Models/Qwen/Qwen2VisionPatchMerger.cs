@@ -26,7 +26,11 @@ public sealed class Qwen2VisionPatchMerger : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>[patches, hidden] (merge units contiguous) → [patches / m², out_hidden].</summary>
+    /// <summary>
+    /// [patches, hidden] (merge units contiguous) → [patches / m², out_hidden]. In the tower its input is the last
+    /// block's output in window order; transformers' forward then restores the input order with
+    /// <c>index_select(0, argsort(window_index))</c> (see <see cref="Qwen2VisionTransformer.get_window_index"/>).
+    /// </summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();

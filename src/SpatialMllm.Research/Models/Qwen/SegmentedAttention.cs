@@ -29,6 +29,35 @@ internal sealed class SegmentedAttention : IDisposable
         _restore = torch.tensor(restore, device: device).DetachFromDisposeScope();
     }
 
+    /// <summary>
+    /// The segments of transformers' <c>cu_seqlens</c> (boundaries [segments + 1], from 0 to <paramref name="tokens"/>,
+    /// non-decreasing; an empty segment, as <c>get_window_index</c>'s padding makes, attends nothing), batched by length.
+    /// </summary>
+    public static SegmentedAttention FromCuSeqlens(Tensor cuSeqlens, long tokens, Device device)
+    {
+        if (cuSeqlens.dim() != 1 || cuSeqlens.shape[0] < 2 || cuSeqlens.is_floating_point())
+            throw new ArgumentException($"cu_seqlens must be a 1-D integer tensor of segment boundaries [segments + 1], got {cuSeqlens.dtype} [{string.Join(", ", cuSeqlens.shape)}].", nameof(cuSeqlens));
+        using var host = cuSeqlens.to(ScalarType.Int64).cpu();
+        var bounds = host.data<long>().ToArray();
+        if (bounds[0] != 0 || bounds[^1] != tokens || bounds.Zip(bounds.Skip(1)).Any(p => p.Second < p.First))
+            throw new ArgumentException(
+                $"cu_seqlens must rise from 0 to the token count {tokens} without going down, got [{string.Join(", ", bounds)}].", nameof(cuSeqlens));
+        // Segments of one length in the order they come; the gather only where that is not already the token order.
+        var byLength = new Dictionary<long, List<long>>();
+        var lengths = new List<long>();
+        for (int i = 0; i + 1 < bounds.Length; i++)
+        {
+            long length = bounds[i + 1] - bounds[i];
+            if (length == 0) continue;
+            if (!byLength.TryGetValue(length, out var starts)) { byLength[length] = starts = []; lengths.Add(length); }
+            starts.Add(bounds[i]);
+        }
+        var order = lengths.SelectMany(length => byLength[length].SelectMany(start => Enumerable.Range(0, (int)length).Select(j => start + j))).ToArray();
+        var groups = lengths.Select(length => (byLength[length].Count, checked((int)length))).ToArray();
+        bool inOrder = order.Select((position, i) => position == i).All(same => same);
+        return new SegmentedAttention(inOrder ? null : order, groups, device);
+    }
+
     /// <summary>q, k, v: [tokens, heads, head_dim] → [tokens, heads·head_dim].</summary>
     public Tensor Attend(Tensor q, Tensor k, Tensor v)
     {

@@ -30,6 +30,8 @@ internal sealed class VisionAttentionPlan
     public int PatchCount => UnitOrder.Length * _unitSize;
 
     readonly int _unitSize;
+    readonly IReadOnlyList<(int T, int H, int W)> _grids;
+    readonly int _mergeSize, _windowUnits;
 
     /// <param name="grids">(t, h, w) in patches for each video or image, in input order.</param>
     /// <param name="windowUnits">Window side in merge units: window_size / spatial_merge_size / patch_size.</param>
@@ -82,15 +84,67 @@ internal sealed class VisionAttentionPlan
         SliceGroups = sliceGroups.ToArray();
         SliceOrder = sliceOrder.ToArray();
 
-        PatchRowCol = PatchPositions(grids, mergeSize);
+        PatchRowCol = PatchPositions(grids, mergeSize, UnitOrder);
+        (_grids, _mergeSize, _windowUnits) = (grids, mergeSize, windowUnits);
     }
 
-    /// <summary>Patch (row, col) in processed order: unit (row r, col c) holds patches (r·m + i, c·m + j), i, j &lt; m.</summary>
-    float[] PatchPositions(IReadOnlyList<(int T, int H, int W)> grids, int mergeSize)
+    /// <summary>
+    /// The processed position of every patch, in transformers' window order (<see cref="WindowIndex"/>): what the
+    /// tower's hooks show, so that a block's input and output there are what transformers' forward passes and returns.
+    /// </summary>
+    public long[] PatchesInWindowOrder()
     {
-        // Per input unit: (video grid width in units, unit index within its frame).
-        var unitRow = new int[UnitOrder.Length];
-        var unitCol = new int[UnitOrder.Length];
+        var (windowIndex, _) = WindowIndex(_grids, _mergeSize, _windowUnits);
+        var patches = new long[PatchCount];
+        int p = 0;
+        foreach (long unit in windowIndex)
+            for (long s = 0, first = UnitPosition[unit] * _unitSize; s < _unitSize; s++)
+                patches[p++] = first + s;
+        return patches;
+    }
+
+    /// <summary>
+    /// transformers' <c>get_window_index</c>: the merge units (indices into the input units) in window order — frame by
+    /// frame, windows in raster order, units in raster order within a window — and <c>cu_window_seqlens</c>, the window
+    /// boundaries in patches starting at 0. Each frame's merged grid is padded to a multiple of the window (a whole extra
+    /// window when it already divides), so empty windows repeat a boundary, as in the reference.
+    /// </summary>
+    public static (long[] WindowIndex, int[] CuWindowSeqlens) WindowIndex(IReadOnlyList<(int T, int H, int W)> grids, int mergeSize, int windowUnits)
+    {
+        int unitSize = mergeSize * mergeSize;
+        var windowIndex = new List<long>();
+        var cuWindowSeqlens = new List<int> { 0 };
+        long unitBase = 0;
+        foreach (var (t, h, w) in grids)
+        {
+            int rows = h / mergeSize, cols = w / mergeSize;
+            int windowsH = (rows + windowUnits - rows % windowUnits) / windowUnits;
+            int windowsW = (cols + windowUnits - cols % windowUnits) / windowUnits;
+            for (int frame = 0; frame < t; frame++)
+            for (int wh = 0; wh < windowsH; wh++)
+            for (int ww = 0; ww < windowsW; ww++)
+            {
+                int units = 0;
+                for (int r = wh * windowUnits; r < Math.Min((wh + 1) * windowUnits, rows); r++)
+                for (int c = ww * windowUnits; c < Math.Min((ww + 1) * windowUnits, cols); c++, units++)
+                    windowIndex.Add(unitBase + ((long)frame * rows + r) * cols + c);
+                cuWindowSeqlens.Add(cuWindowSeqlens[^1] + units * unitSize);
+            }
+            unitBase += (long)t * rows * cols;
+        }
+        return (windowIndex.ToArray(), cuWindowSeqlens.ToArray());
+    }
+
+    /// <summary>
+    /// Patch (row, col) of every patch, [patches·2]: the units of <paramref name="unitOrder"/> (indices into the input
+    /// units; null: the input order), unit (row r, col c) holding patches (r·m + i, c·m + j), i, j &lt; m.
+    /// </summary>
+    public static float[] PatchPositions(IReadOnlyList<(int T, int H, int W)> grids, int mergeSize, long[]? unitOrder = null)
+    {
+        // Per input unit: its (row, col) within its frame, in units.
+        long unitCount = grids.Sum(g => (long)g.T * (g.H / mergeSize) * (g.W / mergeSize));
+        var unitRow = new int[unitCount];
+        var unitCol = new int[unitCount];
         long unitBase = 0;
         foreach (var (t, h, w) in grids)
         {
@@ -103,15 +157,18 @@ internal sealed class VisionAttentionPlan
             }
             unitBase += (long)t * rows * cols;
         }
-        var rowCol = new float[PatchCount * 2];
+        var rowCol = new float[unitCount * mergeSize * mergeSize * 2];
         int p = 0;
-        foreach (long unit in UnitOrder)
+        for (long n = 0; n < unitCount; n++)
+        {
+            long unit = unitOrder?[n] ?? n;
             for (int i = 0; i < mergeSize; i++)
             for (int j = 0; j < mergeSize; j++)
             {
                 rowCol[p++] = unitRow[unit] * mergeSize + i;
                 rowCol[p++] = unitCol[unit] * mergeSize + j;
             }
+        }
         return rowCol;
     }
 }

@@ -39,8 +39,9 @@ public sealed class CameraHead : nn.Module
     }
 
     /// <summary>
-    /// Last aggregator layer [B, S, P', 2D] → pose encoding [B, S, 9] after <paramref name="iterations"/> refinement
-    /// steps (VGGT uses 4 and reports the last).
+    /// Last aggregator layer [B, S, P', 2D] (VGGT's <c>aggregated_tokens_list[-1]</c>: concat of the last frame and
+    /// global blocks' outputs; only the camera tokens, index 0 of each frame, are read) → pose encoding [B, S, 9] after
+    /// <paramref name="iterations"/> refinement steps (VGGT's <c>num_iterations</c>, 4; it reports the last).
     /// </summary>
     public Tensor forward(Tensor lastLayerTokens, int iterations = 4)
     {

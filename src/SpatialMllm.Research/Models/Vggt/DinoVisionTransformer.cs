@@ -43,7 +43,8 @@ public sealed class DinoVisionTransformer : nn.Module
 
     public int NumRegisterTokens => (int)register_tokens.shape[1];
 
-    /// <summary>Normalised images [N, 3, H, W] → patch tokens [N, (H/14)·(W/14), C].</summary>
+    /// <summary>Normalised images [N, 3, H, W] (<see cref="VggtAggregator.NormalizeImages"/>) → the final-norm patch
+    /// tokens [N, (H/14)·(W/14), C], VGGT's <c>x_norm_patchtokens</c>.</summary>
     public Tensor forward(Tensor images)
     {
         using var scope = torch.NewDisposeScope();

@@ -62,11 +62,38 @@ public sealed class DptHead : nn.Module
     /// images of <paramref name="imageHeight"/> × <paramref name="imageWidth"/>, processing
     /// <paramref name="framesChunkSize"/> frames at a time (memory only; the result does not depend on it).
     /// </summary>
-    public (Tensor Values, Tensor Confidence) forward(VggtLayerOutputs layers, long imageHeight, long imageWidth, int framesChunkSize = 8)
+    public (Tensor Values, Tensor Confidence) forward(VggtLayerOutputs layers, long imageHeight, long imageWidth, int framesChunkSize = 8) =>
+        Forward(layer => layers[layer], layers.PatchStartIndex, imageHeight, imageWidth, framesChunkSize);
+
+    /// <summary>
+    /// VGGT's <c>DPTHead.forward(aggregated_tokens_list, images, patch_start_idx)</c>: the same on a list of every
+    /// aggregator layer's output (index = layer; each [B, S, P', 2D], concat(frame block output, global block output),
+    /// e.g. from the hooks), with the image size in place of the images.
+    /// </summary>
+    public (Tensor Values, Tensor Confidence) forward(IReadOnlyList<Tensor> aggregatedTokensList, long imageHeight, long imageWidth,
+        int patchStartIndex, int framesChunkSize = 8)
+    {
+        int needed = _layerIndexes.Max() + 1;
+        if (aggregatedTokensList.Count < needed)
+            throw new ArgumentException($"The DPT head reads aggregator layers {string.Join(", ", _layerIndexes)}: aggregated_tokens_list needs at least {needed} layers, got {aggregatedTokensList.Count}.",
+                nameof(aggregatedTokensList));
+        return Forward(layer => aggregatedTokensList[layer], patchStartIndex, imageHeight, imageWidth, framesChunkSize);
+    }
+
+    (Tensor Values, Tensor Confidence) Forward(Func<int, Tensor> layers, int patchStartIndex, long imageHeight, long imageWidth, int framesChunkSize)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        var first = layers[_layerIndexes[0]];
+        long patchH = imageHeight / _patchSize, patchW = imageWidth / _patchSize;
+        foreach (int index in _layerIndexes)
+        {
+            var tokens = layers(index);
+            if (tokens.dim() != 4 || tokens.shape[2] != patchStartIndex + patchH * patchW || tokens.shape[3] != norm.weight!.shape[0])
+                throw new ArgumentException(
+                    $"Aggregator layer {index} is [{string.Join(", ", tokens.shape)}]; the DPT head expects [B, S, {patchStartIndex} + {patchH}·{patchW}, {norm.weight!.shape[0]}] " +
+                    $"for {imageHeight}×{imageWidth} images.");
+        }
+        var first = layers(_layerIndexes[0]);
         long s = first.shape[1];
         var values = new List<Tensor>();
         var confidences = new List<Tensor>();
@@ -74,7 +101,7 @@ public sealed class DptHead : nn.Module
         {
             long count = Math.Min(framesChunkSize, s - start);
             using var chunkScope = torch.NewDisposeScope();
-            var (v, c) = ForwardFrames(layers, start, count, imageHeight, imageWidth);
+            var (v, c) = ForwardFrames(layers, patchStartIndex, start, count, imageHeight, imageWidth);
             values.Add(v.MoveToOuterDisposeScope());
             confidences.Add(c.MoveToOuterDisposeScope());
         }
@@ -83,7 +110,7 @@ public sealed class DptHead : nn.Module
         return (allValues.MoveToOuterDisposeScope(), allConfidences.MoveToOuterDisposeScope());
     }
 
-    (Tensor Values, Tensor Confidence) ForwardFrames(VggtLayerOutputs layers, long start, long count, long imageHeight, long imageWidth)
+    (Tensor Values, Tensor Confidence) ForwardFrames(Func<int, Tensor> layers, int patchStartIndex, long start, long count, long imageHeight, long imageWidth)
     {
         var dtype = norm.weight!.dtype;
         long patchH = imageHeight / _patchSize, patchW = imageWidth / _patchSize;
@@ -91,10 +118,10 @@ public sealed class DptHead : nn.Module
         var features = new Tensor[4];
         for (int k = 0; k < 4; k++)
         {
-            var tokens = layers[_layerIndexes[k]];
+            var tokens = layers(_layerIndexes[k]);
             long b = tokens.shape[0];
             // [B, S, P', 2D] → this chunk's patch tokens [B·s, P, 2D] → normalised → [B·s, 2D, patchH, patchW]
-            var x = tokens[.., TensorIndex.Slice(start, start + count), layers.PatchStartIndex..].to(dtype).reshape(b * count, patchH * patchW, tokens.shape[3]);
+            var x = tokens[.., TensorIndex.Slice(start, start + count), patchStartIndex..].to(dtype).reshape(b * count, patchH * patchW, tokens.shape[3]);
             x = norm.forward(x).permute(0, 2, 1).reshape(b * count, tokens.shape[3], patchH, patchW);
             x = projects[k].forward(x);
             x = AddUvPosEmbed(x, aspect);
@@ -114,7 +141,7 @@ public sealed class DptHead : nn.Module
             _ => throw new InvalidOperationException(_activation.ToString()),
         };
         var confidence = 1 + channelsLast[TensorIndex.Ellipsis, -1].exp();
-        long batch = layers[_layerIndexes[0]].shape[0];
+        long batch = layers(_layerIndexes[0]).shape[0];
         return (values.reshape([batch, count, .. values.shape[1..]]), confidence.reshape([batch, count, .. confidence.shape[1..]]));
     }
 

@@ -4,15 +4,15 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Vggt;
 
 /// <summary>
-/// cos/sin tables of VGGT's 2D rotary embedding for one frame's tokens, [N, 1, headDim] each (tokens, then heads): the first half of the
-/// head dims rotates with the token's row, the second half with its column (each half with rotate-half RoPE).
+/// cos/sin tables of VGGT's 2D rotary embedding for given token positions, [N, 1, headDim] each (tokens, then heads;
+/// [B, N, 1, headDim] for positions that differ across the batch): the first half of the head dims rotates with the
+/// token's row, the second half with its column (each half with rotate-half RoPE). What
+/// <see cref="RotaryPositionEmbedding2D"/> computes, as tables built once per forward and read by every block (and by
+/// the fused kernel, <see cref="FusedQkNormRope"/>).
 /// </summary>
 internal sealed class Rope2D : IDisposable
 {
-    /// <summary>VGGT's <c>rope_freq</c>.</summary>
-    public const double BaseFrequency = 100.0;
-
-    readonly Tensor _cos, _signedSin;   // [N, 1, headDim]
+    readonly Tensor _cos, _signedSin;   // [N, 1, headDim] or [B, N, 1, headDim]
 
     Rope2D(Tensor cos, Tensor signedSin) { _cos = cos; _signedSin = signedSin; }
 
@@ -25,40 +25,44 @@ internal sealed class Rope2D : IDisposable
     /// <summary>
     /// Tables for <paramref name="specialTokens"/> tokens at position (0,0) followed by a
     /// <paramref name="gridH"/>×<paramref name="gridW"/> patch grid at (row+1, col+1), repeated
-    /// <paramref name="repeats"/> times (the frames of a global-attention sequence).
+    /// <paramref name="repeats"/> times (the frames of a global-attention sequence): the aggregator's positions
+    /// (<see cref="VggtAggregator.TokenPositions"/>).
     /// </summary>
     public static Rope2D Create(long gridH, long gridW, int specialTokens, int repeats, int headDim, ScalarType dtype, Device device)
     {
+        using var positions = VggtAggregator.TokenPositions(repeats, gridH, gridW, specialTokens, device);
+        using var flat = positions.view(-1, 2);
+        return FromPositions(flat, headDim, RotaryPositionEmbedding2D.DefaultFrequency, dtype);
+    }
+
+    /// <summary>Tables for positions [N, 2] or [B, N, 2] (row, col; integers) in <paramref name="dtype"/>.</summary>
+    public static Rope2D FromPositions(Tensor positions, int headDim, double frequency, ScalarType dtype)
+    {
         if (headDim % 4 != 0) throw new ArgumentException($"2D RoPE needs a head dimension divisible by 4, got {headDim}.");
         using var scope = torch.NewDisposeScope();
+        var device = positions.device;
         int half = headDim / 2;
         // Reference: inv_freq = 1 / base^(arange(0, half, 2) / half), in fp32.
         var exponents = torch.arange(0, half, 2, dtype: ScalarType.Float32, device: device).div(half);
-        var invFreq = torch.full_like(exponents, BaseFrequency).pow(exponents).reciprocal();
+        var invFreq = torch.full_like(exponents, frequency).pow(exponents).reciprocal();
 
-        var rows = torch.arange(1, gridH + 1, dtype: ScalarType.Float32, device: device).repeat_interleave(gridW);
-        var cols = torch.arange(1, gridW + 1, dtype: ScalarType.Float32, device: device).repeat(gridH);
-        var special = torch.zeros(specialTokens, dtype: ScalarType.Float32, device: device);
-        rows = torch.cat([special, rows]);
-        cols = torch.cat([special, cols]);
-
-        (Tensor cos, Tensor sin) Half(Tensor positions)
+        var rowsCols = positions.to(ScalarType.Float32);
+        (Tensor cos, Tensor sin) Half(Tensor coordinate)
         {
             // The reference casts the angles to the activation dtype before cos/sin (bf16 angles in Spatial-MLLM).
-            var angles = torch.outer(positions, invFreq).to(dtype);
-            angles = torch.cat([angles, angles], dim: -1);   // [N, half]
+            var angles = (coordinate.unsqueeze(-1) * invFreq).to(dtype);   // outer(positions, inv_freq)
+            angles = torch.cat([angles, angles], dim: -1);                  // [.., N, half]
             return (angles.cos(), angles.sin());
         }
-        var (cosRow, sinRow) = Half(rows);
-        var (cosCol, sinCol) = Half(cols);
-        var cos = torch.cat([cosRow, cosCol], dim: -1);       // [N, headDim]
+        var (cosRow, sinRow) = Half(rowsCols.select(-1, 0));
+        var (cosCol, sinCol) = Half(rowsCols.select(-1, 1));
+        var cos = torch.cat([cosRow, cosCol], dim: -1);       // [.., N, headDim]
         var sin = torch.cat([sinRow, sinCol], dim: -1);
-        if (repeats > 1) { cos = cos.repeat(repeats, 1); sin = sin.repeat(repeats, 1); }
         // Signed sin: within each half, the first quarter negated (see Apply); a multiply by ±1 is exact.
         int quarter = headDim / 4;
         var sign = torch.tensor(Enumerable.Range(0, headDim).Select(i => i % half < quarter ? -1.0 : 1.0).ToArray(), dtype: dtype, device: device);
         var signedSin = sin * sign;
-        return new Rope2D(cos.unsqueeze(1).MoveToOuterDisposeScope(), signedSin.unsqueeze(1).MoveToOuterDisposeScope());
+        return new Rope2D(cos.unsqueeze(-2).MoveToOuterDisposeScope(), signedSin.unsqueeze(-2).MoveToOuterDisposeScope());
     }
 
     /// <summary>

@@ -35,10 +35,9 @@ public sealed class VggtAggregator : nn.Module
         if (config.PatchEmbed.EmbedDim != config.EmbedDim)
             throw new ArgumentException($"The DINO patch embed width {config.PatchEmbed.EmbedDim} must equal the aggregator's embed_dim {config.EmbedDim}.");
         patch_embed = new DinoVisionTransformer(config.ImgSize, config.PatchSize, config.NumRegisterTokens, config.PatchEmbed, device, dtype);
-        frame_blocks = nn.ModuleList(Enumerable.Range(0, Depth)
-            .Select(_ => new VggtBlock(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, device, dtype)).ToArray());
-        global_blocks = nn.ModuleList(Enumerable.Range(0, Depth)
-            .Select(_ => new VggtBlock(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, device, dtype)).ToArray());
+        VggtBlock Block() => new(EmbedDim, config.NumHeads, config.MlpRatio, BlockNormEps, qkNorm: true, device, dtype, rope: new RotaryPositionEmbedding2D());
+        frame_blocks = nn.ModuleList(Enumerable.Range(0, Depth).Select(_ => Block()).ToArray());
+        global_blocks = nn.ModuleList(Enumerable.Range(0, Depth).Select(_ => Block()).ToArray());
         camera_token = nn.Parameter(torch.zeros([1, 2, 1, EmbedDim], dtype: dtype, device: device));
         register_token = nn.Parameter(torch.zeros([1, 2, config.NumRegisterTokens, EmbedDim], dtype: dtype, device: device));
         PatchStartIndex = 1 + config.NumRegisterTokens;
@@ -56,19 +55,22 @@ public sealed class VggtAggregator : nn.Module
     public int PatchSize { get; }
 
     ModelHooks? _hooks;
+    string _patchEmbedPoint = "";
     string[] _framePoints = [], _globalPoints = [];
 
-    /// <summary>Runs <paramref name="hooks"/> at each frame block's output (<c>{prefix}frame_blocks.{i}</c>,
+    /// <summary>Runs <paramref name="hooks"/> at the patch embed's output (<c>{prefix}patch_embed</c>, DINOv2's
+    /// normalised patch tokens [B·S, P, D]), each frame block's output (<c>{prefix}frame_blocks.{i}</c>,
     /// [B·S, 5+P, D]) and global block's output (<c>{prefix}global_blocks.{i}</c>, [B, S·(5+P), D]); a replacement
     /// flows into the next block and into the layer outputs.</summary>
     internal void AttachHooks(ModelHooks hooks, string prefix)
     {
         _hooks = hooks;
+        _patchEmbedPoint = prefix + "patch_embed";
         _framePoints = Enumerable.Range(0, Depth).Select(i => $"{prefix}frame_blocks.{i}").ToArray();
         _globalPoints = Enumerable.Range(0, Depth).Select(i => $"{prefix}global_blocks.{i}").ToArray();
     }
 
-    internal IReadOnlyList<string> HookPoints => [.. _framePoints.Zip(_globalPoints).SelectMany(p => new[] { p.First, p.Second })];
+    internal IReadOnlyList<string> HookPoints => [_patchEmbedPoint, .. _framePoints.Zip(_globalPoints).SelectMany(p => new[] { p.First, p.Second })];
 
     /// <summary>
     /// The output of block pair <paramref name="layer"/> (negative counts from the end; −1 = the last, which
@@ -103,19 +105,18 @@ public sealed class VggtAggregator : nn.Module
         using var scope = torch.NewDisposeScope();
         var dtype = camera_token.dtype;
         var device = camera_token.device;
-        var x = images.to(dtype, device).reshape(b * s, 3, h, w);
-        var mean = torch.tensor(ImageNetMean, dtype: dtype, device: device).view(1, 3, 1, 1);
-        var std = torch.tensor(ImageNetStd, dtype: dtype, device: device).view(1, 3, 1, 1);
-        x = (x - mean) / std;
+        var x = NormalizeImages(images.reshape(b * s, 3, h, w));
 
         var patchTokens = patch_embed.forward(x);                                         // [B·S, P, D]
         x.Dispose();
+        if (_hooks is { Any: true }) patchTokens = _hooks.Run(_patchEmbedPoint, patchTokens);
         long d = patchTokens.shape[2];
-        var tokens = torch.cat([FrameSlots(camera_token, b, s), FrameSlots(register_token, b, s), patchTokens], dim: 1);
+        var tokens = torch.cat([slice_expand_and_flatten(camera_token, b, s), slice_expand_and_flatten(register_token, b, s), patchTokens], dim: 1);
         patchTokens.Dispose();
         long tokensPerFrame = tokens.shape[1];                                            // P' = 5 + P
 
         int headDim = (int)(d / _numHeads);
+        // pos of VGGT's aggregator (TokenPositions) as rotary tables, built once: per frame, and per sequence of S frames.
         using var frameRope = Rope2D.Create(h / PatchSize, w / PatchSize, PatchStartIndex, 1, headDim, dtype, device);
         using var globalRope = Rope2D.Create(h / PatchSize, w / PatchSize, PatchStartIndex, (int)s, headDim, dtype, device);
 
@@ -148,9 +149,49 @@ public sealed class VggtAggregator : nn.Module
         return index;
     }
 
-    /// <summary>[1, 2, X, D] → [B·S, X, D] with slot 0 for each sequence's first frame and slot 1 for the rest.</summary>
-    static Tensor FrameSlots(Tensor slots, long b, long s)
+    /// <summary>
+    /// The patch embed's input: images [.., 3, H, W] in [0, 1] → (images − ImageNet mean) / ImageNet std in the
+    /// aggregator's dtype and device (VGGT's <c>_resnet_mean</c>, <c>_resnet_std</c>).
+    /// </summary>
+    public Tensor NormalizeImages(Tensor images)
     {
+        if (images.dim() < 3 || images.shape[^3] != 3)
+            throw new ArgumentException($"VGGT normalises images [.., 3, H, W], got [{string.Join(", ", images.shape)}].", nameof(images));
+        using var scope = torch.NewDisposeScope();
+        var dtype = camera_token.dtype;
+        var device = camera_token.device;
+        var mean = torch.tensor(ImageNetMean, dtype: dtype, device: device).view(3, 1, 1);
+        var std = torch.tensor(ImageNetStd, dtype: dtype, device: device).view(3, 1, 1);
+        return ((images.to(dtype, device) - mean) / std).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The 2D RoPE positions of the frame blocks' tokens, as VGGT's aggregator makes <c>pos</c>: [frames,
+    /// <paramref name="patchStartIndex"/> + rows·cols, 2] int64, the special tokens (camera, registers) at (0, 0) and
+    /// patch (r, c) at (r + 1, c + 1) (<see cref="PositionGetter"/> + 1), the same for every frame. The global blocks
+    /// take them viewed as [B, S·P', 2].
+    /// </summary>
+    /// <param name="frames">B·S, the frames of all sequences.</param>
+    /// <param name="patchRows">H / patch size.</param>
+    /// <param name="patchCols">W / patch size.</param>
+    /// <param name="patchStartIndex">The special tokens per frame (<see cref="PatchStartIndex"/>, 5).</param>
+    public static Tensor TokenPositions(long frames, long patchRows, long patchCols, int patchStartIndex, Device? device = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        var patches = PositionGetter.Get(frames, patchRows, patchCols, device) + 1;
+        var special = torch.zeros([frames, patchStartIndex, 2], ScalarType.Int64, device);
+        return torch.cat([special, patches], dim: 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// VGGT's <c>slice_expand_and_flatten</c>: the camera or register tokens [1, 2, X, D] → [B·S, X, D], slot 0 for each
+    /// sequence's first frame (the reference camera) and slot 1 for the others. The frame blocks' first input is
+    /// cat(camera tokens, register tokens, patch embed output) along the tokens.
+    /// </summary>
+    public static Tensor slice_expand_and_flatten(Tensor slots, long b, long s)
+    {
+        if (slots.dim() != 4 || slots.shape[0] != 1 || slots.shape[1] != 2)
+            throw new ArgumentException($"slice_expand_and_flatten takes tokens [1, 2, X, D], got [{string.Join(", ", slots.shape)}].", nameof(slots));
         using var scope = torch.NewDisposeScope();
         var first = slots[.., ..1].expand(b, 1, slots.shape[2], slots.shape[3]);
         var others = slots[.., 1..].expand(b, s - 1, slots.shape[2], slots.shape[3]);

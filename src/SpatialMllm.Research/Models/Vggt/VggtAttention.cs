@@ -6,8 +6,9 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Vggt;
 
 /// <summary>
-/// Multi-head self-attention of VGGT and DINOv2: fused qkv projection, optional per-head LayerNorm on q and k
-/// (VGGT's frame/global blocks), optional 2D RoPE, then SDPA with the default 1/√headDim scale.
+/// VGGT's <c>Attention</c> (vggt/layers/attention.py), also DINOv2's: fused qkv projection, optional per-head LayerNorm
+/// on q and k and 2D RoPE (<see cref="rope"/>; both in the aggregator's frame/global blocks), then SDPA with the
+/// default 1/√head_dim scale and the output projection.
 /// </summary>
 public sealed class VggtAttention : nn.Module
 {
@@ -21,8 +22,11 @@ public sealed class VggtAttention : nn.Module
     public readonly LayerNorm? q_norm;
     public readonly LayerNorm? k_norm;
     public readonly Linear proj;
+    /// <summary>The 2D rotary embedding of q and k (the aggregator's blocks), or null (DINOv2, the camera head's trunk).</summary>
+    public readonly RotaryPositionEmbedding2D? rope;
 
-    public VggtAttention(int dim, int numHeads, bool qkNorm, Device? device = null, ScalarType? dtype = null) : base(nameof(VggtAttention))
+    public VggtAttention(int dim, int numHeads, bool qkNorm, Device? device = null, ScalarType? dtype = null, RotaryPositionEmbedding2D? rope = null)
+        : base(nameof(VggtAttention))
     {
         if (dim % numHeads != 0) throw new ArgumentException($"dim {dim} is not divisible by {numHeads} heads.");
         _numHeads = numHeads;
@@ -34,10 +38,43 @@ public sealed class VggtAttention : nn.Module
             k_norm = nn.LayerNorm(_headDim, eps: QkNormEps, device: device, dtype: dtype);
         }
         proj = nn.Linear(dim, dim, hasBias: true, device: device, dtype: dtype);
+        this.rope = rope;
         RegisterComponents();
     }
 
-    /// <summary><paramref name="x"/> [B, N, C] → [B, N, C].</summary>
+    public int NumHeads => _numHeads;
+
+    public int HeadDim => _headDim;
+
+    /// <summary>VGGT's forward, on its own (the aggregator runs the same code).</summary>
+    /// <param name="x">[B, N, C] tokens (in a block: after <c>norm1</c>).</param>
+    /// <param name="pos">[B, N, 2] integer (row, col) of each token for <see cref="rope"/>: for the aggregator's frame
+    /// blocks <see cref="VggtAggregator.TokenPositions"/> [B·S, P', 2], for its global blocks the same viewed as
+    /// [B, S·P', 2]. Null for an attention without rope.</param>
+    /// <returns>[B, N, C].</returns>
+    public Tensor forward(Tensor x, Tensor? pos = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var tables = RotaryTables(x, pos);
+        return forward(x, tables).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The rotary tables for <paramref name="pos"/> (null without rope), with clear errors for a mismatch.</summary>
+    internal Rope2D? RotaryTables(Tensor x, Tensor? pos)
+    {
+        if (x.dim() != 3 || x.shape[2] != (long)_numHeads * _headDim)
+            throw new ArgumentException($"The attention takes x [B, N, {_numHeads * _headDim}], got [{string.Join(", ", x.shape)}].", nameof(x));
+        if (rope is null)
+        {
+            if (pos is not null) throw new ArgumentException("This attention has no rotary embedding (rope is null): pass no pos.", nameof(pos));
+            return null;
+        }
+        if (pos is null) throw new ArgumentException("This attention rotates q and k by position: pass pos [B, N, 2] (VggtAggregator.TokenPositions).", nameof(pos));
+        RotaryPositionEmbedding2D.CheckPositions(pos, x.shape[0], x.shape[1]);
+        return rope.Tables(pos.to(x.device), _headDim, x.dtype);
+    }
+
+    /// <summary>The aggregator's call: <paramref name="rope"/> holds the rotary tables built once for all blocks.</summary>
     internal Tensor forward(Tensor x, Rope2D? rope)
     {
         using var scope = torch.NewDisposeScope();

@@ -6,8 +6,9 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Vggt;
 
 /// <summary>
-/// The pre-norm transformer block shared by DINOv2 (LayerNorm eps 1e-6), the aggregator's frame/global blocks
-/// (eps 1e-5, QK-norm, RoPE) and the camera-head trunk (eps 1e-5): x += ls1·attn(norm1 x); x += ls2·mlp(norm2 x).
+/// VGGT's <c>Block</c> (vggt/layers/block.py), the pre-norm transformer block shared by DINOv2 (LayerNorm eps 1e-6),
+/// the aggregator's frame/global blocks (eps 1e-5, QK-norm, RoPE) and the camera-head trunk (eps 1e-5):
+/// x += ls1(attn(norm1(x), pos)); x += ls2(mlp(norm2(x))).
 /// </summary>
 public sealed class VggtBlock : nn.Module
 {
@@ -18,11 +19,11 @@ public sealed class VggtBlock : nn.Module
     public readonly VggtMlp mlp;
     public readonly LayerScale ls2;
 
-    public VggtBlock(int dim, int numHeads, double mlpRatio, double normEps, bool qkNorm, Device? device = null, ScalarType? dtype = null)
-        : base(nameof(VggtBlock))
+    public VggtBlock(int dim, int numHeads, double mlpRatio, double normEps, bool qkNorm, Device? device = null, ScalarType? dtype = null,
+        RotaryPositionEmbedding2D? rope = null) : base(nameof(VggtBlock))
     {
         norm1 = nn.LayerNorm(dim, eps: normEps, device: device, dtype: dtype);
-        attn = new VggtAttention(dim, numHeads, qkNorm, device, dtype);
+        attn = new VggtAttention(dim, numHeads, qkNorm, device, dtype, rope);
         ls1 = new LayerScale(dim, device, dtype);
         norm2 = nn.LayerNorm(dim, eps: normEps, device: device, dtype: dtype);
         mlp = new VggtMlp(dim, (int)(dim * mlpRatio), dim, device, dtype);
@@ -30,8 +31,21 @@ public sealed class VggtBlock : nn.Module
         RegisterComponents();
     }
 
-    /// <summary><paramref name="x"/> [B, N, C] → [B, N, C].</summary>
-    internal Tensor forward(Tensor x, Rope2D? rope = null)
+    /// <summary>VGGT's forward, on its own (the aggregator runs the same code).</summary>
+    /// <param name="x">[B, N, C]: for a frame block [B·S, P', C] (each frame's P' = patch start index + h·w tokens), for
+    /// a global block [B, S·P', C] (all frames of a sequence).</param>
+    /// <param name="pos">[B, N, 2] integer token positions for the attention's rope (see
+    /// <see cref="VggtAttention.forward(Tensor, Tensor?)"/>); null for a block without rope.</param>
+    /// <returns>[B, N, C].</returns>
+    public Tensor forward(Tensor x, Tensor? pos = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var tables = attn.RotaryTables(x, pos);
+        return forward(x, tables).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The aggregator's call: <paramref name="rope"/> holds the rotary tables built once for all blocks.</summary>
+    internal Tensor forward(Tensor x, Rope2D? rope)
     {
         using var scope = torch.NewDisposeScope();
         // LayerScale and residual in one pass each: x + γ·branch (addcmul; the product is not rounded on its own,
@@ -42,7 +56,7 @@ public sealed class VggtBlock : nn.Module
     }
 }
 
-/// <summary>Per-channel residual-branch scale (<c>gamma</c>).</summary>
+/// <summary>VGGT's <c>LayerScale</c>: per-channel residual-branch scale, x·<c>gamma</c> [C].</summary>
 public sealed class LayerScale : nn.Module<Tensor, Tensor>
 {
     public readonly Parameter gamma;
@@ -58,7 +72,7 @@ public sealed class LayerScale : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => x * gamma;
 }
 
-/// <summary>fc1 → GELU (exact) → fc2.</summary>
+/// <summary>VGGT's <c>Mlp</c>: fc1 → GELU (exact) → fc2, on [.., C].</summary>
 public sealed class VggtMlp : nn.Module<Tensor, Tensor>
 {
     public readonly Linear fc1;
