@@ -73,7 +73,7 @@ public class SftTrainerTests(ITestOutputHelper output)
         var resumed = new SftTrainer(Args(data, stopped), lines.Add).Run();
         Assert.Contains(lines, l => l.StartsWith("resumed from", StringComparison.Ordinal) && l.EndsWith("at step 2", StringComparison.Ordinal));
         Assert.Equal(2, resumed.StartStep);
-        Assert.Equal(first.Steps[^1].Loss, resumed.Steps[^1].Loss, 6);
+        Assert.Equal(first.Steps[^1].Loss!.Value, resumed.Steps[^1].Loss!.Value, 6);
 
         using var a = SafetensorsFile.Open(Path.Combine(straight, "model.safetensors"));
         using var b = SafetensorsFile.Open(Path.Combine(stopped, "model.safetensors"));
