@@ -39,14 +39,13 @@ public static class SftAnnotations
     static readonly Regex SamplingSuffix = new(@"%(\d+)$", RegexOptions.Compiled);
 
     /// <summary>The annotation files <c>--dataset_use</c> names, each with its sampling percentage (null: every row).
-    /// Throws naming a missing file or a percentage outside 1–100.</summary>
-    public static IReadOnlyList<(string File, int? Percent)> Files(string datasetUse)
+    /// Throws naming a percentage outside 1–100; <see cref="Files"/> also checks that the files exist.</summary>
+    public static IReadOnlyList<(string File, int? Percent)> ParseDatasetUse(string datasetUse)
     {
         var files = new List<(string, int?)>();
         foreach (string entry in datasetUse.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var match = SamplingSuffix.Match(entry);
-            string file = match.Success ? entry[..match.Index] : entry;
             int? percent = null;
             if (match.Success)
             {
@@ -54,10 +53,18 @@ public static class SftAnnotations
                     throw new ArgumentException($"dataset_use '{entry}': the sampling percentage after % must be 1 to 100.");
                 percent = p;
             }
-            if (!System.IO.File.Exists(file)) throw new FileNotFoundException($"Annotation file not found: {file} (from --dataset_use '{datasetUse}').", file);
-            files.Add((file, percent));
+            files.Add((match.Success ? entry[..match.Index] : entry, percent));
         }
         if (files.Count == 0) throw new ArgumentException($"dataset_use '{datasetUse}' names no annotation file.");
+        return files;
+    }
+
+    /// <summary><see cref="ParseDatasetUse"/>, with every file present.</summary>
+    public static IReadOnlyList<(string File, int? Percent)> Files(string datasetUse)
+    {
+        var files = ParseDatasetUse(datasetUse);
+        foreach (var (file, _) in files)
+            if (!System.IO.File.Exists(file)) throw new FileNotFoundException($"Annotation file not found: {file} (from --dataset_use '{datasetUse}').", file);
         return files;
     }
 

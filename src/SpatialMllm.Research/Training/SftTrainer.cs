@@ -114,12 +114,14 @@ public sealed class SftTrainer
         if (device.type == DeviceType.CUDA && _parallel.WorldSize > 1) device = new Device(DeviceType.CUDA, _parallel.DeviceIndex);
         var dtype = (a.Bf16 ?? device.type == DeviceType.CUDA) ? ScalarType.BFloat16 : ScalarType.Float32;
         var (stepsPerEpoch, totalSteps) = Steps(rows.Count);
+        if (!Directory.Exists(a.ModelNameOrPath)) throw new DirectoryNotFoundException($"model_name_or_path {a.ModelNameOrPath}: no such folder.");
         var plan = PlanOutput(TrainingRunManifest.Describe(a, _parallel.WorldSize, dtype));
+        _stepsTaken = 0;
         try
         {
             return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel);
         }
-        catch (NothingToTrainException) when (plan.StartedEmpty && _parallel.IsMain)
+        catch (Exception e) when (plan.StartedEmpty && _parallel.IsMain && (e is NothingToTrainException || _stepsTaken == 0))
         {
             // Everything of a run in output_dir is this run's, and it learned nothing: leave the folder as it was, so a
             // corrected rerun is not refused as another run's resume.
@@ -218,6 +220,7 @@ public sealed class SftTrainer
                 meanLoss = means[0] / means[3];
             }
             step++;
+            _stepsTaken++;
             trained += examples;
             if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
             double seconds = clock.Elapsed.TotalSeconds;
@@ -265,6 +268,8 @@ public sealed class SftTrainer
 
     int[]? _order;
     int _orderEpoch;
+    /// <summary>Steps this <see cref="Run"/> has taken (none: a failure leaves nothing worth keeping).</summary>
+    int _stepsTaken;
 
     /// <summary>Writes <c>checkpoint-N</c> as <c>checkpoint-N.partial</c> and renames it when complete: a kill mid-save
     /// leaves the partial folder, which no resume reads, never a checkpoint missing a file.</summary>

@@ -177,6 +177,11 @@ public sealed record TrainingArguments
 
         Require(!string.IsNullOrEmpty(ModelNameOrPath), "model_name_or_path is required.");
         Require(!string.IsNullOrEmpty(DatasetUse), "dataset_use is required (annotation files, comma-separated).");
+        if (!string.IsNullOrEmpty(DatasetUse))
+        {
+            try { SftAnnotations.ParseDatasetUse(DatasetUse); }
+            catch (ArgumentException e) { problems.Add(e.Message); }
+        }
         Require(!string.IsNullOrEmpty(OutputDir), "output_dir is required.");
         Require(!string.IsNullOrEmpty(ResumeFromCheckpoint), "resume_from_checkpoint must be auto, none or a checkpoint folder.");
         Require(Positive(LearningRate), $"learning_rate must be a positive number; got {F(LearningRate)}.");
