@@ -15,7 +15,8 @@ internal static class AtomicFile
         }
         catch
         {
-            File.Delete(temporary);
+            try { File.Delete(temporary); }
+            catch (IOException) { }   // the folder itself may be missing: the original error says why
             throw;
         }
     }

@@ -11,7 +11,7 @@ namespace SpatialMllm.Research.Training;
 /// </summary>
 internal sealed class TrainingLogWriter : IDisposable
 {
-    const string Header = "step,epoch,loss,learning_rate,mm_projector_lr,grad_norm,tokens_per_second,seconds,skipped_rows,examples";
+    const string Header = "step,epoch,loss,learning_rate,mm_projector_lr,grad_norm,tokens_per_second,seconds,skipped_rows";
 
     readonly StreamWriter _csv;
     readonly TorchSharp.Modules.SummaryWriter _board;
@@ -35,8 +35,7 @@ internal sealed class TrainingLogWriter : IDisposable
     {
         static string R(double? x) => x is double v ? v.ToString("R", CultureInfo.InvariantCulture) : "";
         _csv.WriteLine(string.Join(',', s.Step.ToString(CultureInfo.InvariantCulture), R(s.Epoch), R(s.Loss), R(s.LearningRate),
-            R(s.ProjectorLearningRate), R(s.GradNorm), R(s.TokensPerSecond), R(s.Seconds),
-            s.SkippedRows.ToString(CultureInfo.InvariantCulture), s.Examples.ToString(CultureInfo.InvariantCulture)));
+            R(s.ProjectorLearningRate), R(s.GradNorm), R(s.TokensPerSecond), R(s.Seconds), s.SkippedRows.ToString(CultureInfo.InvariantCulture)));
         if (s.Loss is not double loss) return;
         _board.add_scalar("train/loss", (float)loss, s.Step);
         _board.add_scalar("train/learning_rate", (float)s.LearningRate, s.Step);

@@ -200,9 +200,10 @@ public class TrainingSafetyTests(ITestOutputHelper output)
         Assert.Equal(2, Assert.Single(summary.SkippedRows).Line);
 
         var rows = File.ReadAllLines(Path.Combine(outputDir, SftTrainer.LogFile));
-        Assert.EndsWith(",skipped_rows,examples", rows[0]);
+        Assert.Equal("step,epoch,loss,learning_rate,mm_projector_lr,grad_norm,tokens_per_second,seconds,skipped_rows", rows[0]);
         var emptyRow = rows[empty.Step].Split(',');
-        Assert.Equal(("", "", "0"), (emptyRow[2], emptyRow[5], emptyRow[9]));   // loss, grad_norm, examples
+        Assert.Equal(("", "", "1"), (emptyRow[2], emptyRow[5], emptyRow[8]));   // loss, grad_norm, skipped_rows
+        Assert.NotEqual("", rows[trained.Step].Split(',')[2]);
     }
 
     [Theory]
