@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Hub;
+using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Cli.Commands;
@@ -162,7 +163,7 @@ internal static class EvaluateCommand
             if (modelDir == null && !isDryRun) throw new ArgumentException("--model is required (or --dry-run).");
             if (modelDir != null && !isDryRun) modelDir = HubModels.ResolveFolder(modelDir);
             var errorPolicy = parse.GetValue(onError) == "skip" ? OnVideoError.Skip : OnVideoError.Stop;
-            RunManifest Manifest(string deviceName) => RunManifest.Describe(name, isDryRun ? null : modelDir, run.Options,
+            RunManifest Manifest(string deviceName) => ResultsManifest.Describe(name, isDryRun ? null : modelDir, run.Options,
                 deviceName.StartsWith("cuda", StringComparison.Ordinal) ? "bfloat16" : "float32", run.StripAnswers, run.DatasetPath);
             IVideoAnswerer Answerer(string deviceName)
             {
@@ -276,7 +277,7 @@ internal static class EvaluateCommand
 
     /// <summary>A worker's results file and its sidecars (lock, manifest, skipped list).</summary>
     static IEnumerable<string> WorkerFiles(string shardPath) =>
-        new[] { shardPath, ResultsFileLock.LockPathFor(shardPath), RunManifest.PathFor(shardPath), SkippedQuestions.PathFor(shardPath) }.Where(File.Exists);
+        new[] { shardPath, ResultsFileLock.LockPathFor(shardPath), ResultsManifest.PathFor(shardPath), SkippedQuestions.PathFor(shardPath) }.Where(File.Exists);
 
     /// <summary>Worker files an earlier, interrupted run left beside <paramref name="resultsPath"/> (any worker count).</summary>
     static IEnumerable<string> EarlierShardFiles(string resultsPath)

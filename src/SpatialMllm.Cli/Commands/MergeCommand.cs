@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Runs;
 
 namespace SpatialMllm.Cli.Commands;
 
@@ -26,7 +27,7 @@ internal static class MergeCommand
                     $"{string.Join(", ", report.ConflictingIds.Take(5))}; nothing was written.");
                 return CliSupport.Failed;
             }
-            manifest?.Write(RunManifest.PathFor(parse.GetValue(output)!));
+            manifest?.Write(ResultsManifest.PathFor(parse.GetValue(output)!));
             writer.WriteLine($"merged {report.Inputs} file(s): {report.Records} answers" +
                              (report.IdenticalDuplicates > 0 ? $", {report.IdenticalDuplicates} identical duplicate(s) kept once" : "") +
                              $" → {parse.GetValue(output)}");
@@ -39,14 +40,14 @@ internal static class MergeCommand
     /// manifests disagree (another model, other frames or decoding) are refused: their answers do not belong in one file.</summary>
     static RunManifest? CommonManifest(IReadOnlyList<string> inputs, TextWriter log)
     {
-        var withManifest = inputs.Where(p => File.Exists(RunManifest.PathFor(p))).ToList();
+        var withManifest = inputs.Where(p => File.Exists(ResultsManifest.PathFor(p))).ToList();
         if (withManifest.Count == 0) return null;
         if (withManifest.Count < inputs.Count)
             log.WriteLine($"note: {inputs.Count - withManifest.Count} of {inputs.Count} input(s) have no run manifest, so their model and settings cannot be checked.");
-        var first = RunManifest.Read(RunManifest.PathFor(withManifest[0]));
+        var first = RunManifest.Read(ResultsManifest.PathFor(withManifest[0]));
         foreach (string other in withManifest.Skip(1))
         {
-            var differences = RunManifest.BlockingDifferences(first, RunManifest.Read(RunManifest.PathFor(other)));
+            var differences = ResultsManifest.BlockingDifferences(first, RunManifest.Read(ResultsManifest.PathFor(other)));
             if (differences.Count > 0)
                 throw new RunManifestMismatchException(
                     $"{other} comes from a different run than {withManifest[0]}: " +

@@ -12,25 +12,26 @@ namespace SpatialMllm.Cli.Commands;
 /// <summary>
 /// <c>spatial-mllm train</c>: the seed's SFT recipe (<see cref="SftTrainer"/>). Arguments come from a JSON config
 /// (<c>--config</c>, the seed's argument names as keys) and/or flags of the same names (<c>--learning_rate 7e-6</c>);
-/// flags win. <c>--dry-run</c> checks every annotation row and video and exits; <c>--nproc N</c> starts N worker
+/// flags win. <c>--dry-run</c> checks every annotation row and video and exits; <c>--force-new</c> starts over where
+/// output_dir holds an earlier run (moved aside, not deleted); <c>--nproc N</c> starts N worker
 /// processes, one per GPU, that train data-parallel over NCCL (torchrun's RANK / WORLD_SIZE / LOCAL_RANK variables, which
 /// a cluster launcher may set instead).
 /// </summary>
 internal static class TrainCommand
 {
-    static readonly PropertyInfo[] Arguments = typeof(TrainingArguments).GetProperties()
-        .Where(p => p.GetCustomAttribute<JsonPropertyNameAttribute>() != null).ToArray();
-
     public static Command Create()
     {
         var config = new Option<string?>("--config") { Description = "JSON file of training arguments (the seed's names: learning_rate, dataset_use, …)." };
         var dryRun = new Option<bool>("--dry-run") { Description = "Check every annotation row and its video, report problems (file:line: why), train nothing." };
         var nproc = new Option<int>("--nproc") { Description = "Worker processes, one per GPU, data-parallel over NCCL.", DefaultValueFactory = _ => 1 };
-        var command = new Command("train", "Fine-tune with the seed's SFT recipe (decoder + merger + connector; vision blocks and VGGT frozen).") { config, dryRun, nproc };
-        var flags = new Dictionary<PropertyInfo, Option<string?>>();
-        foreach (var p in Arguments)
+        var forceNew = new Option<bool>("--force-new")
         {
-            string name = p.GetCustomAttribute<JsonPropertyNameAttribute>()!.Name;
+            Description = "Start over even if --output_dir holds an earlier run of another model, data or settings (its files are moved into OUTPUT_DIR/earlier-run.bak-TIME, not deleted).",
+        };
+        var command = new Command("train", "Fine-tune with the seed's SFT recipe (decoder + merger + connector; vision blocks and VGGT frozen).") { config, dryRun, nproc, forceNew };
+        var flags = new Dictionary<PropertyInfo, Option<string?>>();
+        foreach (var (name, p) in TrainingArguments.Named)
+        {
             var option = new Option<string?>("--" + name) { Description = Describe(p) };
             // "--bf16" alone means true, as with the seed's HfArgumentParser.
             if ((Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType) == typeof(bool)) option.Arity = ArgumentArity.ZeroOrOne;
@@ -43,17 +44,20 @@ internal static class TrainCommand
         {
             var given = flags.Where(f => parse.GetResult(f.Value) != null).ToDictionary(f => f.Key, f => parse.GetValue(f.Value) ?? "true");
             var args = Build(parse.GetValue(config), given);
+            args.Validate();
             if (parse.GetValue(dryRun))
             {
                 var (rows, errors) = SftTrainer.DryRun(args);
                 foreach (var e in errors) output.WriteLine(e.Message);
                 output.WriteLine($"{rows - errors.Count} of {rows} annotation rows are usable");
-                return errors.Count == 0 ? CliSupport.Ok : CliSupport.Failed;
+                if (rows == errors.Count) parse.InvocationConfiguration.Error.WriteLine($"error: no annotation row in {args.DatasetUse} can be trained on.");
+                return errors.Count == 0 && rows > 0 ? CliSupport.Ok : CliSupport.Failed;
             }
             int workers = parse.GetValue(nproc);
+            if (workers < 1) throw new ArgumentException($"--nproc must be 1 or more; got {workers}.");
             if (workers > 1) return Launch(workers, output, cancel);
             using var parallel = DataParallel.FromEnvironment(args.OutputDir);
-            var summary = new SftTrainer(args, output.WriteLine, parallel).Run(cancel);
+            var summary = new SftTrainer(args, output.WriteLine, parallel, parse.GetValue(forceNew)).Run(cancel);
             return summary.FinalStep >= summary.TotalSteps ? CliSupport.Ok : CliSupport.Interrupted;
         })));
         return command;
@@ -66,7 +70,9 @@ internal static class TrainCommand
         return $"{Nullable.GetUnderlyingType(p.PropertyType)?.Name ?? p.PropertyType.Name} (default: {(value is null ? "none" : Convert.ToString(value, CultureInfo.InvariantCulture))})";
     }
 
-    /// <summary>The config file's JSON with the flags written over it, read as <see cref="TrainingArguments"/>.</summary>
+    /// <summary>The config file's JSON with the flags written over it, read as <see cref="TrainingArguments"/>. A flag's
+    /// value must parse as its argument's type (a finite number, an integer in range, True/False); <c>none</c> unsets an
+    /// optional one.</summary>
     internal static TrainingArguments Build(string? configFile, IReadOnlyDictionary<PropertyInfo, string> flags)
     {
         var args = configFile is null ? new TrainingArguments() : TrainingArguments.FromJsonFile(configFile);
@@ -76,16 +82,22 @@ internal static class TrainCommand
         {
             string name = p.GetCustomAttribute<JsonPropertyNameAttribute>()!.Name;
             var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
+            if (type != typeof(string) && TrainingArguments.IsNullable(p) && text is "none" or "None" or "null")
+            {
+                json[name] = null;
+                continue;
+            }
+            string expected = type == typeof(int) ? $"an integer from {int.MinValue} to {int.MaxValue}" : type == typeof(bool) ? "a boolean (True/False)" : "a finite number";
             try
             {
                 json[name] = type == typeof(string) ? JsonValue.Create(text)
                     : type == typeof(bool) ? JsonValue.Create(bool.Parse(text))
-                    : type == typeof(int) ? JsonValue.Create(int.Parse(text, CultureInfo.InvariantCulture))
-                    : JsonValue.Create(double.Parse(text, CultureInfo.InvariantCulture));
+                    : type == typeof(int) ? JsonValue.Create(int.Parse(text, NumberStyles.Integer, CultureInfo.InvariantCulture))
+                    : JsonValue.Create(double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture) is var d && double.IsFinite(d) ? d : throw new OverflowException());
             }
-            catch (FormatException)
+            catch (Exception e) when (e is FormatException or OverflowException)
             {
-                throw new ArgumentException($"--{name} {text}: expected a{(type == typeof(int) ? "n integer" : type == typeof(bool) ? " boolean (True/False)" : " number")}.");
+                throw new ArgumentException($"--{name} {text}: expected {expected}.");
             }
         }
         return json.Deserialize<TrainingArguments>()!;

@@ -8,13 +8,16 @@ namespace SpatialMllm.Research.Checkpoints;
 /// size by heads, heads by key/value heads, the window by the merged patch), indexes in range, and the parameter count
 /// the config implies not far above what the checkpoint's own tensors hold — so <c>num_hidden_layers: 1000000</c> or
 /// <c>hidden_size: 1000000000</c> is an error naming the file and key, not gigabytes of allocation or a libtorch trace.
+/// Every size that allocates counts in that estimate: VGGT's heads (<c>camera_head.trunk_depth</c>, <c>dpt_head.features</c>
+/// and <c>out_channels</c>) and position and register tokens (<c>img_size</c>, <c>num_register_tokens</c>) as well.
 /// </summary>
 internal static class ConfigValidation
 {
     /// <summary>The implied parameter count may exceed the stored one by this factor (plus <see cref="Slack"/>) before the
     /// config is refused: the estimate counts only the large matrices, so a matching config is always below it.</summary>
     const double StoredFactor = 1.25;
-    const double Slack = 1e6;
+    /// <remarks>Room for a test-sized config (the tiny fixture's, VGGT heads counted, is about 1.2M) against any weights.</remarks>
+    const double Slack = 2e6;
     /// <summary>Above this no config is plausible whatever the checkpoint (10× the largest released LLMs).</summary>
     const double AbsoluteLimit = 1e13;
 
@@ -28,6 +31,11 @@ internal static class ConfigValidation
         if (config.Spatial != null) CheckSpatial(config.Spatial, "spatial_config.", problems);
         if (config.Connector is { } c && config.Spatial is { } s && (c.SpatialEmbedsLayerIdx >= s.Depth || c.SpatialEmbedsLayerIdx < -s.Depth))
             problems.Add($"connector_config.spatial_embeds_layer_idx = {c.SpatialEmbedsLayerIdx} is outside the {s.Depth} VGGT layers");
+        if (config.Connector is { } connector)
+        {
+            Positive(problems, "connector_config.num_heads", connector.NumHeads);
+            if (!(connector.MlpRatio > 0) || connector.MlpRatio > 64) problems.Add($"connector_config.mlp_ratio = {Format(connector.MlpRatio)} must be in (0, 64]");
+        }
         Throw(configPath, problems);
         var t = config.Text;
         var v = config.Vision;
@@ -36,7 +44,7 @@ internal static class ConfigValidation
             ($"language model (num_hidden_layers = {t.NumHiddenLayers}, hidden_size = {t.HiddenSize}, intermediate_size = {t.IntermediateSize}, vocab_size = {t.VocabSize})", TextParameters(t)),
             ($"vision tower (vision_config.depth = {v.Depth}, hidden_size = {v.HiddenSize}, intermediate_size = {v.IntermediateSize})", VisionParameters(v)),
         };
-        if (config.Spatial is { } sp) parts.Add((SpatialDescription(sp, "spatial_config."), SpatialParameters(sp)));
+        if (config.Spatial is { } sp) parts.AddRange(SpatialParts(sp, "spatial_config."));
         CheckSize(configPath, parts, storedElements);
     }
 
@@ -46,11 +54,18 @@ internal static class ConfigValidation
         var problems = new List<string>();
         CheckSpatial(spatial, keyPrefix, problems);
         Throw(configPath, problems);
-        CheckSize(configPath, [(SpatialDescription(spatial, keyPrefix), SpatialParameters(spatial))], storedElements);
+        CheckSize(configPath, SpatialParts(spatial, keyPrefix), storedElements);
     }
 
-    static string SpatialDescription(SpatialEncoderConfig s, string p) =>
-        $"VGGT ({p}depth = {s.Depth}, embed_dim = {s.EmbedDim}, patch_embed.depth = {s.PatchEmbed.Depth})";
+    /// <summary>VGGT's aggregator (with its patch embedding), camera head and two DPT heads, each with its sizes and estimated parameters.</summary>
+    static List<(string, double)> SpatialParts(SpatialEncoderConfig s, string p) =>
+    [
+        ($"VGGT aggregator ({p}depth = {s.Depth}, embed_dim = {s.EmbedDim}, patch_embed.depth = {s.PatchEmbed.Depth}, img_size = {s.ImgSize}, " +
+         $"patch_size = {s.PatchSize}, num_register_tokens = {s.NumRegisterTokens})", SpatialParameters(s)),
+        ($"VGGT camera head ({p}camera_head.trunk_depth = {s.CameraHead.TrunkDepth}, embed_dim = {s.EmbedDim})", CameraHeadParameters(s)),
+        ($"VGGT depth and point heads ({p}dpt_head.features = {s.DptHead.Features}, dpt_head.out_channels = [{string.Join(", ", s.DptHead.OutChannels)}])",
+            DptHeadParameters(s)),
+    ];
 
     static void CheckText(Qwen2TextConfig t, SpecialTokenIds tokens, List<string> problems)
     {
@@ -151,8 +166,30 @@ internal static class ConfigValidation
 
     static double SpatialParameters(SpatialEncoderConfig s)
     {
-        double pe = s.PatchEmbed.EmbedDim, e = s.EmbedDim;
-        return s.PatchEmbed.Depth * (4 + 2 * s.PatchEmbed.MlpRatio) * pe * pe + 2.0 * s.Depth * (4 + 2 * s.MlpRatio) * e * e;
+        double pe = s.PatchEmbed.EmbedDim, e = s.EmbedDim, grid = (double)s.ImgSize / s.PatchSize;
+        // The DINO patch embedding: blocks, the patch convolution and the position embedding of the pretraining grid;
+        // then the aggregator's frame and global blocks and its camera and register tokens.
+        return s.PatchEmbed.Depth * (4 + 2 * s.PatchEmbed.MlpRatio) * pe * pe + 3.0 * s.PatchSize * s.PatchSize * pe + grid * grid * pe
+               + 2.0 * s.Depth * (4 + 2 * s.MlpRatio) * e * e + 2.0 * (1 + s.NumRegisterTokens) * e;
+    }
+
+    /// <summary>The camera head's trunk: blocks of width 2 × embed_dim with an MLP ratio of 4.</summary>
+    static double CameraHeadParameters(SpatialEncoderConfig s)
+    {
+        double width = 2.0 * s.EmbedDim;
+        return s.CameraHead.TrunkDepth * 12 * width * width;
+    }
+
+    /// <summary>The depth and point heads (one DPT each): 1×1 projections to out_channels, the resize convolutions, the
+    /// 3×3 convolutions to <c>features</c> and the four fusion blocks of 3×3 convolutions.</summary>
+    static double DptHeadParameters(SpatialEncoderConfig s)
+    {
+        var oc = s.DptHead.OutChannels.Select(c => (double)c).ToArray();
+        if (oc.Length != 4) return 0;
+        double width = 2.0 * s.EmbedDim, f = s.DptHead.Features;
+        double head = oc.Sum(c => width * c + 9 * c * f) + 16 * oc[0] * oc[0] + 4 * oc[1] * oc[1] + 9 * oc[3] * oc[3]
+                      + 14 * 9 * f * f + 4 * f * f + 9 * f * (f / 2);
+        return 2 * head;
     }
 
     /// <param name="parts">Each component's description (its sizes) and estimated parameter count.</param>

@@ -20,12 +20,23 @@ public sealed record SyntheticSceneOptions(
     double FramesPerSecond = 8,
     double HorizontalFovDegrees = 75)
 {
+    /// <summary>Most frames a scene's walk may have (an hour at the default 8 fps would be 28,800: far beyond any benchmark video).</summary>
+    public const int MaxFrames = 10_000;
+
+    /// <summary>Most pixels a frame may have (1920 × 1080): a chunk of frames is rendered in memory with depth and world points.</summary>
+    public const int MaxPixels = 1920 * 1080;
+
+    /// <summary>Longest side of a frame.</summary>
+    public const int MaxSide = 4096;
+
     internal void Validate()
     {
-        if (Frames < 2) throw new ArgumentOutOfRangeException(nameof(Frames), $"a scene needs at least 2 frames, not {Frames}");
+        if (Frames is < 2 or > MaxFrames) throw new ArgumentOutOfRangeException(nameof(Frames), $"a scene has 2 to {MaxFrames} frames, not {Frames}");
         if (Width < 16 || Height < 16 || Width % 2 != 0 || Height % 2 != 0)
             throw new ArgumentOutOfRangeException(nameof(Width), $"frames must be at least 16×16 and of even size (H.264), not {Width}×{Height}");
-        if (!(FramesPerSecond > 0)) throw new ArgumentOutOfRangeException(nameof(FramesPerSecond), $"frame rate must be positive, not {FramesPerSecond}");
+        if (Width > MaxSide || Height > MaxSide || (long)Width * Height > MaxPixels)
+            throw new ArgumentOutOfRangeException(nameof(Width), $"frames may have at most {MaxPixels} pixels (1920×1080) and sides of {MaxSide}, not {Width}×{Height}");
+        if (!(FramesPerSecond > 0) || double.IsInfinity(FramesPerSecond)) throw new ArgumentOutOfRangeException(nameof(FramesPerSecond), $"frame rate must be positive and finite, not {FramesPerSecond}");
         if (!(HorizontalFovDegrees is > 10 and < 170)) throw new ArgumentOutOfRangeException(nameof(HorizontalFovDegrees), $"field of view must be in (10°, 170°), not {HorizontalFovDegrees}");
     }
 }

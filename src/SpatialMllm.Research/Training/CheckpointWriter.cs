@@ -1,6 +1,7 @@
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Runs;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Training;
@@ -9,7 +10,8 @@ namespace SpatialMllm.Research.Training;
 /// Writes a model in the released layout: <c>model-0000i-of-0000n.safetensors</c> shards with
 /// <c>model.safetensors.index.json</c> (transformers' <c>save_pretrained</c>), <c>config.json</c> and the tokenizer,
 /// processor and generation files of the folder it was loaded from — so <see cref="SpatialMllmModel.Load"/> (or
-/// transformers) loads it back.
+/// transformers) loads it back. Every file is written under a temporary name and renamed, so a kill mid-save leaves
+/// whole files (the previous save's or this one's), never a truncated one under its final name.
 /// </summary>
 public static class CheckpointWriter
 {
@@ -23,13 +25,18 @@ public static class CheckpointWriter
         "tokenizer_config.json", "vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json",
     ];
 
+    /// <summary>Whether a file name is one that <see cref="Save"/> writes (weights, index, config, tokenizer files).</summary>
+    public static bool IsModelFile(string name) =>
+        CompanionFiles.Contains(name) || name is "model.safetensors" or "model.safetensors.index.json"
+        || name.StartsWith("model-", StringComparison.Ordinal) && name.EndsWith(".safetensors", StringComparison.Ordinal);
+
     public static void Save(SpatialMllmModel model, string folder, long maxShardBytes = DefaultShardBytes)
     {
         string source = model.Folder ?? throw new InvalidOperationException("The model was not loaded from a folder: there is no config or tokenizer to save with it.");
         Directory.CreateDirectory(folder);
         foreach (string name in CompanionFiles)
             if (File.Exists(Path.Combine(source, name)) && Path.GetFullPath(source) != Path.GetFullPath(folder))
-                File.Copy(Path.Combine(source, name), Path.Combine(folder, name), overwrite: true);
+                AtomicFile.Copy(Path.Combine(source, name), Path.Combine(folder, name));
 
         var tensors = model.Components()
             .SelectMany(c => c.Module.StateDictWithoutTiedCopies().Select(kv => (Key: c.Prefix + kv.Key, Tensor: kv.Value)))
@@ -49,16 +56,14 @@ public static class CheckpointWriter
         for (int i = 0; i < shards.Count; i++)
         {
             string name = shards.Count == 1 ? "model.safetensors" : $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
-            // Written beside and renamed: a kill mid-write leaves no truncated shard under the final name.
-            string path = Path.Combine(folder, name);
-            SafetensorsWriter.Write(path + ".partial", shards[i].Select(t => KeyValuePair.Create(t.Key, t.Tensor)), metadata);
-            File.Move(path + ".partial", path, overwrite: true);
+            var shard = shards[i];
+            AtomicFile.Write(Path.Combine(folder, name), path => SafetensorsWriter.Write(path, shard.Select(t => KeyValuePair.Create(t.Key, t.Tensor)), metadata));
             foreach (var (key, _) in shards[i]) weightMap[key] = name;
         }
         if (shards.Count > 1)
         {
             var index = new { metadata = new { total_size = total }, weight_map = weightMap };
-            File.WriteAllText(Path.Combine(folder, "model.safetensors.index.json"), JsonSerializer.Serialize(index, new JsonSerializerOptions { WriteIndented = true }));
+            AtomicFile.WriteAllText(Path.Combine(folder, "model.safetensors.index.json"), JsonSerializer.Serialize(index, new JsonSerializerOptions { WriteIndented = true }));
         }
     }
 }

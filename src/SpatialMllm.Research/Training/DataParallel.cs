@@ -88,5 +88,9 @@ public sealed class DataParallel : IDisposable
         return t.cpu().data<double>().ToArray();
     }
 
+    /// <summary>The main rank's <paramref name="value"/> on every rank (the others add zeros to it). A collective call,
+    /// so it also waits until the main rank has got there.</summary>
+    public double FromMain(double value) => _comm is null ? value : Average(IsMain ? value : 0)[0] * WorldSize;
+
     public void Dispose() => _comm?.Dispose();
 }

@@ -38,17 +38,44 @@ public static class SftAnnotations
 {
     static readonly Regex SamplingSuffix = new(@"%(\d+)$", RegexOptions.Compiled);
 
+    /// <summary>The annotation files <c>--dataset_use</c> names, each with its sampling percentage (null: every row).
+    /// Throws naming a percentage outside 1–100; <see cref="Files"/> also checks that the files exist.</summary>
+    public static IReadOnlyList<(string File, int? Percent)> ParseDatasetUse(string datasetUse)
+    {
+        var files = new List<(string, int?)>();
+        foreach (string entry in datasetUse.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var match = SamplingSuffix.Match(entry);
+            int? percent = null;
+            if (match.Success)
+            {
+                if (!int.TryParse(match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int p) || p is < 1 or > 100)
+                    throw new ArgumentException($"dataset_use '{entry}': the sampling percentage after % must be 1 to 100.");
+                percent = p;
+            }
+            files.Add((match.Success ? entry[..match.Index] : entry, percent));
+        }
+        if (files.Count == 0) throw new ArgumentException($"dataset_use '{datasetUse}' names no annotation file.");
+        return files;
+    }
+
+    /// <summary><see cref="ParseDatasetUse"/>, with every file present.</summary>
+    public static IReadOnlyList<(string File, int? Percent)> Files(string datasetUse)
+    {
+        var files = ParseDatasetUse(datasetUse);
+        foreach (var (file, _) in files)
+            if (!System.IO.File.Exists(file)) throw new FileNotFoundException($"Annotation file not found: {file} (from --dataset_use '{datasetUse}').", file);
+        return files;
+    }
+
     /// <param name="dataPath">Folder the video paths are relative to; null: each annotation file's folder.</param>
     public static (List<SftRow> Rows, List<AnnotationException> Errors) Load(string datasetUse, string? dataPath = null)
     {
         var rows = new List<SftRow>();
         var errors = new List<AnnotationException>();
         var random = new Random(42);
-        foreach (string entry in datasetUse.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (var (file, percent) in Files(datasetUse))
         {
-            var match = SamplingSuffix.Match(entry);
-            string file = match.Success ? entry[..match.Index] : entry;
-            if (!System.IO.File.Exists(file)) throw new FileNotFoundException($"Annotation file not found: {file} (from --dataset_use '{datasetUse}').", file);
             string root = dataPath ?? Path.GetDirectoryName(Path.GetFullPath(file))!;
             var fileRows = new List<SftRow>();
             foreach (var (line, json) in ReadItems(file, errors))
@@ -56,11 +83,7 @@ public static class SftAnnotations
                 try { fileRows.Add(Parse(file, line, json, root)); }
                 catch (AnnotationException e) { errors.Add(e); }
             }
-            if (match.Success)
-            {
-                int percent = int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
-                fileRows = fileRows.OrderBy(_ => random.Next()).Take(fileRows.Count * percent / 100).ToList();
-            }
+            if (percent is int keep) fileRows = fileRows.OrderBy(_ => random.Next()).Take(fileRows.Count * keep / 100).ToList();
             rows.AddRange(fileRows);
         }
         return (rows, errors);
@@ -82,11 +105,14 @@ public static class SftAnnotations
             }
             yield break;
         }
-        using var whole = JsonDocument.Parse(System.IO.File.ReadAllBytes(file));
-        if (whole.RootElement.ValueKind != JsonValueKind.Array)
+        JsonElement whole;
+        // One list: a syntax error anywhere leaves no row readable, so the file is an error, named with its line.
+        try { using var doc = JsonDocument.Parse(System.IO.File.ReadAllBytes(file)); whole = doc.RootElement.Clone(); }
+        catch (JsonException e) { throw new InvalidDataException($"{file}:{e.LineNumber + 1}: not valid JSON ({e.Message}); a .json annotation file is one list, so none of its rows can be read."); }
+        if (whole.ValueKind != JsonValueKind.Array)
             throw new InvalidDataException($"{file}: a .json annotation file must hold a list of rows.");
         int index = 0;
-        foreach (var item in whole.RootElement.EnumerateArray()) yield return (++index, item.Clone());
+        foreach (var item in whole.EnumerateArray()) yield return (++index, item);
     }
 
     static SftRow Parse(string file, int line, JsonElement row, string dataPath)

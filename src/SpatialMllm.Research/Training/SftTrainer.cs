@@ -1,44 +1,73 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
-using SpatialMllm.Research.Checkpoints;
 
 namespace SpatialMllm.Research.Training;
 
-/// <summary>One logged optimizer step.</summary>
-public sealed record TrainingStepLog(int Step, int TotalSteps, double Epoch, double Loss, double LearningRate, double ProjectorLearningRate,
-    double GradNorm, double TokensPerSecond, double Seconds, int SkippedRows);
+/// <summary>One logged optimizer step. <paramref name="Loss"/> and <paramref name="GradNorm"/> are null when every
+/// example of the step was skipped: the step updated nothing.</summary>
+/// <param name="Examples">Examples trained in the step (over all ranks).</param>
+public sealed record TrainingStepLog(int Step, int TotalSteps, double Epoch, double? Loss, double LearningRate, double ProjectorLearningRate,
+    double? GradNorm, double TokensPerSecond, double Seconds, int SkippedRows, int Examples);
 
 /// <summary>What a run did.</summary>
+/// <param name="SkippedRows">Each annotation row that could not be trained on, once.</param>
 public sealed record TrainingSummary(int StartStep, int FinalStep, int TotalSteps, IReadOnlyList<TrainingStepLog> Steps,
     IReadOnlyList<AnnotationException> SkippedRows, string? FinalModelFolder);
+
+/// <summary>A run with nothing to learn from (no usable row, or every example tried skipped); the message lists the
+/// skipped rows (file:line: why). Nothing is saved.</summary>
+public sealed class NothingToTrainException(string reason, IReadOnlyList<AnnotationException> skippedRows)
+    : InvalidOperationException(Compose(reason, skippedRows))
+{
+    const int Listed = 20;
+
+    public IReadOnlyList<AnnotationException> SkippedRows { get; } = skippedRows;
+
+    static string Compose(string reason, IReadOnlyList<AnnotationException> rows) =>
+        $"{reason}; nothing was trained or saved." + (rows.Count == 0 ? "" : Environment.NewLine + "Skipped rows:" + Environment.NewLine +
+            string.Join(Environment.NewLine, rows.Take(Listed).Select(r => "  " + r.Message)) +
+            (rows.Count > Listed ? $"{Environment.NewLine}  … and {rows.Count - Listed} more" : ""));
+}
 
 /// <summary>
 /// The seed's SFT loop (transformers' Trainer as <c>train_qwen.py</c> configures it) on our model: per optimizer step,
 /// <c>gradient_accumulation_steps</c> examples per rank, each loss / accumulation backpropagated, gradients averaged over
 /// the ranks, clipped to <c>max_grad_norm</c>, one AdamW update at the cosine schedule's rate. Logs to the console,
 /// <c>log.csv</c> and TensorBoard event files (<c>runs/</c>) in output_dir; saves <c>checkpoint-N</c> folders in the
-/// released layout plus the optimizer state, and resumes from the newest one. A bad annotation row is reported
-/// (file:line: why) and skipped; the run goes on.
+/// released layout plus the optimizer state, and resumes from the newest one.
+/// <para>
+/// A run is safe to stop, share and resume, as an evaluation is: one writer per output folder (<c>train.lock</c>, naming
+/// the holder); <c>run.json</c> records the base model, data and settings, and a resume that differs is refused with
+/// the differences listed unless asked for (a checkpoint named in resume_from_checkpoint, or <c>forceNew</c>, which
+/// moves the earlier run aside); checkpoint folders appear whole or not at all. A bad annotation row is reported (file:line:
+/// why) and skipped; a run in which no example can be trained stops with the list instead of saving an untouched model.
+/// </para>
 /// </summary>
 public sealed class SftTrainer
 {
-    public const string OptimizerFile = "optimizer.safetensors", StateFile = "trainer_state.json", LogFile = "log.csv";
+    public const string OptimizerFile = "optimizer.safetensors", StateFile = "trainer_state.json", LogFile = "log.csv", LockFile = "train.lock";
 
     readonly TrainingArguments _args;
     readonly Action<string> _log;
     readonly DataParallel _parallel;
+    readonly bool _forceNew;
 
-    public SftTrainer(TrainingArguments args, Action<string>? log = null, DataParallel? parallel = null)
+    /// <param name="forceNew">Start over even where output_dir holds an earlier run, whose files are first moved into
+    /// <c>earlier-run.bak-TIME</c> inside output_dir (<c>--force-new</c>; nothing is deleted).</param>
+    public SftTrainer(TrainingArguments args, Action<string>? log = null, DataParallel? parallel = null, bool forceNew = false)
     {
         args.Validate();
         _args = args;
         _parallel = parallel ?? DataParallel.Single;
         _log = _parallel.IsMain ? log ?? Console.WriteLine : _ => { };
+        _forceNew = forceNew;
     }
 
     /// <summary>Checks every annotation row and its video without loading the model's weights or decoding frames.</summary>
@@ -64,44 +93,91 @@ public sealed class SftTrainer
     }
 
     /// <summary>Trains to the end (or until <paramref name="cancel"/> fires between steps, as a kill would, without
-    /// saving) and saves the final model into output_dir.</summary>
+    /// saving) and saves the final model into output_dir. Throws <see cref="OutputLockedException"/> while another run
+    /// writes output_dir, <see cref="RunManifestMismatchException"/> for a resume that differs, and
+    /// <see cref="NothingToTrainException"/> when no example can be trained.</summary>
     public TrainingSummary Run(CancellationToken cancel = default)
     {
         var a = _args;
         Directory.CreateDirectory(a.OutputDir);
-        var (rows, skipped) = SftAnnotations.Load(a.DatasetUse, a.DataPath);
-        foreach (var e in skipped) _log($"skipped {e.Message}");
-        if (rows.Count == 0) throw new InvalidDataException($"No usable annotation row in {a.DatasetUse}.");
+        using var outputLock = _parallel.IsMain
+            ? OutputLock.Acquire(Path.Combine(a.OutputDir, LockFile), "train", a.OutputDir,
+                "Two runs in one output folder would overwrite each other's checkpoints and model and interleave log.csv: " +
+                "wait for that run to finish, stop it, or pass another --output_dir.")
+            : null;
+        var skipped = new SkippedRows(_parallel.IsMain ? _log : line => Console.Error.WriteLine($"rank {_parallel.Rank}: {line}"));
+        var (rows, unparsed) = SftAnnotations.Load(a.DatasetUse, a.DataPath);
+        foreach (var e in unparsed) skipped.Add(e);
+        if (rows.Count == 0) throw new NothingToTrainException($"No usable annotation row in {a.DatasetUse}", skipped.Rows);
 
-        string? resume = ResumeFolder();
         var device = a.Device is null ? TorchRuntime.DefaultDevice : TorchRuntime.ParseDevice(a.Device);
         if (device.type == DeviceType.CUDA && _parallel.WorldSize > 1) device = new Device(DeviceType.CUDA, _parallel.DeviceIndex);
         var dtype = (a.Bf16 ?? device.type == DeviceType.CUDA) ? ScalarType.BFloat16 : ScalarType.Float32;
+        var (stepsPerEpoch, totalSteps) = Steps(rows.Count);
+        if (!Directory.Exists(a.ModelNameOrPath)) throw new DirectoryNotFoundException($"model_name_or_path {a.ModelNameOrPath}: no such folder.");
+        var plan = PlanOutput(TrainingRunManifest.Describe(a, _parallel.WorldSize, dtype));
+        _stepsTaken = 0;
+        try
+        {
+            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel);
+        }
+        catch (Exception e) when (plan.StartedEmpty && _parallel.IsMain && (e is NothingToTrainException || _stepsTaken == 0))
+        {
+            // Everything of a run in output_dir is this run's, and it learned nothing: leave the folder as it was, so a
+            // corrected rerun is not refused as another run's resume.
+            foreach (string entry in TrainingRunManifest.EarlierRunEntries(a.OutputDir))
+                if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+                else File.Delete(entry);
+            throw;
+        }
+    }
+
+    /// <summary>Steps per epoch and in all; throws naming num_train_epochs when the count overflows.</summary>
+    (int PerEpoch, int Total) Steps(int rows)
+    {
+        var a = _args;
+        long microPerStep = (long)a.GradientAccumulationSteps * _parallel.WorldSize;
+        int perEpoch = (int)Math.Max(1, (rows + microPerStep - 1) / microPerStep);
+        if (a.MaxSteps > 0) return (perEpoch, a.MaxSteps);
+        double total = Math.Ceiling(a.NumTrainEpochs * perEpoch);
+        if (total > int.MaxValue)
+            throw new ArgumentException($"num_train_epochs {a.NumTrainEpochs.ToString("R", CultureInfo.InvariantCulture)} × {perEpoch} step(s) per epoch " +
+                                        $"is more than {int.MaxValue} steps: lower num_train_epochs or set max_steps.");
+        return (perEpoch, (int)total);
+    }
+
+    TrainingSummary Train(List<SftRow> rows, OutputPlan plan, SkippedRows skipped, Device device, ScalarType dtype, int stepsPerEpoch,
+        int totalSteps, CancellationToken cancel)
+    {
+        var a = _args;
+        string? resume = plan.Resume;
+        int step = resume is null ? 0 : ReadGlobalStep(resume);
+        if (step >= totalSteps)
+            throw new ArgumentException($"{resume} is at step {step}, and this run has {totalSteps} steps: nothing is left to train. " +
+                                        "Raise num_train_epochs or max_steps, or resume an earlier checkpoint.");
         using var model = SpatialMllmModel.Load(resume ?? a.ModelNameOrPath, device, dtype);
         model.model.GradientCheckpointing = a.GradientCheckpointing;
         var trainable = a.TrainableSet.Apply(model);
         using var optimizer = new AdamW(trainable, new AdamWOptions(a.AdamBeta1, a.AdamBeta2, a.AdamEpsilon, a.WeightDecay));
-        int step = 0;
         if (resume != null)
         {
             optimizer.Load(Path.Combine(resume, OptimizerFile));
-            step = ReadState(resume).GetProperty("global_step").GetInt32();
             _log($"resumed from {resume} at step {step}");
         }
         var builder = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens, a.DataOptions);
-
-        int microPerStep = a.GradientAccumulationSteps * _parallel.WorldSize;
-        int stepsPerEpoch = Math.Max(1, (rows.Count + microPerStep - 1) / microPerStep);
-        int totalSteps = a.MaxSteps > 0 ? a.MaxSteps : (int)Math.Ceiling(a.NumTrainEpochs * stepsPerEpoch);
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
-        double projectorLr = a.MmProjectorLr is > 0 ? a.MmProjectorLr.Value : a.LearningRate;
+        double projectorLr = a.MmProjectorLr ?? a.LearningRate;
+        // transformers: max_grad_norm 0 turns clipping off (the norm is still measured and logged).
+        double maxNorm = a.MaxGradNorm > 0 ? a.MaxGradNorm : double.PositiveInfinity;
+        int world = _parallel.WorldSize;
         _log($"{rows.Count} examples, {trainable.Count} trainable tensors ({trainable.Sum(p => p.Parameter.NumberOfElements):N0} parameters), " +
-             $"{totalSteps} steps of {a.GradientAccumulationSteps} × {_parallel.WorldSize} examples, on {device} {dtype}");
+             $"{totalSteps} steps of {a.GradientAccumulationSteps} × {world} examples, on {device} {dtype}");
 
-        using var logs = _parallel.IsMain ? new TrainingLogWriter(a.OutputDir, append: resume != null) : null;
+        using var logs = _parallel.IsMain ? new TrainingLogWriter(a.OutputDir, resumedStep: step) : null;
         var steps = new List<TrainingStepLog>();
         int startStep = step;
+        long trained = 0;
         while (step < totalSteps && !cancel.IsCancellationRequested)
         {
             var clock = Stopwatch.StartNew();
@@ -109,15 +185,15 @@ public sealed class SftTrainer
             double lossSum = 0; long tokens = 0; int counted = 0, skippedNow = 0;
             for (int micro = 0; micro < a.GradientAccumulationSteps; micro++)
             {
-                long slot = ((long)step * a.GradientAccumulationSteps + micro) * _parallel.WorldSize + _parallel.Rank;
+                long slot = ((long)step * a.GradientAccumulationSteps + micro) * world + _parallel.Rank;
                 var row = RowAt(rows, slot, a.Seed);
                 using var scope = torch.NewDisposeScope();
                 SftExample example;
                 try { example = builder.Build(row); }
                 catch (AnnotationException e)
                 {
-                    skipped.Add(e); skippedNow++;
-                    Console.Error.WriteLine($"skipped {e.Message}");
+                    skipped.Add(e);
+                    skippedNow++;
                     continue;
                 }
                 using (example)
@@ -129,23 +205,40 @@ public sealed class SftTrainer
                     tokens += example.InputIds.Length;
                 }
             }
-            var averaged = _parallel.Average(counted == 0 ? 0 : lossSum / counted, tokens, skippedNow);
-            _parallel.AverageGradients(trainable);
-            double norm = GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), a.MaxGradNorm);
+            // Means over the ranks of the loss sum, tokens, skipped and trained examples (× world size: the totals).
+            var means = _parallel.Average(lossSum, tokens, skippedNow, counted);
+            int examples = (int)Math.Round(means[3] * world);
             double factor = schedule.Factor(step);
-            optimizer.Update(g => (g == ParameterGroup.Language ? a.LearningRate : projectorLr) * factor);
+            double? meanLoss = null, norm = null;
+            // A step whose examples were all skipped has no gradient: no update (AdamW's step count stays with the updates).
+            if (examples > 0)
+            {
+                _parallel.AverageGradients(trainable);
+                norm = GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), maxNorm);
+                optimizer.Update(g => (g == ParameterGroup.Language ? a.LearningRate : projectorLr) * factor);
+                meanLoss = means[0] / means[3];
+            }
             step++;
+            _stepsTaken++;
+            trained += examples;
             if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
             double seconds = clock.Elapsed.TotalSeconds;
-            var entry = new TrainingStepLog(step, totalSteps, (double)step / stepsPerEpoch, averaged[0], a.LearningRate * factor, projectorLr * factor,
-                norm, averaged[1] * _parallel.WorldSize / seconds, seconds, (int)Math.Round(averaged[2] * _parallel.WorldSize));
+            var entry = new TrainingStepLog(step, totalSteps, (double)step / stepsPerEpoch, meanLoss, a.LearningRate * factor, projectorLr * factor,
+                norm, means[1] * world / seconds, seconds, (int)Math.Round(means[2] * world), examples);
             steps.Add(entry);
             logs?.Write(entry);
-            if (a.LoggingSteps > 0 && (step % a.LoggingSteps == 0 || step == totalSteps))
+            if (examples == 0)
                 _log(string.Create(CultureInfo.InvariantCulture,
-                    $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  loss {entry.Loss:F4}  lr {entry.LearningRate:E2}  grad_norm {norm:F3}  {entry.TokensPerSecond:N0} tok/s  {seconds:F2} s"));
+                    $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  no update: all {entry.SkippedRows} example(s) of the step were skipped"));
+            else if (a.LoggingSteps > 0 && (step % a.LoggingSteps == 0 || step == totalSteps))
+                _log(string.Create(CultureInfo.InvariantCulture,
+                    $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  loss {meanLoss:F4}  lr {entry.LearningRate:E2}  grad_norm {norm:F3}  {entry.TokensPerSecond:N0} tok/s  {seconds:F2} s"));
+            // An epoch's worth of steps visits every row: if none could be trained by then, none can.
+            if (trained == 0 && (step - startStep >= stepsPerEpoch || step == totalSteps))
+                throw new NothingToTrainException(
+                    $"No example could be trained: all {steps.Sum(s => s.SkippedRows)} example(s) of {step - startStep} step(s) were skipped", skipped.Rows);
             if (saveEvery > 0 && step % saveEvery == 0 && step < totalSteps && _parallel.IsMain)
-                SaveCheckpoint(model, optimizer, step, totalSteps);
+                SaveCheckpoint(model, optimizer, plan.Manifest, step, totalSteps);
         }
         string? final = null;
         if (step >= totalSteps && _parallel.IsMain)
@@ -154,8 +247,8 @@ public sealed class SftTrainer
             final = a.OutputDir;
             _log($"saved the trained model to {a.OutputDir}");
         }
-        if (skipped.Count > 0) _log($"{skipped.Count} annotation row(s) skipped (listed above).");
-        return new TrainingSummary(startStep, step, totalSteps, steps, skipped, final);
+        if (skipped.Rows.Count > 0) _log($"{skipped.Rows.Count} annotation row(s) skipped (listed above).");
+        return new TrainingSummary(startStep, step, totalSteps, steps, skipped.Rows, final);
     }
 
     /// <summary>The row for a global example slot: each epoch visits every row once, in an order fixed by the seed and
@@ -174,39 +267,172 @@ public sealed class SftTrainer
 
     int[]? _order;
     int _orderEpoch;
+    /// <summary>Steps this <see cref="Run"/> has taken (none: a failure leaves nothing worth keeping).</summary>
+    int _stepsTaken;
 
-    void SaveCheckpoint(SpatialMllmModel model, AdamW optimizer, int step, int totalSteps)
+    /// <summary>Writes <c>checkpoint-N</c> as <c>checkpoint-N.partial</c> and renames it when complete: a kill mid-save
+    /// leaves the partial folder, which no resume reads, never a checkpoint missing a file.</summary>
+    void SaveCheckpoint(SpatialMllmModel model, AdamW optimizer, RunManifest manifest, int step, int totalSteps)
     {
-        string folder = Path.Combine(_args.OutputDir, $"checkpoint-{step}");
-        CheckpointWriter.Save(model, folder);
-        optimizer.Save(Path.Combine(folder, OptimizerFile));
-        // Written last: its presence marks the checkpoint complete.
-        File.WriteAllText(Path.Combine(folder, StateFile), JsonSerializer.Serialize(new { global_step = step, max_steps = totalSteps, args = _args }));
+        string folder = Path.Combine(_args.OutputDir, $"checkpoint-{step}"), partial = folder + ".partial";
+        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        CheckpointWriter.Save(model, partial);
+        optimizer.Save(Path.Combine(partial, OptimizerFile));
+        manifest.Write(Path.Combine(partial, TrainingRunManifest.FileName));
+        File.WriteAllText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(new { global_step = step, max_steps = totalSteps, args = _args }));
+        if (Directory.Exists(folder))
+        {
+            // A checkpoint of the same step from before a resume of an earlier one: replaced, never half-replaced.
+            string replaced = folder + ".replaced";
+            if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
+            Directory.Move(folder, replaced);
+            Directory.Move(partial, folder);
+            Directory.Delete(replaced, recursive: true);
+        }
+        else Directory.Move(partial, folder);
         _log($"saved {folder}");
-        if (_args.SaveTotalLimit is int keep)
+        // transformers' save_total_limit: unset or ≤ 0 keeps every checkpoint.
+        if (_args.SaveTotalLimit is int keep && keep > 0)
             foreach (var old in CompleteCheckpoints(_args.OutputDir).SkipLast(keep)) Directory.Delete(old.Folder, recursive: true);
     }
 
-    string? ResumeFolder()
+    /// <summary>Where training starts, and the manifest its checkpoints carry.</summary>
+    /// <param name="StartedEmpty">output_dir held no earlier run when this one started (or it was moved aside).</param>
+    sealed record OutputPlan(string? Resume, RunManifest Manifest, bool StartedEmpty);
+
+    /// <summary>
+    /// Decides, on the main rank (the only one that reads and changes output_dir), where the run starts: the checkpoint
+    /// asked for; with --force-new, over (the earlier run moved aside); else the newest checkpoint of an earlier run with
+    /// the same manifest, refusing one that differs. The other ranks take the main rank's answer.
+    /// </summary>
+    OutputPlan PlanOutput(RunManifest manifest)
     {
-        string r = _args.ResumeFromCheckpoint;
-        if (r == "none") return null;
-        if (r != "auto")
-            return File.Exists(Path.Combine(r, StateFile)) ? r : throw new DirectoryNotFoundException($"resume_from_checkpoint {r}: no {StateFile} there.");
-        return CompleteCheckpoints(_args.OutputDir).LastOrDefault().Folder;
+        if (_parallel.WorldSize == 1) return PlanOnMain(manifest);
+        var plan = _parallel.IsMain ? PlanOnMain(manifest) : null;
+        int resumeStep = (int)Math.Round(_parallel.FromMain(plan?.Resume is string r ? ReadGlobalStep(r) : -1));
+        string? asked = _args.ResumeFromCheckpoint is "auto" or "none" ? null : _args.ResumeFromCheckpoint;
+        return plan ?? new OutputPlan(resumeStep < 0 ? null : asked ?? Path.Combine(_args.OutputDir, $"checkpoint-{resumeStep}"), manifest, false);
+    }
+
+    OutputPlan PlanOnMain(RunManifest manifest)
+    {
+        var a = _args;
+        string manifestPath = Path.Combine(a.OutputDir, TrainingRunManifest.FileName);
+        string? asked = a.ResumeFromCheckpoint is "auto" or "none" ? null : a.ResumeFromCheckpoint;
+        if (asked != null && !File.Exists(Path.Combine(asked, StateFile)))
+            throw new DirectoryNotFoundException($"resume_from_checkpoint {asked}: no {StateFile} there, so it is not a complete checkpoint folder.");
+        bool askedInOutput = asked != null && TrainingArguments.IsSameOrInside(TrainingArguments.FullFolder(asked), TrainingArguments.FullFolder(a.OutputDir));
+        if (_forceNew)
+        {
+            if (askedInOutput)
+                throw new ArgumentException($"--force-new would move {a.OutputDir}'s earlier run aside, and with it the checkpoint to resume ({asked}): " +
+                                            "resume it into another --output_dir, or drop --force-new.");
+            if (TrainingRunManifest.MoveAside(a.OutputDir) is string backup)
+                _log($"--force-new: starting over; the earlier run's files are kept in {backup}");
+            manifest.Write(manifestPath);
+            return new OutputPlan(asked, manifest, StartedEmpty: true);
+        }
+        var earlier = TrainingRunManifest.EarlierRunEntries(a.OutputDir);
+        if (asked != null)
+        {
+            NoteChangedSettings(asked, manifest);
+            // A checkpoint of this folder's run continues it with the new settings; one from elsewhere must not mix with another run here.
+            if (earlier.Count > 0 && !askedInOutput) RequireSameRun(manifest, earlier);
+            manifest.Write(manifestPath);
+            return new OutputPlan(asked, manifest, StartedEmpty: earlier.Count == 0);
+        }
+        if (earlier.Count == 0)
+        {
+            manifest.Write(manifestPath);
+            return new OutputPlan(null, manifest, StartedEmpty: true);
+        }
+        if (a.ResumeFromCheckpoint == "none")
+            throw new RunManifestMismatchException(
+                $"{a.OutputDir} holds an earlier run ({Sample(earlier)}) and resume_from_checkpoint is none: starting over there would overwrite it. " +
+                $"Pass --force-new to start over keeping its files in {BackupHint}, or another --output_dir.");
+        var saved = RequireSameRun(manifest, earlier);
+        return new OutputPlan(CompleteCheckpoints(a.OutputDir).LastOrDefault().Folder, saved, StartedEmpty: false);
+    }
+
+    string BackupHint => Path.Combine(_args.OutputDir, "earlier-run.bak-TIME");
+
+    static string Sample(IReadOnlyList<string> entries) =>
+        string.Join(", ", entries.Take(4).Select(Path.GetFileName)) + (entries.Count > 4 ? ", …" : "");
+
+    /// <summary>The saved manifest when output_dir's earlier run is this one (same model, data and settings); throws
+    /// listing the differences otherwise.</summary>
+    RunManifest RequireSameRun(RunManifest manifest, IReadOnlyList<string> earlier)
+    {
+        string dir = _args.OutputDir, manifestPath = Path.Combine(dir, TrainingRunManifest.FileName);
+        string options = $"--force-new to start over (the earlier files are kept in {BackupHint}), or another --output_dir.";
+        if (!File.Exists(manifestPath))
+            throw new RunManifestMismatchException(
+                $"{dir} holds files of an earlier training run ({Sample(earlier)}) but no run manifest ({TrainingRunManifest.FileName}): it was " +
+                "written by an older version or another tool, so which model, data and settings it trained cannot be checked. Pass " +
+                $"--resume_from_checkpoint with one of its checkpoints to continue it as it is, {options}");
+        var saved = RunManifest.Read(manifestPath);
+        var blocking = TrainingRunManifest.BlockingDifferences(saved, manifest);
+        if (blocking.Count > 0)
+            throw new RunManifestMismatchException(
+                $"{dir} holds a run of another model, data or settings, so resuming it would not train what was asked:" + Environment.NewLine +
+                RunManifest.List(blocking) + Environment.NewLine +
+                $"Pass the saved settings to resume it, --resume_from_checkpoint with one of its checkpoints to continue it with these settings, {options}");
+        foreach (var d in RunManifest.Differences(saved, manifest).Where(d => d.Field is "code_version" or "data_path" or "dataset.files"))
+            _log($"note: {dir} was started with {d.Field} {d.Saved}; resuming with {d.Now}.");
+        return saved;
+    }
+
+    /// <summary>Lists what differs from the run that saved the checkpoint asked for (resumed all the same, as asked).</summary>
+    void NoteChangedSettings(string checkpoint, RunManifest manifest)
+    {
+        string path = Path.Combine(checkpoint, TrainingRunManifest.FileName);
+        if (!File.Exists(path))
+        {
+            _log($"note: {checkpoint} has no run manifest, so what differs from the run that saved it cannot be listed.");
+            return;
+        }
+        var differences = TrainingRunManifest.BlockingDifferences(RunManifest.Read(path), manifest);
+        if (differences.Count > 0)
+            _log($"note: resuming {checkpoint} as asked, with settings that differ from the run that saved it:{Environment.NewLine}{RunManifest.List(differences)}");
     }
 
     /// <summary>checkpoint-N folders with their trainer state, oldest first.</summary>
     public static IEnumerable<(int Step, string Folder)> CompleteCheckpoints(string outputDir) =>
         !Directory.Exists(outputDir) ? [] :
         Directory.GetDirectories(outputDir, "checkpoint-*")
-            .Select(d => (Ok: int.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out int n), Step: n, Folder: d))
+            .Select(d => (Ok: int.TryParse(Path.GetFileName(d)["checkpoint-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out int n), Step: n, Folder: d))
             .Where(c => c.Ok && File.Exists(Path.Combine(c.Folder, StateFile)))
             .OrderBy(c => c.Step).Select(c => (c.Step, c.Folder));
 
-    static JsonElement ReadState(string folder)
+    /// <summary>The checkpoint's step; a damaged trainer state is an error naming the file and what to do.</summary>
+    static int ReadGlobalStep(string folder)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(folder, StateFile)));
-        return doc.RootElement.Clone();
+        string path = Path.Combine(folder, StateFile);
+        string advice = "Resume another checkpoint (--resume_from_checkpoint FOLDER) or move this one away.";
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("global_step", out var s)
+                && s.ValueKind == JsonValueKind.Number && s.TryGetInt32(out int step) && step >= 0)
+                return step;
+            throw new InvalidDataException($"{path}: not a trainer state (no \"global_step\" step count). {advice}");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: the trainer state is damaged ({e.Message}). {advice}"); }
+    }
+
+    /// <summary>Annotation rows that could not be trained on, each reported and kept once.</summary>
+    sealed class SkippedRows(Action<string> report)
+    {
+        readonly List<AnnotationException> _rows = [];
+        readonly HashSet<(string, int)> _seen = [];
+
+        public IReadOnlyList<AnnotationException> Rows => _rows;
+
+        public void Add(AnnotationException e)
+        {
+            if (!_seen.Add((e.File, e.Line))) return;
+            _rows.Add(e);
+            report($"skipped {e.Message}");
+        }
     }
 }

@@ -82,6 +82,28 @@ public class ConfigValidationTests
         if (message.StartsWith("the checkpoint", StringComparison.Ordinal)) Assert.Contains($"{section}.{key} = {value}", e.Message);
     }
 
+    /// <summary>Issue 23: VGGT's head sizes and its position/register tokens were not counted, so
+    /// <c>dpt_head.features: 1000000</c> or <c>camera_head.trunk_depth: 1000000</c> grew the process until it was killed.</summary>
+    [Theory]
+    [InlineData("spatial_config.dpt_head.features", "1000000", "refusing to build it", "spatial_config.dpt_head.features = 1000000")]
+    [InlineData("spatial_config.dpt_head.features", "2000", "the checkpoint's tensors hold only", "spatial_config.dpt_head.features = 2000")]
+    [InlineData("spatial_config.camera_head.trunk_depth", "1000000", "the checkpoint's tensors hold only", "spatial_config.camera_head.trunk_depth = 1000000")]
+    [InlineData("spatial_config.dpt_head.out_channels", "[8, 16, 1000000, 32]", "the checkpoint's tensors hold only", "dpt_head.out_channels = [8, 16, 1000000, 32]")]
+    [InlineData("spatial_config.img_size", "14000000", "refusing to build it", "img_size = 14000000")]
+    [InlineData("spatial_config.num_register_tokens", "100000000", "the checkpoint's tensors hold only", "num_register_tokens = 100000000")]
+    [InlineData("connector_config.mlp_ratio", "1000000", "connector_config.mlp_ratio = 1000000 must be in (0, 64]", null)]
+    public void Every_VGGT_and_connector_size_is_bounded_before_allocation(string path, string json, string message, string? named)
+    {
+        var e = LoadFails(TinyWith(c =>
+        {
+            string[] keys = path.Split('.');
+            var section = keys[..^1].Aggregate((JsonNode)c, (node, key) => node[key]!);
+            section[keys[^1]] = JsonNode.Parse(json);
+        }));
+        Assert.Contains(message, e.Message);
+        if (named != null) Assert.Contains(named, e.Message);
+    }
+
     [Fact]
     public void The_spatial_part_is_checked_when_VGGT_is_loaded_alone()
     {

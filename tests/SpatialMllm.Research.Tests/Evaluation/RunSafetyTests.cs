@@ -5,6 +5,7 @@ using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Research.Tests.Evaluation;
@@ -42,7 +43,7 @@ public class RunSafetyTests
         using (ResultsFileLock.Acquire(results, "evaluate vsibench"))
         {
             // Another open file description in this process conflicts just as another process's would.
-            var e = Assert.Throws<ResultsFileLockedException>(() => ResultsFileLock.Acquire(results, "evaluate scanqa"));
+            var e = Assert.Throws<OutputLockedException>(() => ResultsFileLock.Acquire(results, "evaluate scanqa"));
             Assert.Contains($"pid {Environment.ProcessId}", e.Message);
             Assert.Contains("`evaluate vsibench`", e.Message);
             Assert.Contains(results, e.Message);
@@ -142,7 +143,7 @@ public class RunSafetyTests
         // What a run with model A left: some answers and its manifest (written as `evaluate` writes it).
         var options = new AnswererOptions(4, SamplerKind.Uniform, 3);
         File.WriteAllText(results, "{\"id\":1000,\"prediction\":\"A\"}\n{\"id\":1001,\"prediction\":\"3\"}\n");
-        RunManifest.Describe("vsibench", modelA, options, "float32", false, mini.DatasetPath).Write(RunManifest.PathFor(results));
+        ResultsManifest.Describe("vsibench", modelA, options, "float32", false, mini.DatasetPath).Write(ResultsManifest.PathFor(results));
         string[] args = ["evaluate", "vsibench", "--data", mini.Root, "--frames", "4", "--max-new-tokens", "3", "--device", "cpu", "--out", results];
 
         var (code, _, error) = Invoke([.. args, "--model", modelB]);
@@ -174,7 +175,7 @@ public class RunSafetyTests
         Assert.Equal(2, CliProcess.CountLines(backups[0]));
         Assert.Single(Directory.GetFiles(mini.Root, "results.run.json.bak-*"));
         Assert.Equal(MiniVsiBench.QuestionCount, Results(results).Count);
-        Assert.Equal("dry-run", RunManifest.Read(RunManifest.PathFor(results)).Fields["answerer"]);
+        Assert.Equal("dry-run", RunManifest.Read(ResultsManifest.PathFor(results)).Fields["answerer"]);
 
         // And the same settings resume as before.
         (code, output, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
@@ -190,8 +191,8 @@ public class RunSafetyTests
         File.WriteAllText(shards[0], "{\"id\":1000,\"prediction\":\"A\"}\n");
         File.WriteAllText(shards[1], "{\"id\":1001,\"prediction\":\"B\"}\n");
         var options = new AnswererOptions(16, SamplerKind.Uniform, 1024);
-        RunManifest.Describe("vsibench", null, options, "-", false, mini.DatasetPath).Write(RunManifest.PathFor(shards[0]));
-        RunManifest.Describe("vsibench", null, options with { Frames = 8 }, "-", false, mini.DatasetPath).Write(RunManifest.PathFor(shards[1]));
+        ResultsManifest.Describe("vsibench", null, options, "-", false, mini.DatasetPath).Write(ResultsManifest.PathFor(shards[0]));
+        ResultsManifest.Describe("vsibench", null, options with { Frames = 8 }, "-", false, mini.DatasetPath).Write(ResultsManifest.PathFor(shards[1]));
         string merged = Path.Combine(mini.Root, "merged.jsonl");
 
         var (code, _, error) = Invoke(["merge", "--out", merged, .. shards]);
@@ -200,10 +201,10 @@ public class RunSafetyTests
         Assert.Contains("frames 16 vs 8", error);
         Assert.False(File.Exists(merged));
 
-        RunManifest.Describe("vsibench", null, options, "-", false, mini.DatasetPath).Write(RunManifest.PathFor(shards[1]));
+        ResultsManifest.Describe("vsibench", null, options, "-", false, mini.DatasetPath).Write(ResultsManifest.PathFor(shards[1]));
         (code, _, error) = Invoke(["merge", "--out", merged, .. shards]);
         Assert.True(code == 0, error);
-        Assert.Equal("16", RunManifest.Read(RunManifest.PathFor(merged)).Fields["frames"]);
+        Assert.Equal("16", RunManifest.Read(ResultsManifest.PathFor(merged)).Fields["frames"]);
     }
 
     [Fact]

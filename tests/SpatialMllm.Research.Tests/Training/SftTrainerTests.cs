@@ -29,7 +29,7 @@ public class SftTrainerTests(ITestOutputHelper output)
         }
     }
 
-    static TrainingArguments Args(string data, string output, string annotations = "train.jsonl") => new()
+    internal static TrainingArguments Args(string data, string output, string annotations = "train.jsonl") => new()
     {
         ModelNameOrPath = Path.Combine(data, "model"), DatasetUse = Path.Combine(data, annotations), OutputDir = output,
         LearningRate = 1e-3, MmProjectorLr = 3e-3, GradientAccumulationSteps = 2, MaxSteps = 4, SaveSteps = 2, Device = "cpu",
@@ -73,7 +73,7 @@ public class SftTrainerTests(ITestOutputHelper output)
         var resumed = new SftTrainer(Args(data, stopped), lines.Add).Run();
         Assert.Contains(lines, l => l.StartsWith("resumed from", StringComparison.Ordinal) && l.EndsWith("at step 2", StringComparison.Ordinal));
         Assert.Equal(2, resumed.StartStep);
-        Assert.Equal(first.Steps[^1].Loss, resumed.Steps[^1].Loss, 6);
+        Assert.Equal(first.Steps[^1].Loss!.Value, resumed.Steps[^1].Loss!.Value, 6);
 
         using var a = SafetensorsFile.Open(Path.Combine(straight, "model.safetensors"));
         using var b = SafetensorsFile.Open(Path.Combine(stopped, "model.safetensors"));
@@ -84,6 +84,8 @@ public class SftTrainerTests(ITestOutputHelper output)
             Assert.True(a.Read(key).equal(b.Read(key)).all().item<bool>(), key);
         }
         Assert.Equal(5, File.ReadAllLines(Path.Combine(straight, SftTrainer.LogFile)).Length); // header + 4 steps
+        // The resumed run trained step 3 again: log.csv has it once, as every step (issue 23: rows repeated after a resume).
+        Assert.Equal(["1", "2", "3", "4"], File.ReadAllLines(Path.Combine(stopped, SftTrainer.LogFile)).Skip(1).Select(row => row.Split(',')[0]));
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(straight, "runs"), "events.out.tfevents.*", SearchOption.AllDirectories));
     }
 
