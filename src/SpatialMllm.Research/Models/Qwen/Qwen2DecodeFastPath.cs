@@ -204,9 +204,9 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         readonly Tensor _ropeDeltas;   // [B] int64
         readonly Tensor _position;     // [1] int64: their cache slot
         readonly Tensor _logits;       // [B, 1, vocab]: what each replay overwrites
-        readonly (IntPtr Data, long Bytes)[] _captured;   // where the tensors it reads and writes lie: weights, keys, values
+        readonly IntPtr[] _captured;   // where the tensors it reads and writes lie: weights, keys, values
 
-        CapturedStep(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, (IntPtr, long)[] captured)
+        CapturedStep(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, IntPtr[] captured)
         {
             (_graph, _ids, _ropeDeltas, _position, _logits, _captured) = (graph, ids, ropeDeltas, position, logits, captured);
         }
@@ -247,7 +247,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         public bool Reads(IReadOnlyList<Tensor> tensors) =>
             tensors.Count == _captured.Length && tensors.Select(Location).SequenceEqual(_captured);
 
-        static (IntPtr Data, long Bytes) Location(Tensor tensor) => (TensorDataPointer.Of(tensor), tensor.NumberOfElements * tensor.ElementSize);
+        static IntPtr Location(Tensor tensor) => TensorDataPointer.Of(tensor);
 
         /// <summary>
         /// One step: ids [B], rope_deltas [B] and the cache slot → logits [B, 1, vocab], a view of the graph's output that the

@@ -28,6 +28,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
 {
     Tensor? _weight, _bias; // [(heads + 2·kv_heads)·d, hidden], [(heads + 2·kv_heads)·d]: q, k, v rows in that order
+    // The parameters re-pointed at them (q, k, v weights, then biases) and where each then lay: the same objects still
+    // lying there are still views of the fused tensors (a replaced Parameter is another object; .to(..) replaces them).
+    (IntPtr Handle, IntPtr Data)[] _views = [];
 
     /// <summary>
     /// cat(q_proj, k_proj, v_proj) weights and biases: the tensor the projections' parameters are views of, or, when
@@ -43,24 +46,12 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
         return (_weight!, _bias!);
     }
 
-    bool HoldsParameters(Tensor qw, Tensor kw, Tensor vw, Tensor qb, Tensor kb, Tensor vb) =>
-        _weight is not null && _bias is not null && _weight.device_type != DeviceType.META
-        && AreRowsOf(_weight, qw, kw, vw) && AreRowsOf(_bias, qb, kb, vb);
-
-    /// <summary>Whether <paramref name="parts"/> are, in order, consecutive contiguous row blocks of <paramref name="whole"/>.</summary>
-    static bool AreRowsOf(Tensor whole, params Tensor[] parts)
+    bool HoldsParameters(params Tensor[] parameters)
     {
-        if (parts.Any(p => p.dtype != whole.dtype || p.device != whole.device || p.dim() != whole.dim() || !p.is_contiguous())) return false;
-        long rowElements = whole.dim() == 1 ? 1 : whole.shape[1];
-        if (parts.Any(p => whole.dim() == 2 && p.shape[1] != rowElements)) return false;
-        long offset = 0;
-        IntPtr start = TensorDataPointer.Of(whole);
-        foreach (var part in parts)
-        {
-            if (TensorDataPointer.Of(part) != start + (nint)(offset * rowElements * whole.ElementSize)) return false;
-            offset += part.shape[0];
-        }
-        return offset == whole.shape[0];
+        if (_views.Length != parameters.Length) return false;
+        for (int i = 0; i < parameters.Length; i++)
+            if (_views[i].Handle != parameters[i].Handle || _views[i].Data != TensorDataPointer.OrZero(parameters[i])) return false;
+        return true;
     }
 
     void Fuse(Tensor qw, Tensor kw, Tensor vw, Tensor qb, Tensor kb, Tensor vb)
@@ -73,6 +64,7 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
         _weight?.Dispose();
         _bias?.Dispose();
         (_weight, _bias) = (weight, bias);
+        _views = [.. new[] { qw, kw, vw, qb, kb, vb }.Select(p => (p.Handle, TensorDataPointer.OrZero(p)))];
     }
 
     static void PointAtRows(Tensor whole, params Tensor[] parameters)
@@ -132,5 +124,6 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
         _weight?.Dispose();
         _bias?.Dispose();
         (_weight, _bias) = (null, null);
+        _views = [];
     }
 }
