@@ -79,7 +79,4 @@ internal static class CliSupport
     public static readonly string[] VsiBenchFileNames = ["test.jsonl", "test-00000-of-00001.parquet"];
 
     public static readonly string[] ScanQaFileNames = ["scanqa_val_llava_style.json", "ScanQA_v1.0_val.json"];
-
-    /// <summary>metrics path beside a results file: results.jsonl → results.metrics.json.</summary>
-    public static string MetricsPathFor(string resultsPath) => Path.ChangeExtension(resultsPath, null) + ".metrics.json";
 }

@@ -131,7 +131,7 @@ internal sealed class EvaluationProgressView(int parts)
 /// In a worker started by <c>--workers</c> (<c>SPATIAL_MLLM_PROGRESS=protocol</c>): one <c>@progress {json}</c> line per
 /// event, which the parent reads into its combined view.
 /// </summary>
-internal sealed class ProgressOutput : IDisposable
+internal sealed class ProgressOutput : IEvaluationDisplay
 {
     public const string ProtocolVariable = "SPATIAL_MLLM_PROGRESS";
     public const string ProtocolPrefix = "@progress ";
@@ -194,10 +194,11 @@ internal sealed class ProgressOutput : IDisposable
         else Changed(force: first || view.Count() is (int done, int total) && done >= total);
     }
 
-    /// <summary>Reads a worker's output line: a progress event updates part <paramref name="part"/>, anything else is logged with <paramref name="tag"/>.</summary>
-    public void Relay(int part, string tag, string line)
+    /// <summary>Reads a worker's output line: a progress event updates part <paramref name="part"/>, anything else is logged
+    /// with the worker's tag.</summary>
+    public void WorkerLine(int part, string line)
     {
-        if (!line.StartsWith(ProtocolPrefix, StringComparison.Ordinal)) { Log.WriteLine(tag + line); return; }
+        if (!line.StartsWith(ProtocolPrefix, StringComparison.Ordinal)) { Log.WriteLine($"[worker {part}] {line}"); return; }
         var e = JsonSerializer.Deserialize<ProtocolEvent>(line[ProtocolPrefix.Length..]);
         if (e?.Progress is { } p) Report(part, p);
         else if (e?.Activity is { } a) SetActivity(part, a);

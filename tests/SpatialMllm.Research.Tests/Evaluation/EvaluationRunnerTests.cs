@@ -116,6 +116,29 @@ public class EvaluationRunnerTests
     }
 
     [Fact]
+    public void ResultsLines_AreOneRowEach_InTheFormatEarlierFilesAndNotebooksRead()
+    {
+        Prediction[] rows = [new("1404", "B", "arkitscenes/41069025"), new("scanqa_val-scene0011-0_0", "brown chair")];
+        Assert.Equal("{\"id\":1404,\"prediction\":\"B\",\"video\":\"arkitscenes/41069025\"}\n", ResultsFile.ToLine(rows[0]));
+        Assert.Equal("{\"id\":\"scanqa_val-scene0011-0_0\",\"prediction\":\"brown chair\"}\n", ResultsFile.ToLine(rows[1]));
+        string path = Path.Combine(TestPaths.NewTempDir("results-lines"), "r.jsonl");
+        File.WriteAllText(path, string.Concat(rows.Select(ResultsFile.ToLine)));
+        Assert.Equal(rows, PredictionFile.Read(path));
+    }
+
+    [Fact]
+    public void Merge_KeepsEachRowsVideo()
+    {
+        var mini = new MiniVsiBench("merge-video");
+        string results = Reference(mini);
+        string merged = Path.Combine(mini.Root, "merged.jsonl");
+        ResultsMerger.Merge([results], merged);
+        var videos = mini.Items().ToDictionary(i => i.Id, i => i.Video.Key);
+        Assert.All(PredictionFile.Read(merged), row => Assert.Equal(videos[row.Id], row.Video));
+        Assert.Equal(PredictionFile.Read(results).OrderBy(r => int.Parse(r.Id)), PredictionFile.Read(merged));
+    }
+
+    [Fact]
     public void Recover_RefusesACorruptMiddleLine()
     {
         string dir = TestPaths.NewTempDir("corrupt");

@@ -330,7 +330,7 @@ public class RunSafetyTests
             [{"id": "val-scene0011-0", "video": "scannet/scene0011_00", "conversations": [{"from": "human", "value": "Q1"}], "metadata": {"answers": ["chair"]}},
              {"id": "val-scene0011-1", "video": "scannet/scene0011_00", "conversations": [{"from": "human", "value": "Q2"}], "metadata": {"answers": ["table"]}}]
             """);
-        var predictions = new[] { new Prediction("val-scene0011-0", "chair", "line 1"), new Prediction("val-scene0011-1", "table", "line 2") };
+        var predictions = new[] { new Prediction("val-scene0011-0", "chair"), new Prediction("val-scene0011-1", "table") };
         Assert.Equal(1.0, ScanQa.Score(predictions, ScanQa.Load(data)).ExactMatch);
     }
 }

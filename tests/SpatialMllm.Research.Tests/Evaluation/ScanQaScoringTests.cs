@@ -98,14 +98,14 @@ public class ScanQaScoringTests
         var two = data.Questions.Take(2).ToList();
         var predictions = new List<Prediction>
         {
-            new("scanqa_val-scene0011-0_7", "brown.", "line 1"),   // id normalised to _0; EM fails on the dot
-            new("scanqa_val-scene0011-1_0", " Brown ", "line 2"),  // stripped, but case-sensitive → EM 0
+            new("scanqa_val-scene0011-0_7", "brown."),   // id normalised to _0; EM fails on the dot
+            new("scanqa_val-scene0011-1_0", " Brown "),  // stripped, but case-sensitive → EM 0
         };
         var subset = new ScanQaDataset("test", two);
         var scores = ScanQa.Score(predictions, subset);
         Assert.Equal(0.0, scores.ExactMatch);
         Assert.Equal(2, scores.Questions);
-        var exact = ScanQa.Score([new("scanqa_val-scene0011-0_0", "brown", ""), new("scanqa_val-scene0011-1_0", "dark brown", "")], subset);
+        var exact = ScanQa.Score([new("scanqa_val-scene0011-0_0", "brown"), new("scanqa_val-scene0011-1_0", "dark brown")], subset);
         Assert.Equal(1.0, exact.ExactMatch);
         Assert.Equal(1.0, exact.Bleu1, 8);
     }
@@ -114,7 +114,7 @@ public class ScanQaScoringTests
     public void Score_AllFirstAnswers_OnFullVal()
     {
         var data = ScanQa.Load(ValPath);
-        var predictions = data.Questions.Select(q => new Prediction(q.Id, q.Answers[0], "")).ToList();
+        var predictions = data.Questions.Select(q => new Prediction(q.Id, q.Answers[0])).ToList();
         var scores = ScanQa.Score(predictions, data);
         Assert.Equal(4675, scores.Questions);
         Assert.Equal(1.0, scores.ExactMatch);
@@ -128,7 +128,7 @@ public class ScanQaScoringTests
         var data = ScanQa.Load(ValPath);
         var subset = new ScanQaDataset("test", data.Questions.Take(1).ToList());
         var e = Assert.Throws<PredictionMismatchException>(() =>
-            ScanQa.Score([new("scanqa_val-scene0011-0_0", "brown", ""), new("scanqa_val-scene0011-0_1", "brown", "")], subset));
+            ScanQa.Score([new("scanqa_val-scene0011-0_0", "brown"), new("scanqa_val-scene0011-0_1", "brown")], subset));
         Assert.Contains("1 id(s) predicted more than once", e.Message);
     }
 }

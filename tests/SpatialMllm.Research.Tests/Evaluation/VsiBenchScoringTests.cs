@@ -63,9 +63,9 @@ public class VsiBenchScoringTests
 
     static IReadOnlyList<Prediction> ExamplePredictions() =>
     [
-        new("900001", "three", ""), new("900002", "2.2 meters", ""), new("900003", "165", ""), new("900004", "25", ""),
-        new("900005", "B. table", ""), new("900006", "A", ""), new("900007", "(C)", ""), new("900008", "d.", ""),
-        new("900009", "The answer is B.", ""), new("900010", "<answer>A</answer>", ""),
+        new("900001", "three"), new("900002", "2.2 meters"), new("900003", "165"), new("900004", "25"),
+        new("900005", "B. table"), new("900006", "A"), new("900007", "(C)"), new("900008", "d."),
+        new("900009", "The answer is B."), new("900010", "<answer>A</answer>"),
     ];
 
     [Fact]
@@ -164,7 +164,7 @@ public class VsiBenchScoringTests
         var dataset = VsiBench.Load(VsiJsonl);
         var rows = File.ReadLines(Path.Combine(TestPaths.Data, "vsibench", "third_party_predictions", "tis_internvl3_5_8b_arkitscenes_predictions.jsonl"))
             .Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("id", out _)).ToList();
-        var predictions = rows.Select(e => new Prediction(e.GetProperty("id").GetInt32().ToString(), e.GetProperty("predicted_answer").GetString()!, "")).ToList();
+        var predictions = rows.Select(e => new Prediction(e.GetProperty("id").GetInt32().ToString(), e.GetProperty("predicted_answer").GetString()!)).ToList();
         Assert.Equal(1451, predictions.Count);
         var scores = VsiBench.Score(predictions, dataset, VsiBenchScoringProfile.Official, MissingPredictions.Skip);
         Assert.Equal(1451, scores.Questions.Count);
@@ -193,7 +193,7 @@ public class VsiBenchScoringTests
     public void MissingDuplicateUnknownIds_ClearMessageWithCounts()
     {
         var dataset = VsiBench.Load(Examples);
-        var predictions = ExamplePredictions().Take(8).Append(new Prediction("900001", "3", "line 9")).Append(new Prediction("42", "A", "line 10")).ToList();
+        var predictions = ExamplePredictions().Take(8).Append(new Prediction("900001", "3")).Append(new Prediction("42", "A")).ToList();
         var e = Assert.Throws<PredictionMismatchException>(() => VsiBench.Score(predictions, dataset, VsiBenchScoringProfile.Official));
         Assert.Contains("8 of 10 questions have a prediction", e.Message);
         Assert.Contains("1 id(s) predicted more than once: 900001", e.Message);

@@ -189,7 +189,7 @@ public class SceneQuestionTests
         Assert.Equal(dataset.Count, items.Count);
 
         // Answering with the ground truth scores 1 on every type.
-        var perfect = dataset.Questions.Select(q => new Prediction(q.Id.ToString(CultureInfo.InvariantCulture), q.GroundTruth, "test")).ToList();
+        var perfect = dataset.Questions.Select(q => new Prediction(q.Id.ToString(CultureInfo.InvariantCulture), q.GroundTruth)).ToList();
         var scores = VsiBench.Score(perfect, dataset, VsiBenchScoringProfile.SpatialMllm);
         Assert.All(scores.PerQuestionType.Values, s => Assert.Equal(1.0, s.Score, 6));
 
