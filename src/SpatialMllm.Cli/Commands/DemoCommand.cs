@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Demo;
 using SpatialMllm.Research.Hub;
 using SpatialMllm.Research.Models;
-using SpatialMllm.Research.Notebooks;
 using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Sampling;
 

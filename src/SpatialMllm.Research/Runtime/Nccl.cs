@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using TorchSharp;
 using System.Text;
-using SpatialMllm.Research.Runtime.Cuda;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Runtime;
@@ -80,7 +79,7 @@ public sealed unsafe class NcclCommunicator : IDisposable
         {
             if (t.device_type != DeviceType.CUDA || !t.is_contiguous())
                 throw new ArgumentException("NCCL all-reduce needs contiguous CUDA tensors.");
-            var data = TensorDataPointer.Of(t);
+            var data = TensorAddress.Of(t);
             Check(Entries.AllReduce(data, data, (nuint)t.NumberOfElements, DataType(t.dtype), 4 /* ncclAvg */, _comm, stream), "ncclAllReduce");
         }
         Check(Entries.GroupEnd(), "ncclGroupEnd");

@@ -1,4 +1,5 @@
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Demo;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Connector;
 using SpatialMllm.Research.Models.Qwen;

@@ -2,7 +2,7 @@ using System.IO.Compression;
 using System.Reflection;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using SpatialMllm.Research.Notebooks;
+using SpatialMllm.Research.Demo;
 using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Notebooks;

@@ -1,28 +1,16 @@
-using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Runtime.Cuda;
 
 /// <summary>
-/// The address of a tensor's first element (<c>at::Tensor::data_ptr()</c>, storage offset included), which TorchSharp
-/// 0.107 does not expose for device tensors: read through the <c>THSTensor_data</c> export of the libLibTorchSharp.so the
-/// process has loaded.
+/// <see cref="TensorAddress"/> under the name the fused kernels and the weight checks use. The reading itself lives in
+/// <c>Runtime</c>, which NCCL needs too and which depends on nothing of <c>Runtime.Cuda</c>; this name can go once its
+/// callers (Models/, Modules/) import <c>SpatialMllm.Research.Runtime</c> and call <see cref="TensorAddress"/>.
 /// </summary>
-internal static unsafe class TensorDataPointer
+internal static class TensorDataPointer
 {
-    static readonly Lazy<IntPtr> DataExport = new(() =>
-    {
-        string library = TorchRuntime.LoadedNativeLibraries().FirstOrDefault(p => Path.GetFileName(p).StartsWith("libLibTorchSharp", StringComparison.Ordinal))
-            ?? throw new InvalidOperationException("libLibTorchSharp is not among this process's loaded libraries.");
-        return NativeLibrary.GetExport(NativeLibrary.Load(library), "THSTensor_data");
-    });
+    public static IntPtr Of(Tensor tensor) => TensorAddress.Of(tensor);
 
-    public static IntPtr Of(Tensor tensor)
-    {
-        var data = OrZero(tensor);
-        return data != IntPtr.Zero ? data : throw new InvalidOperationException("THSTensor_data returned null (undefined tensor?).");
-    }
-
-    /// <summary>The address, or zero for a tensor without elements. Not for meta tensors (libtorch has no address to give).</summary>
-    public static IntPtr OrZero(Tensor tensor) => ((delegate* unmanaged<IntPtr, IntPtr>)DataExport.Value)(tensor.Handle);
+    /// <inheritdoc cref="TensorAddress.OrZero"/>
+    public static IntPtr OrZero(Tensor tensor) => TensorAddress.OrZero(tensor);
 }
