@@ -44,7 +44,7 @@ public sealed class FusedKernelGpuTests
         var fused = FusedQkNormRope.TryApply(q, k, qNorm, kNorm, 1e-5, rope);
         Assert.NotNull(fused);
         var eager = torch.stack([rope.Apply(qNorm.forward(q)), rope.Apply(kNorm.forward(k))]);
-        AssertClose($"VGGT q/k LayerNorm+RoPE {(global ? "global" : "frame")} [{batch}, {tokens}, {Heads}, {headDim}]", fused, eager, dtype);
+        AssertClose($"VGGT q/k LayerNorm+RoPE {(global ? "global" : "frame")} [{batch}, {tokens}, {Heads}, {headDim}]", eager, fused, dtype);
     }
 
     [Theory, InlineData("float32"), InlineData("bfloat16")]
@@ -66,7 +66,7 @@ public sealed class FusedKernelGpuTests
         var fused = FusedVisionRope.TryApply(qk, cos, signedSin);
         Assert.NotNull(fused);
         var eager = RotaryEmbedding.ApplyPromoted(qk, cos, signedSin).to(dtype);
-        AssertClose($"vision q/k RoPE [2, {tokens}, {Heads}, {headDim}]", fused, eager, dtype);
+        AssertClose($"vision q/k RoPE [2, {tokens}, {Heads}, {headDim}]", eager, fused, dtype);
     }
 
     /// <summary>libtorch's fused rms_norm through TorchScript (what Qwen2RmsNorm and the decode script run on CUDA in
@@ -88,7 +88,7 @@ public sealed class FusedKernelGpuTests
         // transformers: statistics in fp32, cast back to the input dtype, then the weight multiply.
         var x32 = x.to(ScalarType.Float32);
         var formula = norm.Weight * (x32 * x32.pow(2).mean([-1], keepdim: true).add(eps).rsqrt()).to(dtype);
-        AssertClose($"rms_norm [3190, {hidden}]", fused, formula, dtype);
+        AssertClose($"rms_norm [3190, {hidden}]", formula, fused, dtype);
     }
 
     /// <summary>On a GPU machine the kernels must compile and load: a silent fallback would leave them untested.</summary>
@@ -98,19 +98,20 @@ public sealed class FusedKernelGpuTests
         Assert.True(why is null, $"the fused kernels are unavailable on this GPU machine: {why}");
     }
 
-    static void AssertClose(string what, Tensor actual, Tensor expected, ScalarType dtype)
+    /// <summary>Arguments as in every comparison here and in xunit: expected, then actual.</summary>
+    static void AssertClose(string what, Tensor expected, Tensor actual, ScalarType dtype)
     {
         Assert.Equal(expected.shape, actual.shape);
         long equal = actual.eq(expected).sum().item<long>(), total = expected.numel();
         if (dtype == ScalarType.Float32)
         {
-            double maxAbs = Gpu.MaxAbs(actual, expected), scale = expected.abs().max().item<float>();
+            double maxAbs = Gpu.MaxAbs(expected, actual), scale = expected.abs().max().item<float>();
             Gpu.Report($"{what} float32", [$"max abs diff {maxAbs:E2} (largest |value| {scale:F2}); equal elements {equal}/{total}"]);
             Assert.True(maxAbs <= 1e-6 * Math.Max(1, scale), $"{what}: max abs diff {maxAbs:E2} > 1e-6 × {Math.Max(1, scale):F2}");
         }
         else
         {
-            double ulps = Gpu.MaxUlps(actual, expected, mantissaBits: 7);
+            double ulps = Gpu.MaxUlps(expected, actual, mantissaBits: 7);
             Gpu.Report($"{what} bfloat16", [$"max diff {ulps:F2} ulp; equal elements {equal}/{total}"]);
             Assert.True(ulps <= 1, $"{what}: {ulps:F2} ulp apart in bfloat16 (at most 1 allowed)");
         }

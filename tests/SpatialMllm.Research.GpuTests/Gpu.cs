@@ -62,7 +62,7 @@ internal static class Gpu
     /// The largest difference in units in the last place of <paramref name="mantissaBits"/>-bit floats (bf16: 7), taken
     /// at the larger magnitude of each pair, so 1 means "adjacent representable values".
     /// </summary>
-    public static double MaxUlps(Tensor actual, Tensor expected, int mantissaBits)
+    public static double MaxUlps(Tensor expected, Tensor actual, int mantissaBits)
     {
         using var scope = torch.NewDisposeScope();
         var a = actual.to(ScalarType.Float64, CPU);

@@ -16,7 +16,7 @@ public sealed class TinyModelFixture : IDisposable
         string dir = TestPaths.NewTempDir("hooks-tiny");
         TinyCheckpoint.Create(dir);
         Model = SpatialMllmModel.Load(dir, torch.CPU);
-        Frames = FixtureIo.Read("frames_uint8_tchw");
+        Frames = TinyFixture.Read("frames_uint8_tchw");
     }
 
     public SpatialMllmModel Model { get; }
@@ -189,9 +189,9 @@ public sealed class DecoderHookTests
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
         int layers = model.model.layers.Count, k = layers / 2;
         Assert.True(layers >= 2);
-        using var ids = FixtureIo.Read("input_ids");
-        using var fused = FixtureIo.Read("fused_embeds");
-        using var positions = FixtureIo.Read("position_ids");
+        using var ids = TinyFixture.Read("input_ids");
+        using var fused = TinyFixture.Read("fused_embeds");
+        using var positions = TinyFixture.Read("position_ids");
         using var embeds = model.Language.EmbedWithVisualTokens(ids, fused, model.Config.Tokens.VideoTokenId);
 
         using var baseline = model.Hooks.Capture("model.layers.*", toCpu: false);
@@ -220,10 +220,10 @@ public sealed class DecoderHookTests
     public void The_eager_attention_a_probability_hook_switches_on_gives_the_same_logits()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
-        using var ids = FixtureIo.Read("input_ids");
-        using var fused = FixtureIo.Read("fused_embeds");
-        using var positions = FixtureIo.Read("position_ids");
-        using var expected = FixtureIo.Read("logits");
+        using var ids = TinyFixture.Read("input_ids");
+        using var fused = TinyFixture.Read("fused_embeds");
+        using var positions = TinyFixture.Read("position_ids");
+        using var expected = TinyFixture.Read("logits");
         using var embeds = model.Language.EmbedWithVisualTokens(ids, fused, model.Config.Tokens.VideoTokenId);
         using var captured = model.Hooks.Capture("model.layers.*.self_attn.attn_weights");
         using var logits = model.Language.forward(embeds, positions).squeeze(0);
@@ -260,10 +260,10 @@ public sealed class DecoderHookTests
     public void A_decoder_hook_makes_scripted_decoding_fall_back_to_the_eager_path_for_every_token()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
-        using var ids = FixtureIo.Read("input_ids");
-        using var fused = FixtureIo.Read("fused_embeds");
-        using var positions = FixtureIo.Read("position_ids");
-        using var deltas = FixtureIo.Read("rope_deltas");
+        using var ids = TinyFixture.Read("input_ids");
+        using var fused = TinyFixture.Read("fused_embeds");
+        using var positions = TinyFixture.Read("position_ids");
+        using var deltas = TinyFixture.Read("rope_deltas");
         using var embeds = model.Language.EmbedWithVisualTokens(ids, fused, model.Config.Tokens.VideoTokenId);
         var options = new GenerationOptions([-1], MaxNewTokens: 4);
         model.Language.DecodeMode = DecodeStepMode.Scripted;

@@ -19,12 +19,12 @@ public sealed class CapturedEncodersFixture : IDisposable
     public CapturedEncodersFixture()
     {
         Model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
-        using var frames = FixtureIo.Read("frames_uint8_tchw");
+        using var frames = TinyFixture.Read("frames_uint8_tchw");
         Encoded = Model.Hooks.Capture(["pixel_values_videos", "visual.*", "vision_embeds", "spatial_tokens", "fused_embeds"]);
         using (var features = Model.EncodeFrames(frames)) Grid = features.Grid;
         Encoded.Stop();
 
-        Video = FixtureIo.Read("video_tchw");
+        Video = TinyFixture.Read("video_tchw");
         Vggt = Model.Hooks.Capture(Aggregator + "*");
         Predictions = Model.spatial_encoder!.vggt_model.forward(Video);
         Vggt.Stop();

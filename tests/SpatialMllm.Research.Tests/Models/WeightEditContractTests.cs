@@ -24,7 +24,7 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
         {
             Folder = TestPaths.NewTempDir("weight-edits");
             TinyCheckpoint.Create(Folder);
-            Frames = FixtureIo.Read("frames_uint8_tchw");
+            Frames = TinyFixture.Read("frames_uint8_tchw");
         }
 
         public string Folder { get; }

@@ -83,7 +83,7 @@ public class NotebookHelperTests
     public void Encoder_ablation_compares_tokens_with_2d_only_and_full()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
-        using var frames = FixtureIo.Read("frames_uint8_tchw");
+        using var frames = TinyFixture.Read("frames_uint8_tchw");
 
         var results = EncoderAblation.Run(model, frames, EncoderAblation.Settings([0]));
 

@@ -18,11 +18,11 @@ public class QwenVideoProcessorTests(ITestOutputHelper output)
     public void Fixture_pixel_values_videos_match_exactly()
     {
         using var scope = NewDisposeScope();
-        var frames = FixtureIo.Read("frames_uint8_tchw");
+        var frames = TinyFixture.Read("frames_uint8_tchw");
         // The fixture's second_per_grid_ts is 2.5 on purpose: fps 0.8.
         using var inputs = Processor().ProcessResized(frames, fps: 0.8);
 
-        var expected = FixtureIo.Read("pixel_values_videos");
+        var expected = TinyFixture.Read("pixel_values_videos");
         Assert.Equal(expected.shape, inputs.PixelValuesVideos.shape);
         Assert.Equal(ScalarType.Float32, inputs.PixelValuesVideos.dtype);
         double err = MaxAbs(inputs.PixelValuesVideos, expected);
@@ -30,11 +30,11 @@ public class QwenVideoProcessorTests(ITestOutputHelper output)
         Assert.True(err <= 1e-6, $"max abs error {err:E3}");
 
         Assert.Equal(new GridThw(2, 6, 8), inputs.Grid);
-        Assert.Equal(FixtureIo.Read("video_grid_thw").data<long>().ToArray(), inputs.Grid.ToTensor().data<long>().ToArray());
-        Assert.Equal(FixtureIo.Read("second_per_grid_ts").ToDouble(), inputs.SecondPerGridT);
+        Assert.Equal(TinyFixture.Read("video_grid_thw").data<long>().ToArray(), inputs.Grid.ToTensor().data<long>().ToArray());
+        Assert.Equal(TinyFixture.Read("second_per_grid_ts").ToDouble(), inputs.SecondPerGridT);
         Assert.Equal(24, inputs.Grid.MergedTokenCount(2));
 
-        double vggtErr = MaxAbs(inputs.VideoTchw, FixtureIo.Read("video_tchw"));
+        double vggtErr = MaxAbs(inputs.VideoTchw, TinyFixture.Read("video_tchw"));
         output.WriteLine($"video_tchw max abs error {vggtErr:E3}");
         Assert.True(vggtErr <= 1e-7, $"video_tchw max abs error {vggtErr:E3}");
     }

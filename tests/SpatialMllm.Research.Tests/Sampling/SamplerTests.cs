@@ -95,7 +95,7 @@ public class SamplerTests
         using (torch.NewDisposeScope()) model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
         using (model)
         {
-            using var frames = FixtureIo.Read("frames_uint8_tchw");
+            using var frames = TinyFixture.Read("frames_uint8_tchw");
             using var features = model.EncodeFrames(frames);
             Assert.True(features.TokenCount > 0);
         }
@@ -105,10 +105,10 @@ public class SamplerTests
     public void Tiny_vggt_end_to_end_selects_the_reference_frames()
     {
         using var vggt = VggtLoader.Load(TestPaths.TinyFixture, torch.CPU);
-        using var frames = FixtureIo.Read("video_tchw");
+        using var frames = TinyFixture.Read("video_tchw");
         var (points, confidence) = vggt.Predict(frames);
         var result = SpaceAwareSelector.Select(points, confidence, k: 2);
-        int[] expected = FixtureIo.Read("sa_selected_tiny_vggt_k2").data<long>().Select(i => (int)i).ToArray();
+        int[] expected = TinyFixture.Read("sa_selected_tiny_vggt_k2").data<long>().Select(i => (int)i).ToArray();
         Assert.Equal(expected, result.Selected);
     }
 

@@ -15,9 +15,9 @@ public class SpaceAwareSelectorTests
     public void Planted_geometry_selects_the_reference_frames(int k)
     {
         using var scope = torch.NewDisposeScope();
-        Tensor points = FixtureIo.Read("sa_planted_world_points");
-        Tensor conf = FixtureIo.Read("sa_planted_world_points_conf");
-        int[] expected = FixtureIo.Read($"sa_selected_planted_k{k}").data<long>().Select(i => (int)i).ToArray();
+        Tensor points = TinyFixture.Read("sa_planted_world_points");
+        Tensor conf = TinyFixture.Read("sa_planted_world_points_conf");
+        int[] expected = TinyFixture.Read($"sa_selected_planted_k{k}").data<long>().Select(i => (int)i).ToArray();
 
         var result = SpaceAwareSelector.Select(points, conf, k);
 
@@ -31,8 +31,8 @@ public class SpaceAwareSelectorTests
     public void Planted_geometry_diagnostics_are_consistent()
     {
         using var scope = torch.NewDisposeScope();
-        Tensor points = FixtureIo.Read("sa_planted_world_points");
-        Tensor conf = FixtureIo.Read("sa_planted_world_points_conf");
+        Tensor points = TinyFixture.Read("sa_planted_world_points");
+        Tensor conf = TinyFixture.Read("sa_planted_world_points_conf");
 
         var d = SpaceAwareSelector.Select(points, conf, 16, cloudPoints: 1000).Diagnostics;
 

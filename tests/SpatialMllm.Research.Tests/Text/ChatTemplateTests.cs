@@ -82,7 +82,7 @@ public class ChatTemplateTests
         int visionStart = config.GetProperty("vision_start_token_id").GetInt32();
         int visionEnd = config.GetProperty("vision_end_token_id").GetInt32();
 
-        int[] expected = FixtureIo.Read("input_ids").data<long>().Select(v => (int)v).ToArray();
+        int[] expected = TinyFixture.Read("input_ids").data<long>().Select(v => (int)v).ToArray();
         // The rendered prompt holds one pad between vision_start and vision_end.
         var collapsed = expected.Where((id, i) => id != videoPad || expected[i - 1] != videoPad).ToArray();
         Assert.Equal([visionStart, videoPad, visionEnd], collapsed.SkipWhile(id => id != visionStart).Take(3));

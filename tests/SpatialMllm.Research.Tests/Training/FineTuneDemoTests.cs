@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using SpatialMllm.Research.Demo;
-using SpatialMllm.Research.Notebooks;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Notebooks;
 using SpatialMllm.Research.Training;

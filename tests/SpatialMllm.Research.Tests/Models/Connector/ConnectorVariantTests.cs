@@ -126,7 +126,7 @@ public sealed class ConnectorVariantTests
     public void A_cell_connector_replaces_the_checkpoints_and_can_be_put_back()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
-        using var frames = FixtureIo.Read("frames_uint8_tchw");
+        using var frames = TinyFixture.Read("frames_uint8_tchw");
         using var full = model.EncodeFrames(frames);
         using var visionOnly = model.EncodeFrames(frames, new AnswerOptions(FusionMode.VisionOnly));
         var original = model.connector!;
@@ -152,7 +152,7 @@ public sealed class ConnectorVariantTests
     public void A_connector_module_written_in_a_cell_runs_in_the_models_place()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
-        using var frames = FixtureIo.Read("frames_uint8_tchw");
+        using var frames = TinyFixture.Read("frames_uint8_tchw");
         using var full = model.EncodeFrames(frames);
         using var vision = model.EncodeFrames(frames, new AnswerOptions(FusionMode.VisionOnly));
         var original = model.connector!;
@@ -169,7 +169,7 @@ public sealed class ConnectorVariantTests
     public void Video_features_from_the_encoder_parts_equal_the_librarys_own()
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU);
-        using var frames = FixtureIo.Read("frames_uint8_tchw");
+        using var frames = TinyFixture.Read("frames_uint8_tchw");
         using var library = model.EncodeFrames(frames);
         using var parts = model.EncodeParts(frames);
         Assert.Equal(library.Grid, parts.Grid);

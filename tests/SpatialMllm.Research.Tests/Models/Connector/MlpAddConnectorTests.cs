@@ -20,20 +20,15 @@ public sealed class MlpAddConnectorTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Fused_embeds_match_the_reference_and_the_load_is_complete()
+    public void The_connector_loads_every_tensor_under_its_prefix()
     {
+        // Its output against the reference: FixtureParityTests (fused_embeds).
         using var checkpoint = Checkpoint.Open(Fixture);
-        using var io = SafetensorsFile.Open(Path.Combine(Fixture, "io.safetensors"));
         var (connector, report) = LoadTiny(checkpoint);
         using var _ = connector;
         Assert.Empty(report.Missing);
         Assert.Empty(report.Unexpected);
         Assert.Equal(5, report.Loaded.Count);
-
-        using var scope = torch.NewDisposeScope();
-        var grid = io.Read("video_grid_thw").to(ScalarType.Int64).data<long>().ToArray();
-        var fused = connector.forward(io.Read("vision_embeds"), io.Read("spatial_tokens_last"), 5, new GridThw((int)grid[0], (int)grid[1], (int)grid[2]));
-        TensorComparison.AssertClose("fused_embeds", io.Read("fused_embeds"), fused, 1e-4, output);
     }
 
     [Fact]

@@ -6,14 +6,15 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Tests.Models.Vggt;
 
 /// <summary>The tiny VGGT against the reference Python outputs in io.safetensors (fp32, CPU).</summary>
-public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper output) : IClassFixture<TinyVggtFixture>
+[Collection(TinyFixtureCollection.Name)]
+public sealed class VggtParityTests(TinyFixture fixture, ITestOutputHelper output)
 {
     const double Tolerance = 1e-4;
 
     [Fact]
     public void Load_report_is_complete()
     {
-        var report = fixture.LoadReport;
+        var report = fixture.VggtReport;
         Assert.Empty(report.Missing);
         Assert.Empty(report.Unexpected);
         Assert.All(report.Skipped, key => Assert.StartsWith(VggtModel.CheckpointPrefix + "track_head.", key));
@@ -63,23 +64,13 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     }
 
     [Fact]
-    public void Aggregator_first_and_last_layers_match_the_reference()
-    {
-        using var scope = torch.NewDisposeScope();
-        using var layers = fixture.Model.aggregator.forward(fixture.Frames, [0, -1]);
-        Assert.Equal(5, layers.PatchStartIndex);
-        TensorComparison.AssertClose("spatial_tokens_first", fixture.Io.Read("spatial_tokens_first"), layers[0], Tolerance, output);
-        TensorComparison.AssertClose("spatial_tokens_last", fixture.Io.Read("spatial_tokens_last"), layers[-1], Tolerance, output);
-    }
-
-    [Fact]
     public void ForwardLayer_returns_one_layer()
     {
         using var scope = torch.NewDisposeScope();
-        var last = fixture.Model.aggregator.ForwardLayer(fixture.Frames);
-        TensorComparison.AssertClose("spatial_tokens_last (ForwardLayer)", fixture.Io.Read("spatial_tokens_last"), last, Tolerance, output);
-        var first = fixture.Model.aggregator.ForwardLayer(fixture.Frames, 0);
-        TensorComparison.AssertClose("spatial_tokens_first (ForwardLayer)", fixture.Io.Read("spatial_tokens_first"), first, Tolerance, output);
+        var last = fixture.Vggt.aggregator.ForwardLayer(fixture.Frames);
+        TensorComparison.AssertClose("spatial_tokens_last (ForwardLayer)", TinyFixture.Read("spatial_tokens_last"), last, Tolerance, output);
+        var first = fixture.Vggt.aggregator.ForwardLayer(fixture.Frames, 0);
+        TensorComparison.AssertClose("spatial_tokens_first (ForwardLayer)", TinyFixture.Read("spatial_tokens_first"), first, Tolerance, output);
     }
 
     [Fact]
@@ -87,9 +78,9 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     {
         using var scope = torch.NewDisposeScope();
         var batch = torch.stack([fixture.Frames, fixture.Frames]);                   // [2, S, 3, H, W]
-        var last = fixture.Model.aggregator.ForwardLayer(batch);
+        var last = fixture.Vggt.aggregator.ForwardLayer(batch);
         Assert.Equal(new long[] { 2, 4, 53, 128 }, last.shape);
-        var expected = fixture.Io.Read("spatial_tokens_last");
+        var expected = TinyFixture.Read("spatial_tokens_last");
         TensorComparison.AssertClose("batch item 0", expected, last[0], Tolerance, output);
         TensorComparison.AssertClose("batch item 1", expected, last[1], Tolerance, output);
     }
@@ -98,30 +89,18 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
     public void A_single_frame_uses_the_first_frame_slots_only()
     {
         using var scope = torch.NewDisposeScope();
-        using var predictions = fixture.Model.forward(fixture.Frames[..1]);
+        using var predictions = fixture.Vggt.forward(fixture.Frames[..1]);
         Assert.Equal(new long[] { 1, 9 }, predictions.PoseEncoding.shape);
         Assert.Equal(new long[] { 1, 84, 112, 3 }, predictions.WorldPoints.shape);
-    }
-
-    [Fact]
-    public void Heads_match_the_reference()
-    {
-        using var scope = torch.NewDisposeScope();
-        using var predictions = fixture.Model.forward(fixture.Frames);
-        TensorComparison.AssertClose("vggt_pose_enc", fixture.Io.Read("vggt_pose_enc"), predictions.PoseEncoding, Tolerance, output);
-        TensorComparison.AssertClose("vggt_depth", fixture.Io.Read("vggt_depth"), predictions.Depth, Tolerance, output);
-        TensorComparison.AssertClose("vggt_depth_conf", fixture.Io.Read("vggt_depth_conf"), predictions.DepthConfidence, Tolerance, output);
-        TensorComparison.AssertClose("vggt_world_points", fixture.Io.Read("vggt_world_points"), predictions.WorldPoints, Tolerance, output);
-        TensorComparison.AssertClose("vggt_world_points_conf", fixture.Io.Read("vggt_world_points_conf"), predictions.WorldPointsConfidence, Tolerance, output);
     }
 
     [Fact]
     public void Point_map_prediction_matches_the_point_head()
     {
         using var scope = torch.NewDisposeScope();
-        var (worldPoints, conf) = fixture.Model.Predict(fixture.Frames);
-        TensorComparison.AssertClose("Predict world points", fixture.Io.Read("vggt_world_points"), worldPoints, Tolerance, output);
-        TensorComparison.AssertClose("Predict conf", fixture.Io.Read("vggt_world_points_conf"), conf, Tolerance, output);
+        var (worldPoints, conf) = fixture.Vggt.Predict(fixture.Frames);
+        TensorComparison.AssertClose("Predict world points", TinyFixture.Read("vggt_world_points"), worldPoints, Tolerance, output);
+        TensorComparison.AssertClose("Predict conf", TinyFixture.Read("vggt_world_points_conf"), conf, Tolerance, output);
     }
 
     [Fact]
@@ -130,11 +109,11 @@ public sealed class VggtParityTests(TinyVggtFixture fixture, ITestOutputHelper o
         // 4 frames in chunks of 3 (a full and a partial chunk) against the one-chunk reference output.
         using var scope = torch.NewDisposeScope();
         var config = fixture.Checkpoint.Config.Spatial!;
-        using var layers = fixture.Model.aggregator.forward(fixture.Frames.unsqueeze(0), config.DptHead.IntermediateLayerIdx);
+        using var layers = fixture.Vggt.aggregator.forward(fixture.Frames.unsqueeze(0), config.DptHead.IntermediateLayerIdx);
         var head = new DptHead(2 * config.EmbedDim, 4, DptActivation.InverseLog, config.PatchSize, config.DptHead);
         SpatialMllm.Research.Checkpoints.StateDictLoader.Load(head, fixture.Checkpoint, VggtModel.CheckpointPrefix + "point_head.").ThrowIfIncomplete("point_head");
         var (points, _) = head.forward(layers, 84, 112, framesChunkSize: 3);
-        TensorComparison.AssertClose("world points, chunks of 3", fixture.Io.Read("vggt_world_points"), points.squeeze(0), Tolerance, output);
+        TensorComparison.AssertClose("world points, chunks of 3", TinyFixture.Read("vggt_world_points"), points.squeeze(0), Tolerance, output);
     }
 
     [Fact]

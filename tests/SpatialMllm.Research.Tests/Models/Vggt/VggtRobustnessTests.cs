@@ -6,17 +6,18 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Tests.Models.Vggt;
 
 /// <summary>Memory behaviour, bf16 and input validation of the tiny VGGT.</summary>
-public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelper output) : IClassFixture<TinyVggtFixture>
+[Collection(TinyFixtureCollection.Name)]
+public sealed class VggtRobustnessTests(TinyFixture fixture, ITestOutputHelper output)
 {
     [Fact]
     public void Repeated_aggregator_forwards_do_not_leak_tensors()
     {
         var stats = DisposeScopeManager.Statistics.TensorStatistics;
-        using (var warmUp = fixture.Model.aggregator.ForwardLayer(fixture.Frames)) { }
+        using (var warmUp = fixture.Vggt.aggregator.ForwardLayer(fixture.Frames)) { }
         long before = stats.ThreadTotalLiveCount;
         for (int i = 0; i < 100; i++)
         {
-            using var layer = fixture.Model.aggregator.ForwardLayer(fixture.Frames);
+            using var layer = fixture.Vggt.aggregator.ForwardLayer(fixture.Frames);
         }
         long after = stats.ThreadTotalLiveCount;
         output.WriteLine($"live tensors before {before}, after 100 forwards {after}");
@@ -27,12 +28,12 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
     public void Full_model_forward_does_not_leak_tensors()
     {
         var stats = DisposeScopeManager.Statistics.TensorStatistics;
-        using (fixture.Model.forward(fixture.Frames)) { }
+        using (fixture.Vggt.forward(fixture.Frames)) { }
         long before = stats.ThreadTotalLiveCount;
         for (int i = 0; i < 5; i++)
         {
-            using var predictions = fixture.Model.forward(fixture.Frames);
-            var (points, conf) = fixture.Model.Predict(fixture.Frames);
+            using var predictions = fixture.Vggt.forward(fixture.Frames);
+            var (points, conf) = fixture.Vggt.Predict(fixture.Frames);
             points.Dispose();
             conf.Dispose();
         }
@@ -47,7 +48,7 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
         bf16.LoadWeights(fixture.Checkpoint).ThrowIfIncomplete("bf16 VGGT");
         bf16.eval();
 
-        var reference = fixture.Io.Read("spatial_tokens_last");
+        var reference = TinyFixture.Read("spatial_tokens_last");
         var tokens = bf16.aggregator.ForwardLayer(fixture.Frames);
         Assert.Equal(ScalarType.BFloat16, tokens.dtype);
         double tokenError = TensorComparison.MaxError(reference, tokens);
@@ -62,7 +63,7 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
             ("vggt_world_points", predictions.WorldPoints), ("vggt_world_points_conf", predictions.WorldPointsConfidence),
         })
         {
-            double error = TensorComparison.MaxError(fixture.Io.Read(name), actual);
+            double error = TensorComparison.MaxError(TinyFixture.Read(name), actual);
             output.WriteLine($"bf16 {name}: max error {error:E2}");
             Assert.True(error < 0.1, $"bf16 {name} error {error}");
         }
@@ -76,7 +77,7 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
     {
         using var scope = torch.NewDisposeScope();
         var images = torch.zeros(shape);
-        var e = Assert.ThrowsAny<ArgumentException>(() => fixture.Model.aggregator.ForwardLayer(images));
+        var e = Assert.ThrowsAny<ArgumentException>(() => fixture.Vggt.aggregator.ForwardLayer(images));
         Assert.Contains(message, e.Message);
         Assert.Contains($"[{string.Join(", ", shape)}]", e.Message);
     }
@@ -84,7 +85,7 @@ public sealed class VggtRobustnessTests(TinyVggtFixture fixture, ITestOutputHelp
     [Fact]
     public void Unknown_layer_is_rejected_clearly()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => fixture.Model.aggregator.ForwardLayer(fixture.Frames, 4));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => fixture.Vggt.aggregator.ForwardLayer(fixture.Frames, 4));
         Assert.Contains("depth 4", e.Message);
     }
 }

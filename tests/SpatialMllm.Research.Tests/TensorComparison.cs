@@ -2,9 +2,12 @@ using SpatialMllm.Research.Verification;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
-namespace SpatialMllm.Research.Tests.Models;
+namespace SpatialMllm.Research.Tests;
 
-/// <summary>Fixture comparisons: absolute error, relative for values larger than 1.</summary>
+/// <summary>
+/// The one way tests compare tensors with expected ones: <see cref="FixtureVerifier.Errors"/>' error (absolute for values
+/// up to 1, relative above), arguments as in xunit's asserts: expected, then actual.
+/// </summary>
 internal static class TensorComparison
 {
     /// <summary>max |actual − expected| / max(1, |expected|), computed in float64.</summary>
@@ -18,5 +21,12 @@ internal static class TensorComparison
         output?.WriteLine($"{name}: max error {error:E2} (tolerance {tolerance:E0})");
         Assert.True(error <= tolerance, $"{name}: max error {error:E3} exceeds {tolerance:E0}.");
         return error;
+    }
+
+    /// <summary>A tensor of ids or positions as longs, for Assert.Equal.</summary>
+    public static long[] Longs(Tensor t)
+    {
+        using var host = t.to(ScalarType.Int64).cpu().contiguous();
+        return host.data<long>().ToArray();
     }
 }
