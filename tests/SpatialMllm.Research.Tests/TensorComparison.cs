@@ -1,5 +1,4 @@
 using SpatialMllm.Research.Verification;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests;

@@ -1,6 +1,4 @@
-using System.CommandLine;
 using System.Text.Json;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Evaluation;
 
 namespace SpatialMllm.Research.Tests.Evaluation;
@@ -11,7 +9,7 @@ public class VsiBenchDebiasedTests
     /// <summary>Two counting and two rel-distance questions, one of each pruned; predictions right on 1, 2, 4 and wrong on 3.
     /// Full: counting 1.0, rel-distance 0.5 → All 0.75. Debiased (ids 1, 3): counting 1.0, rel-distance 0 → All 0.5.
     /// With the id list {2, 4}: counting 1.0, rel-distance 1.0 → All 1.0.</summary>
-    static (string Dataset, string Predictions) Files()
+    internal static (string Dataset, string Predictions) Files()
     {
         string dir = TestPaths.NewTempDir("vsibench-debiased");
         string dataset = Path.Combine(dir, "test.jsonl");
@@ -32,15 +30,6 @@ public class VsiBenchDebiasedTests
         return (dataset, predictions);
     }
 
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { ScoreCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public void ScoreDebiased_FromPrunedColumn_LeavesOutPrunedQuestionsAndTheirPredictions()
     {
@@ -57,24 +46,6 @@ public class VsiBenchDebiasedTests
         Assert.Null(VsiBench.ScoreDebiased(predictions, data.Select(VsiBenchSubset.Debiased), VsiBenchScoringProfile.SpatialMllm));
     }
 
-    [Fact]
-    public void ScoreVsiBench_Cli_PrintsDebiasedBesideFull_AndIdListOverridesTheColumn()
-    {
-        var (datasetPath, predictionsPath) = Files();
-        var (code, output, error) = Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath);
-        Assert.True(code == 0, error);
-        Assert.Contains("VSI-Bench-Debiased (pruned == false): 2 of 4 scored questions", output);
-        Assert.Contains("All               75.00    75.00", output);
-        Assert.Contains("All               50.00    50.00", output);
-
-        string ids = Path.Combine(Path.GetDirectoryName(datasetPath)!, "debiased-ids.txt");
-        File.WriteAllLines(ids, ["2", "4"]);
-        (code, output, error) = Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath, "--debiased-ids", ids, "--json");
-        Assert.True(code == 0, error);
-        using var json = JsonDocument.Parse(output);
-        Assert.Equal(0.75, json.RootElement.GetProperty("all").GetProperty("macro").GetDouble(), 12);
-        Assert.Equal(1.0, json.RootElement.GetProperty("debiased").GetProperty("all").GetProperty("macro").GetDouble(), 12);
-    }
 
     [Fact]
     public void DebiasedIds_UnknownId_IsAnErrorNamingTheFile()

@@ -1,5 +1,4 @@
 using SpatialMllm.Research.Verification;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Models;
 

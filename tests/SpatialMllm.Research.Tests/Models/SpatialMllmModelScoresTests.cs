@@ -2,7 +2,6 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Qwen;
 using TorchSharp;
 using static TorchSharp.torch;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Models;
 

@@ -5,7 +5,6 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Verification;
 using TorchSharp;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests.Models;

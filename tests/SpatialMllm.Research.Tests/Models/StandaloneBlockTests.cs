@@ -3,7 +3,6 @@ using SpatialMllm.Research.Models.Vggt;
 using SpatialMllm.Research.Modules;
 using SpatialMllm.Research.Processing;
 using TorchSharp;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests.Models;

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using SpatialMllm.Research.Tests.Display;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Notebooks;
 

@@ -3,7 +3,6 @@ using System.Reflection;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using SpatialMllm.Research.Demo;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Notebooks;
 

@@ -1,5 +1,4 @@
 using SpatialMllm.Research.Processing;
-using Xunit.Abstractions;
 using SpatialMllm.Research.Tests.Text;
 using TorchSharp;
 using static TorchSharp.torch;

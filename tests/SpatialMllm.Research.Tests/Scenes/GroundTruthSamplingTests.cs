@@ -1,7 +1,6 @@
 using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Scenes;
 using SpatialMllm.Research.Video;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Scenes;
 

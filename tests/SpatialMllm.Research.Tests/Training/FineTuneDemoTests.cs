@@ -4,7 +4,6 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Notebooks;
 using SpatialMllm.Research.Training;
 using TorchSharp;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Training;
 

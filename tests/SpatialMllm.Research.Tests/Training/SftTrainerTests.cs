@@ -3,7 +3,6 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Training;
 using SpatialMllm.Research.Video;
 using TorchSharp;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests.Training;

@@ -1,6 +1,5 @@
 using SpatialMllm.Research.Training;
 using SpatialMllm.Research.Verification;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Training;
 

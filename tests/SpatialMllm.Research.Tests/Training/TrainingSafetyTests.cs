@@ -3,7 +3,6 @@ using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Training;
-using Xunit.Abstractions;
 
 namespace SpatialMllm.Research.Tests.Training;
 

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using SpatialMllm.Research.Tests.Evaluation;
+using SpatialMllm.Research.Tests.Cli;
 using SpatialMllm.Research.Video;
 using static TorchSharp.torch;
 
@@ -53,7 +53,7 @@ public class FfmpegVersionTests
     static Dictionary<string, string> OldFfmpegEnvironment()
     {
         var (ffmpeg, ffprobe, why) = StaticFfmpeg.Value;
-        Skip.If(ffmpeg == null, $"no static ffmpeg 4.1 from npm: {why}");
+        Assert.SkipWhen(ffmpeg == null, $"no static ffmpeg 4.1 from npm: {why}");
         return new() { [FfmpegTools.FfmpegVariable] = ffmpeg!, [FfmpegTools.FfprobeVariable] = ffprobe! };
     }
 
@@ -71,7 +71,7 @@ public class FfmpegVersionTests
         Assert.True(expected.eq(written).all().item<bool>(), "the old ffmpeg decoded other pixels");
     }
 
-    [SkippableFact]
+    [Fact]
     public void The_npm_ffmpeg_is_old_and_rejects_fps_mode()
     {
         var env = OldFfmpegEnvironment();
@@ -83,7 +83,7 @@ public class FfmpegVersionTests
         Assert.DoesNotContain("-fps_mode", help);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Old_ffmpeg_decodes_a_lossless_video_frame_exactly()
     {
         string dir = TestPaths.NewTempDir("ffmpeg41-video");
@@ -95,7 +95,7 @@ public class FfmpegVersionTests
         AssertSameFrames(video, outDir, [0, 3, 6, 9]);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Old_ffmpeg_decodes_h264_like_debians()
     {
         string dir = TestPaths.NewTempDir("ffmpeg41-h264");
@@ -106,7 +106,7 @@ public class FfmpegVersionTests
         AssertSameFrames(video, outDir, [0, 4, 7, 11]);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Old_ffmpeg_decodes_a_png_frame_folder()
     {
         string dir = TestPaths.NewTempDir("ffmpeg41-pngs");
@@ -118,7 +118,7 @@ public class FfmpegVersionTests
         AssertSameFrames(frames, outDir, [0, 2, 5, 7]);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Old_ffmpeg_errors_carry_its_stderr_and_the_file()
     {
         string dir = TestPaths.NewTempDir("ffmpeg41-error");
@@ -146,7 +146,7 @@ public class FfmpegVersionTests
 
     /// <summary>Writing a video (a synthetic scene) goes through the configured binary too: on the GPU machine, which has
     /// no ffmpeg on PATH, notebook 03's scene failed with "ffmpeg was not found on your system (tried "ffmpeg")".</summary>
-    [SkippableFact]
+    [Fact]
     public void Old_ffmpeg_writes_a_scene_video_with_no_ffmpeg_on_path()
     {
         var env = OldFfmpegEnvironment();

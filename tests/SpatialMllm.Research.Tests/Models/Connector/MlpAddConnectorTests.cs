@@ -2,7 +2,6 @@ using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models.Connector;
 using SpatialMllm.Research.Processing;
 using TorchSharp;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests.Models.Connector;

@@ -1,6 +1,5 @@
 using SpatialMllm.Research.Models.Qwen;
 using TorchSharp;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests.Models.Qwen;

@@ -1,7 +1,6 @@
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models.Qwen;
 using TorchSharp;
-using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests.Models.Qwen;

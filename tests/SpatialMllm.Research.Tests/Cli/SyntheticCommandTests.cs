@@ -4,7 +4,7 @@ using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
 
-namespace SpatialMllm.Research.Tests.Scenes;
+namespace SpatialMllm.Research.Tests.Cli;
 
 /// <summary><c>spatial-mllm synthetic</c> writes a folder that <c>evaluate vsibench --data</c> runs on.</summary>
 public class SyntheticCommandTests

@@ -2,9 +2,10 @@ using System.CommandLine;
 using System.Text.Json;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Sampling;
+using SpatialMllm.Research.Tests.Video;
 using SpatialMllm.Research.Video;
 
-namespace SpatialMllm.Research.Tests.Video;
+namespace SpatialMllm.Research.Tests.Cli;
 
 public class SampleFramesCommandTests
 {

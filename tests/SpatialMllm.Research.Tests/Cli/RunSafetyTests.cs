@@ -7,8 +7,9 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Tests.Evaluation;
 
-namespace SpatialMllm.Research.Tests.Evaluation;
+namespace SpatialMllm.Research.Tests.Cli;
 
 /// <summary>
 /// Issue 16: runs that cannot silently go wrong. Each test reproduces one failure a user met (two runs on one file, a

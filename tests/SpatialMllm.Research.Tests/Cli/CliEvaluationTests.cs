@@ -5,8 +5,9 @@ using System.Text.Json;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Tests.Evaluation;
 
-namespace SpatialMllm.Research.Tests.Evaluation;
+namespace SpatialMllm.Research.Tests.Cli;
 
 /// <summary>The CLI commands: in-process through System.CommandLine, and as real processes (kill and resume, workers).</summary>
 public class CliEvaluationTests
@@ -253,4 +254,76 @@ public class CliEvaluationTests
     }
 
     static int CountLines(string path) => CliProcess.CountLines(path);
+
+    [Fact]
+    public void Evaluate_WithTheTinyModel_DecodingAheadAndBatched_EqualsInLineOneByOne()
+    {
+        var mini = new MiniVsiBench("ahead-tiny", realVideos: true);
+        string model = TestPaths.NewTempDir("tiny-model-ahead");
+        TinyCheckpoint.Create(model);
+        string inLine = Path.Combine(mini.Root, "in-line.jsonl"), ahead = Path.Combine(mini.Root, "ahead.jsonl");
+        string[] common = ["evaluate", "vsibench", "--model", model, "--data", mini.Root, "--frames", "4", "--device", "cpu", "--max-new-tokens", "3"];
+
+        var (code, output, error) = CliProcess.Finish(CliProcess.Start(mini.Root, [.. common, "--out", inLine, "--prefetch-videos", "0", "--batch-size", "1"]));
+        Assert.True(code == 0, output + error);
+        (code, output, error) = CliProcess.Finish(CliProcess.Start(mini.Root, [.. common, "--out", ahead, "--prefetch-videos", "3", "--decode-threads", "2", "--batch-size", "4"]));
+        Assert.True(code == 0, output + error);
+
+        var expected = Results(inLine);
+        Assert.Equal(MiniVsiBench.QuestionCount, expected.Count);
+        Assert.Equal(expected, Results(ahead));
+        Assert.Equal(File.ReadAllText(inLine), File.ReadAllText(ahead));   // and in the same order
+    }
+
+    [Fact]
+    public void ScoreScanQa_Table_SaysMeteorWasNotComputedAndWhy()
+    {
+        var data = ScanQa.Load(Path.Combine(TestPaths.Data, "scanqa", "ScanQA_v1.0_val.json"));
+        string predictions = Path.Combine(TestPaths.NewTempDir("cli-scanqa-meteor"), "p.jsonl");
+        File.WriteAllLines(predictions, data.Questions.Select(q => System.Text.Json.JsonSerializer.Serialize(new { id = q.Id, prediction = q.Answers[0] })));
+        var root = new RootCommand { ScoreCommand.Create() };
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = root.Parse(["score", "scanqa", "--predictions", predictions, "--dataset", data.SourcePath, "--meteor-jar", "/nonexistent/meteor-1.5.jar"])
+            .Invoke(new InvocationConfiguration { Output = output, Error = error });
+        Assert.True(code == 0, error.ToString());
+        Assert.Contains("METEOR   not computed: meteor jar not found: /nonexistent/meteor-1.5.jar", output.ToString());
+        Assert.Contains("EM         100.00", output.ToString());
+    }
+
+    [Fact]
+    public void EvaluateScanQa_DryRun_TableAndMetricsSayWhyMeteorWasNotComputed()
+    {
+        var mini = new MiniScanQa("cli-scanqa-meteor-eval");
+        string results = Path.Combine(mini.Root, "r.jsonl");
+        var root = new RootCommand { EvaluateCommand.Create() };
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = root.Parse(["evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", results, "--meteor-jar", "/nonexistent/meteor-1.5.jar"])
+            .Invoke(new InvocationConfiguration { Output = output, Error = error });
+        Assert.True(code == 0, error.ToString());
+        Assert.Contains("METEOR   not computed: meteor jar not found: /nonexistent/meteor-1.5.jar", output.ToString());
+        using var metrics = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(mini.Root, "r.metrics.json")));
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, metrics.RootElement.GetProperty("METEOR").ValueKind);
+        Assert.Equal("meteor jar not found: /nonexistent/meteor-1.5.jar", metrics.RootElement.GetProperty("METEOR_not_computed").GetString());
+    }
+
+    [Fact]
+    public void ScoreVsiBench_Cli_PrintsDebiasedBesideFull_AndIdListOverridesTheColumn()
+    {
+        var (datasetPath, predictionsPath) = VsiBenchDebiasedTests.Files();
+        var (code, output, error) = Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath);
+        Assert.True(code == 0, error);
+        Assert.Contains("VSI-Bench-Debiased (pruned == false): 2 of 4 scored questions", output);
+        Assert.Contains("All               75.00    75.00", output);
+        Assert.Contains("All               50.00    50.00", output);
+
+        string ids = Path.Combine(Path.GetDirectoryName(datasetPath)!, "debiased-ids.txt");
+        File.WriteAllLines(ids, ["2", "4"]);
+        (code, output, error) = Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath, "--debiased-ids", ids, "--json");
+        Assert.True(code == 0, error);
+        using var json = JsonDocument.Parse(output);
+        Assert.Equal(0.75, json.RootElement.GetProperty("all").GetProperty("macro").GetDouble(), 12);
+        Assert.Equal(1.0, json.RootElement.GetProperty("debiased").GetProperty("all").GetProperty("macro").GetDouble(), 12);
+    }
 }

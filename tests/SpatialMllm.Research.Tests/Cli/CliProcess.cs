@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace SpatialMllm.Research.Tests.Evaluation;
+namespace SpatialMllm.Research.Tests.Cli;
 
 /// <summary>The built CLI as a real process (for kills, signals and races that an in-process call cannot show).</summary>
 internal static class CliProcess
