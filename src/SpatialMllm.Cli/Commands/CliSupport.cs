@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Evaluation;
+using SpatialMllm.Research.Runs;
 
 namespace SpatialMllm.Cli.Commands;
 
@@ -74,6 +75,21 @@ internal static class CliSupport
                 }
         throw new FileNotFoundException($"No {what} given and none found (looked for {string.Join(", ", names)} under {string.Join(", ", folders)} " +
                                         "and the parents of the current directory); pass it explicitly.");
+    }
+
+    /// <summary>The dataset a results file was answered on, as its run manifest (<c>{results}.run.json</c>, which
+    /// <c>evaluate</c> writes beside it) names it; null without a manifest. A manifest of another benchmark, or naming a
+    /// dataset that is gone, is an error that says what to pass.</summary>
+    public static string? DatasetOfRun(string resultsPath, string benchmark)
+    {
+        string manifestPath = ResultsManifest.PathFor(resultsPath);
+        if (!File.Exists(manifestPath)) return null;
+        var fields = RunManifest.Read(manifestPath).Fields;
+        if (fields.GetValueOrDefault("benchmark") is { } other && other != benchmark)
+            throw new ArgumentException($"{resultsPath} holds answers to {other} (says {manifestPath}); score it with `spatial-mllm score {other}`.");
+        if (fields.GetValueOrDefault("dataset.file") is not { } dataset) return null;
+        return File.Exists(dataset) ? dataset
+            : throw new FileNotFoundException($"{manifestPath} names the dataset {dataset} the answers belong to, which is not there; pass --dataset.", dataset);
     }
 
     public static readonly string[] VsiBenchFileNames = ["test.jsonl", "test-00000-of-00001.parquet"];

@@ -11,7 +11,8 @@ namespace SpatialMllm.Cli.Commands;
 
 /// <summary>
 /// <c>spatial-mllm demo</c>: the main job on its embedded default. Makes the tiny random-weight checkpoint and a
-/// synthetic video when absent, loads the model, answers one question and prints the time of each stage.
+/// synthetic video when absent, loads the model, answers one question and prints the time of each stage. With a model of
+/// your own and no video, only the synthetic video is made (in the temporary folder).
 /// </summary>
 internal static class DemoCommand
 {
@@ -20,7 +21,7 @@ internal static class DemoCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Model folder or owner/name on the Hugging Face hub; the default is made if absent.", DefaultValueFactory = _ => TinyFolder };
-        var video = new Option<string?>("--video") { Description = "Video file or frame folder; default: a synthetic video beside the tiny checkpoint." };
+        var video = new Option<string?>("--video") { Description = "Video file or frame folder; default: a synthetic video (beside the tiny checkpoint, or in the temporary folder)." };
         var question = new Option<string>("--question") { Description = "The question.", DefaultValueFactory = _ => "How many chairs are in the room? Please answer the question using a single word or phrase." };
         var frames = new Option<int>("--frames") { Description = "Frames sampled uniformly (the paper uses 16).", DefaultValueFactory = _ => 8 };
         var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "auto" };
@@ -32,13 +33,13 @@ internal static class DemoCommand
         {
             string modelDir = parse.GetValue(model)!;
             string? videoPath = parse.GetValue(video);
-            if (modelDir == TinyFolder || videoPath == null)
+            if (modelDir == TinyFolder)
             {
                 // The embedded default: made on first use (random weights, seed 1234; ffmpeg's testsrc2).
                 var tiny = Samples.TinyCheckpoint(TinyFolder);
-                if (modelDir == TinyFolder) modelDir = tiny.ModelDir;
-                videoPath ??= tiny.VideoPath;
+                (modelDir, videoPath) = (tiny.ModelDir, videoPath ?? tiny.VideoPath);
             }
+            videoPath ??= Samples.SyntheticVideo(Path.Combine(Path.GetTempPath(), "spatial-mllm", Samples.SyntheticVideoName));
             modelDir = HubModels.ResolveFolder(modelDir);
 
             var clock = Stopwatch.StartNew();

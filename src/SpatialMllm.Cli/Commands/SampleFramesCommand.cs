@@ -59,6 +59,9 @@ internal static class SampleFramesCommand
             File.WriteAllText(json, JsonSerializer.Serialize(selection, new JsonSerializerOptions { WriteIndented = true }));
 
             stdout.WriteLine($"{selection.Sampler}: {selection.Indices.Count} of {selection.SourceFrameCount} frames [{string.Join(", ", selection.Indices)}] -> {outDir}");
+            if (samplerName == "space-aware" && selection.Indices.Count < Math.Min(k, selection.SourceFrameCount))
+                stdout.WriteLine($"note: space-aware sampling chose {selection.Indices.Count} frames, not --k {k}: no other frame adds a voxel " +
+                                 "that the chosen ones do not already cover.");
             return 0;
         }
         catch (Exception ex) when (ex is IOException or ArgumentException or NotSupportedException or InvalidOperationException or UnauthorizedAccessException)

@@ -19,7 +19,10 @@ internal static class ScoreCommand
     static Command CreateVsiBench()
     {
         var predictions = new Option<string>("--predictions") { Description = "Predictions file.", Required = true };
-        var dataset = new Option<string?>("--dataset") { Description = "VSI-Bench test.jsonl or parquet (default: datasets/evaluation/vsibench/test.jsonl)." };
+        var dataset = new Option<string?>("--dataset")
+        {
+            Description = "VSI-Bench test.jsonl or parquet (default: the one the run manifest beside --predictions names, else datasets/evaluation/vsibench/test.jsonl).",
+        };
         var profile = new Option<string>("--profile")
         {
             Description = "Scoring rules: spatial-mllm (the seed's; default) or official (thinking-in-space / lmms-eval).",
@@ -41,7 +44,8 @@ internal static class ScoreCommand
         };
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
-            string datasetPath = CliSupport.Locate("VSI-Bench dataset", parse.GetValue(dataset),
+            string datasetPath = CliSupport.Locate("VSI-Bench dataset",
+                parse.GetValue(dataset) ?? CliSupport.DatasetOfRun(parse.GetValue(predictions)!, "vsibench"),
                 ["datasets/evaluation/vsibench"], CliSupport.VsiBenchFileNames);
             var data = VsiBench.Load(datasetPath, CliSupport.ParseSubset(parse.GetValue(subset)!), parse.GetValue(debiasedIds));
             var read = PredictionFile.Read(parse.GetValue(predictions)!);
@@ -85,7 +89,10 @@ internal static class ScoreCommand
     static Command CreateScanQa()
     {
         var predictions = new Option<string>("--predictions") { Description = "Predictions file ({\"id\",\"prediction\"} lines or the seed's {\"sample_id\",\"pred_response\"} JSON).", Required = true };
-        var dataset = new Option<string?>("--dataset") { Description = "ScanQA_v1.0_val.json or scanqa_val_llava_style.json (default: under datasets/evaluation/scanqa)." };
+        var dataset = new Option<string?>("--dataset")
+        {
+            Description = "ScanQA_v1.0_val.json or scanqa_val_llava_style.json (default: the one the run manifest beside --predictions names, else under datasets/evaluation/scanqa).",
+        };
         var json = new Option<bool>("--json") { Description = "Print the metrics as JSON." };
         var missing = CliSupport.MissingOption();
         var meteorJar = CliSupport.MeteorJarOption();
@@ -95,7 +102,8 @@ internal static class ScoreCommand
         };
         command.SetAction(parse => CliSupport.Guard(parse, output =>
         {
-            string datasetPath = CliSupport.Locate("ScanQA dataset", parse.GetValue(dataset),
+            string datasetPath = CliSupport.Locate("ScanQA dataset",
+                parse.GetValue(dataset) ?? CliSupport.DatasetOfRun(parse.GetValue(predictions)!, "scanqa"),
                 ["datasets/evaluation/scanqa"], CliSupport.ScanQaFileNames);
             var scores = ScanQa.Score(parse.GetValue(predictions)!, ScanQa.Load(datasetPath), CliSupport.ParseMissing(parse.GetValue(missing)!),
                 parse.GetValue(meteorJar));

@@ -75,6 +75,19 @@ public class CliCommandTests
     }
 
     [Fact]
+    public void Demo_with_a_model_and_no_video_writes_nothing_into_the_working_folder()
+    {
+        string model = Path.Combine(TestPaths.NewTempDir("demo-model"), "tiny");
+        TinyCheckpoint.Create(model);
+        string workingFolder = TestPaths.NewTempDir("demo-cwd");
+        var (code, output, error) = CliProcess.Finish(CliProcess.Start(workingFolder,
+            "demo", "--model", model, "--frames", "4", "--device", "cpu", "--max-new-tokens", "2"));
+        Assert.True(code == 0, output + error);
+        Assert.Contains($"video: {Path.Combine(Path.GetTempPath(), "spatial-mllm", "synthetic.mp4")}", output);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(workingFolder));
+    }
+
+    [Fact]
     public void Tiny_checkpoint_is_deterministic_for_a_seed()
     {
         string a = TestPaths.NewTempDir("tiny-a"), b = TestPaths.NewTempDir("tiny-b");

@@ -326,4 +326,28 @@ public class CliEvaluationTests
         Assert.Equal(0.75, json.RootElement.GetProperty("all").GetProperty("macro").GetDouble(), 12);
         Assert.Equal(1.0, json.RootElement.GetProperty("debiased").GetProperty("all").GetProperty("macro").GetDouble(), 12);
     }
+
+    [Fact]
+    public void Score_ReadsTheDatasetFromTheRunManifest_WhenNoneIsGiven()
+    {
+        var mini = new MiniVsiBench("score-from-manifest");
+        string results = Path.Combine(mini.Root, "r.jsonl");
+        var (code, _, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
+        Assert.True(code == 0, error);
+
+        (code, var output, error) = Invoke("score", "vsibench", "--predictions", results);
+        Assert.True(code == 0, error);
+        Assert.Contains($"dataset {Path.GetFullPath(mini.DatasetPath)} (Full, {MiniVsiBench.QuestionCount} questions)", output);
+
+        (code, _, error) = Invoke("score", "scanqa", "--predictions", results);
+        Assert.Equal(1, code);
+        Assert.Contains("holds answers to vsibench", error);
+        Assert.Contains("spatial-mllm score vsibench", error);
+
+        File.Move(mini.DatasetPath, mini.DatasetPath + ".moved");
+        (code, _, error) = Invoke("score", "vsibench", "--predictions", results);
+        Assert.Equal(1, code);
+        Assert.Contains(Path.GetFullPath(mini.DatasetPath), error);
+        Assert.Contains("pass --dataset", error);
+    }
 }

@@ -79,4 +79,20 @@ public class SampleFramesCommandTests
 
         Assert.NotEqual(0, Invoke("--video", video, "--sampler", "random").Exit);
     }
+
+    [Fact]
+    public void Space_aware_says_so_when_it_chooses_fewer_frames_than_asked()
+    {
+        // Eight copies of one picture: after the first frames nothing is left to cover, so the greedy pick stops early.
+        string dir = TestPaths.NewTempDir("cli-sample-fewer");
+        string video = TestVideos.Ffmpeg(dir, "still.mkv", "-f lavfi -i nullsrc=s=64x48:r=10,geq=r=X*4:g=Y*4:b=128 -frames:v 8 -c:v ffv1 -pix_fmt bgr0");
+
+        var (exit, output, error) = Invoke("--video", video, "--sampler", "space-aware", "--model", TestPaths.TinyFixture, "--k", "4",
+            "--cache", "none", "--out", Path.Combine(dir, "out"));
+
+        Assert.True(exit == 0, error);
+        var selection = JsonSerializer.Deserialize<FrameSelection>(File.ReadAllText(Path.Combine(dir, "out", "selection.json")))!;
+        Assert.InRange(selection.Indices.Count, 1, 3);
+        Assert.Contains($"note: space-aware sampling chose {selection.Indices.Count} frames, not --k 4", output);
+    }
 }
