@@ -13,10 +13,19 @@ internal static unsafe class TensorAddress
 {
     static readonly Lazy<IntPtr> DataExport = new(() =>
     {
-        string library = TorchRuntime.LoadedNativeLibraries().FirstOrDefault(p => Path.GetFileName(p).StartsWith("libLibTorchSharp", StringComparison.Ordinal))
-            ?? throw new InvalidOperationException("libLibTorchSharp is not among this process's loaded libraries.");
-        return NativeLibrary.GetExport(NativeLibrary.Load(library), "THSTensor_data");
+        // The copy TorchSharp loaded, found by its soname without loading anything: never a second copy, and still found
+        // when the file was replaced on disk since (a rebuild of the output folder while this process runs), which a
+        // load by the path /proc/self/maps shows would not.
+        TorchRuntime.EnsureLoaded();
+        IntPtr library = DlOpen("libLibTorchSharp.so", RtldNow | RtldNoLoad);
+        if (library == IntPtr.Zero) throw new InvalidOperationException("libLibTorchSharp.so is not loaded in this process.");
+        return NativeLibrary.GetExport(library, "THSTensor_data");
     });
+
+    const int RtldNow = 2, RtldNoLoad = 4;
+
+    [DllImport("libc", EntryPoint = "dlopen")]
+    static extern IntPtr DlOpen(string file, int mode);
 
     public static IntPtr Of(Tensor tensor)
     {
