@@ -253,7 +253,8 @@ internal sealed class FakeHub : IDisposable
 
     public void Dispose()
     {
-        _listener.Stop();
+        // Close alone: after Stop, Close binds the port again to remove the prefix, which fails with "Address already in
+        // use" once another test's hub has taken the freed port.
         _listener.Close();
         _loop.Join(TimeSpan.FromSeconds(5));
     }
