@@ -1,5 +1,4 @@
 using SpatialMllm.Research.Runtime;
-using SpatialMllm.Research.Runtime.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -41,7 +40,7 @@ public sealed class WeightsSnapshot
     }
 
     static (IntPtr, IntPtr, long) Entry(Tensor tensor) =>
-        (tensor.Handle, tensor.device_type == DeviceType.META ? IntPtr.Zero : TensorDataPointer.OrZero(tensor), TensorVersion.Of(tensor));
+        (tensor.Handle, tensor.device_type == DeviceType.META ? IntPtr.Zero : TensorAddress.OrZero(tensor), TensorVersion.Of(tensor));
 
     /// <summary>
     /// The name of the first weight of <paramref name="now"/> that differs from this snapshot (changed in place, replaced,

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Runtime;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
@@ -6,8 +7,8 @@ namespace SpatialMllm.Research.Runtime;
 /// <summary>
 /// The address of a tensor's first element (<c>at::Tensor::data_ptr()</c>, storage offset included), which TorchSharp
 /// 0.107 does not expose for device tensors: read through the <c>THSTensor_data</c> export of the libLibTorchSharp.so the
-/// process has loaded. (Beside <see cref="TensorVersion"/>, the other libtorch value TorchSharp does not expose; NCCL
-/// and, through <c>Runtime.Cuda.TensorDataPointer</c>, the fused kernels read it.)
+/// process has loaded. (Beside <see cref="TensorVersion"/>, the other libtorch value TorchSharp does not expose: NCCL,
+/// the fused kernels, the decode graph and the weight snapshots read it.)
 /// </summary>
 internal static unsafe class TensorAddress
 {

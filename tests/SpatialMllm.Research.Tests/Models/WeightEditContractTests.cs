@@ -1,7 +1,7 @@
+using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Qwen;
-using SpatialMllm.Research.Runtime.Cuda;
 using SpatialMllm.Research.TestSupport;
 using static SpatialMllm.Research.TestSupport.WeightEdits;
 using TorchSharp;
@@ -174,7 +174,7 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
         using var noGrad = torch.no_grad();
         var (weight, bias) = attention.Fused.QkvWeights();
         // q/k/v's own parameters are rows of the tensor the GEMM reads: one storage, nothing to keep in step.
-        Assert.Equal(TensorDataPointer.Of(weight), TensorDataPointer.Of(attention.q_proj.weight!));
+        Assert.Equal(TensorAddress.Of(weight), TensorAddress.Of(attention.q_proj.weight!));
         using (torch.no_grad()) attention.v_proj.bias!.fill_(0.25);
         Assert.Equal(0.25f, bias[^1].item<float>());
     }

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Connector;
 
 /// <summary>
-/// The <c>cross_attn</c> connector (<c>connector.</c>), which the reference names
+/// Experimental. The <c>cross_attn</c> connector (<c>connector.</c>), which the reference names
 /// (<c>SpatialMLLMCrossAttnConnector(clip_dim, vggt_dim, language_dim, num_heads=8, attention_dropout=0, mlp_ratio=4,
 /// hidden_act="gelu", bias=False)</c>) but does not ship. Our reading: a pre-norm cross-attention block in which every
 /// vision token queries the VGGT patch tokens of all frames (special tokens dropped), then an MLP:

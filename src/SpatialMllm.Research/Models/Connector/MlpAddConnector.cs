@@ -45,14 +45,14 @@ public sealed class MlpAddConnector : nn.Module, ISpatialConnector
     /// <summary>
     /// visionEmbeds [N, languageDim] (the Qwen merger output for one video, rows in (t', i, j) order) +
     /// MLP(RMSNorm(regrouped spatial tokens)). <paramref name="spatialTokens"/> is the chosen aggregator layer
-    /// [S, specialTokens + P, spatialDim] for the same frames; <paramref name="grid"/> is the video's Qwen <c>grid_thw</c>
+    /// [S, patchStartIndex + P, spatialDim] for the same frames; <paramref name="grid"/> is the video's Qwen <c>grid_thw</c>
     /// (S/2, H/14, W/14).
     /// </summary>
-    public Tensor forward(Tensor visionEmbeds, Tensor spatialTokens, int specialTokens, GridThw grid)
+    public Tensor forward(Tensor visionEmbeds, Tensor spatialTokens, int patchStartIndex, GridThw grid)
     {
         using var scope = torch.NewDisposeScope();
         long gridT = grid.T, gridH = grid.H, gridW = grid.W;
-        var merged = MergeSpatialTokens(spatialTokens, specialTokens, gridT, gridH, gridW);
+        var merged = MergeSpatialTokens(spatialTokens, patchStartIndex, gridT, gridH, gridW);
         if (visionEmbeds.dim() != 2 || visionEmbeds.shape[0] != merged.shape[0] || visionEmbeds.shape[1] != _languageDim)
             throw new ArgumentException(
                 $"Vision embeddings [{string.Join(", ", visionEmbeds.shape)}] do not match the spatial tokens " +
@@ -63,31 +63,31 @@ public sealed class MlpAddConnector : nn.Module, ISpatialConnector
     }
 
     /// <summary>
-    /// Drops the special tokens and regroups [S, specialTokens + gh·gw, D] into [S/2 · gh/2 · gw/2, 8·D]: row
+    /// Drops the special tokens and regroups [S, patchStartIndex + gh·gw, D] into [S/2 · gh/2 · gw/2, 8·D]: row
     /// (t', i, j) row-major like Qwen's merged tokens; within a row, feature ((sh·2 + sw)·D + d)·2 + tt holds
     /// frame 2t'+tt, patch (2i+sh, 2j+sw), channel d. The trained weights depend on exactly this layout.
     /// </summary>
-    public Tensor MergeSpatialTokens(Tensor spatialTokens, int specialTokens, long gridT, long gridH, long gridW)
+    public Tensor MergeSpatialTokens(Tensor spatialTokens, int patchStartIndex, long gridT, long gridH, long gridW)
     {
         if (spatialTokens.dim() != 3 || spatialTokens.shape[2] != _spatialDim)
-            throw new ArgumentException($"Expected spatial tokens [S, {specialTokens}+P, {_spatialDim}]: spatial tokens [{string.Join(", ", spatialTokens.shape)}] " +
-                                        $"(with {specialTokens} special tokens per frame) vs. Qwen grid (t={gridT}, h={gridH}, w={gridW}).");
-        return Regroup(spatialTokens, specialTokens, gridT, gridH, gridW, _temporalMerge, _spatialMerge);
+            throw new ArgumentException($"Expected spatial tokens [S, {patchStartIndex}+P, {_spatialDim}]: spatial tokens [{string.Join(", ", spatialTokens.shape)}] " +
+                                        $"(with {patchStartIndex} special tokens per frame) vs. Qwen grid (t={gridT}, h={gridH}, w={gridW}).");
+        return Regroup(spatialTokens, patchStartIndex, gridT, gridH, gridW, _temporalMerge, _spatialMerge);
     }
 
     /// <summary>
     /// <see cref="MergeSpatialTokens"/> without a connector (any channel count): the regrouping alone, e.g. to look at
     /// the layout or at the connector's input without allocating its weights.
     /// </summary>
-    public static Tensor Regroup(Tensor spatialTokens, int specialTokens, long gridT, long gridH, long gridW,
+    public static Tensor Regroup(Tensor spatialTokens, int patchStartIndex, long gridT, long gridH, long gridW,
         int temporalMergeSize = 2, int spatialMergeSize = 2)
     {
-        string Shapes() => $"spatial tokens [{string.Join(", ", spatialTokens.shape)}] (with {specialTokens} special tokens per frame) " +
+        string Shapes() => $"spatial tokens [{string.Join(", ", spatialTokens.shape)}] (with {patchStartIndex} special tokens per frame) " +
                            $"vs. Qwen grid (t={gridT}, h={gridH}, w={gridW})";
         if (spatialTokens.dim() != 3)
-            throw new ArgumentException($"Expected spatial tokens [S, {specialTokens}+P, D]: {Shapes()}.");
+            throw new ArgumentException($"Expected spatial tokens [S, {patchStartIndex}+P, D]: {Shapes()}.");
         long d = spatialTokens.shape[2];
-        long s = spatialTokens.shape[0], p = spatialTokens.shape[1] - specialTokens;
+        long s = spatialTokens.shape[0], p = spatialTokens.shape[1] - patchStartIndex;
         if (s % temporalMergeSize != 0)
             throw new ArgumentException($"The frame count must be a multiple of {temporalMergeSize} (Qwen pairs frames; feed an even number of frames): {Shapes()}.");
         if (s / temporalMergeSize != gridT)
@@ -99,7 +99,7 @@ public sealed class MlpAddConnector : nn.Module, ISpatialConnector
 
         using var scope = torch.NewDisposeScope();
         long m = spatialMergeSize;
-        var patches = spatialTokens[.., specialTokens..];
+        var patches = spatialTokens[.., patchStartIndex..];
         // [S, gh·gw, D] → [t', tt, i, sh, j, sw, D] → [t', i, j, sh, sw, D, tt] → [t'·i·j, sh·sw·D·tt]
         var grouped = patches.reshape(gridT, temporalMergeSize, gridH / m, m, gridW / m, m, d)
             .permute(0, 2, 4, 3, 5, 6, 1)

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Models.Connector;
 
 /// <summary>
-/// The <c>mlp_cat</c> connector (<c>connector.</c>), which the reference names with <c>mlp_add</c>'s arguments but does not
+/// Experimental. The <c>mlp_cat</c> connector (<c>connector.</c>), which the reference names with <c>mlp_add</c>'s arguments but does not
 /// ship. Our reading of the name: the same regrouped VGGT tokens as <see cref="MlpAddConnector"/>, RMS-normalised
 /// (<c>ln_q</c>), concatenated to the vision token and mapped by <c>mlp</c> (Linear → GELU → Linear) to the fused token:
 /// <c>mlp(cat([vision, ln_q(regroup(spatial))], -1))</c>, which replaces the vision token (no residual).

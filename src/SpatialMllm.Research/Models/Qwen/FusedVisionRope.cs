@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Runtime.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -33,8 +34,8 @@ internal static unsafe class FusedVisionRope
 
         long tokens = qk.shape[1], heads = qk.shape[2], headDim = qk.shape[3];
         var output = torch.empty(qk.shape, qk.dtype, qk.device);
-        IntPtr data = TensorDataPointer.Of(qk), cosData = TensorDataPointer.Of(cos), sinData = TensorDataPointer.Of(signedSin);
-        IntPtr outData = TensorDataPointer.Of(output);
+        IntPtr data = TensorAddress.Of(qk), cosData = TensorAddress.Of(cos), sinData = TensorAddress.Of(signedSin);
+        IntPtr outData = TensorAddress.Of(output);
         long strideQk = qk.stride(0), strideN = qk.stride(1), strideH = qk.stride(2);
         int tokens32 = checked((int)tokens), heads32 = checked((int)heads), headDim32 = checked((int)headDim);
         void** arguments = stackalloc void*[] { &data, &strideQk, &strideN, &strideH, &tokens32, &heads32, &headDim32, &cosData, &sinData, &outData };
@@ -64,7 +65,7 @@ internal static unsafe class FusedVisionRope
             if (table.dtype != ScalarType.Float32 || table.device_type != DeviceType.CUDA || table.device_index != qk.device_index || !table.is_contiguous()
                 || table.shape[0] != tokens || table.numel() != tokens * headDim) return false;
         if (torch.is_grad_enabled() && new[] { qk, cos, signedSin }.Any(t => t.requires_grad)) return false;
-        return TensorDataPointer.Of(qk) % (4 * qk.ElementSize) == 0
-            && TensorDataPointer.Of(cos) % 16 == 0 && TensorDataPointer.Of(signedSin) % 16 == 0;
+        return TensorAddress.Of(qk) % (4 * qk.ElementSize) == 0
+            && TensorAddress.Of(cos) % 16 == 0 && TensorAddress.Of(signedSin) % 16 == 0;
     }
 }

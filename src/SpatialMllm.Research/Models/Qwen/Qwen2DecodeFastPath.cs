@@ -2,7 +2,6 @@ using TorchSharp;
 using static TorchSharp.torch;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Runtime;
-using SpatialMllm.Research.Runtime.Cuda;
 
 namespace SpatialMllm.Research.Models.Qwen;
 
@@ -247,7 +246,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         public bool Reads(IReadOnlyList<Tensor> tensors) =>
             tensors.Count == _captured.Length && tensors.Select(Location).SequenceEqual(_captured);
 
-        static IntPtr Location(Tensor tensor) => TensorDataPointer.Of(tensor);
+        static IntPtr Location(Tensor tensor) => TensorAddress.Of(tensor);
 
         /// <summary>
         /// One step: ids [B], rope_deltas [B] and the cache slot → logits [B, 1, vocab], a view of the graph's output that the

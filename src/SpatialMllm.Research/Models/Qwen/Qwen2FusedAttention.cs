@@ -1,5 +1,5 @@
+using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Modules;
-using SpatialMllm.Research.Runtime.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -50,7 +50,7 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
     {
         if (_views.Length != parameters.Length) return false;
         for (int i = 0; i < parameters.Length; i++)
-            if (_views[i].Handle != parameters[i].Handle || _views[i].Data != TensorDataPointer.OrZero(parameters[i])) return false;
+            if (_views[i].Handle != parameters[i].Handle || _views[i].Data != TensorAddress.OrZero(parameters[i])) return false;
         return true;
     }
 
@@ -64,7 +64,7 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
         _weight?.Dispose();
         _bias?.Dispose();
         (_weight, _bias) = (weight, bias);
-        _views = [.. new[] { qw, kw, vw, qb, kb, vb }.Select(p => (p.Handle, TensorDataPointer.OrZero(p)))];
+        _views = [.. new[] { qw, kw, vw, qb, kb, vb }.Select(p => (p.Handle, TensorAddress.OrZero(p)))];
     }
 
     static void PointAtRows(Tensor whole, params Tensor[] parameters)

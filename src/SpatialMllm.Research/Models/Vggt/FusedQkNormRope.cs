@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Runtime.Cuda;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -37,10 +38,10 @@ internal static unsafe class FusedQkNormRope
 
         long batch = q.shape[0], tokens = q.shape[1], heads = q.shape[2];
         var output = torch.empty([2, batch, tokens, heads, HeadDim], q.dtype, q.device);
-        IntPtr qData = TensorDataPointer.Of(q), kData = TensorDataPointer.Of(k);
-        IntPtr qWeight = TensorDataPointer.Of(qNorm.weight!), qBias = TensorDataPointer.Of(qNorm.bias!);
-        IntPtr kWeight = TensorDataPointer.Of(kNorm.weight!), kBias = TensorDataPointer.Of(kNorm.bias!);
-        IntPtr cos = TensorDataPointer.Of(rope.Cos), sin = TensorDataPointer.Of(rope.SignedSin), outData = TensorDataPointer.Of(output);
+        IntPtr qData = TensorAddress.Of(q), kData = TensorAddress.Of(k);
+        IntPtr qWeight = TensorAddress.Of(qNorm.weight!), qBias = TensorAddress.Of(qNorm.bias!);
+        IntPtr kWeight = TensorAddress.Of(kNorm.weight!), kBias = TensorAddress.Of(kNorm.bias!);
+        IntPtr cos = TensorAddress.Of(rope.Cos), sin = TensorAddress.Of(rope.SignedSin), outData = TensorAddress.Of(output);
         long strideB = q.stride(0), strideN = q.stride(1), strideH = q.stride(2);
         int batch32 = checked((int)batch), tokens32 = checked((int)tokens), heads32 = checked((int)heads);
         float eps32 = (float)eps;   // PyTorch passes eps to the kernel as the accumulation type
@@ -78,6 +79,6 @@ internal static unsafe class FusedQkNormRope
         // No backward: only where autograd records nothing.
         if (torch.is_grad_enabled() && (q.requires_grad || k.requires_grad || parameters.Any(p => p.requires_grad))) return false;
         long alignment = 4 * q.ElementSize;
-        return new[] { q, k, qw, qb, kw, kb, rope.Cos, rope.SignedSin }.All(t => TensorDataPointer.Of(t) % alignment == 0);
+        return new[] { q, k, qw, qb, kw, kb, rope.Cos, rope.SignedSin }.All(t => TensorAddress.Of(t) % alignment == 0);
     }
 }
