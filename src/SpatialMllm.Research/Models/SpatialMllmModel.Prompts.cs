@@ -34,7 +34,7 @@ public sealed partial class SpatialMllmModel
     /// <summary>
     /// Generates the assistant's reply to your own chat about the video (<see cref="PromptIds(VideoFeatures, IReadOnlyList{ChatMessage})"/>):
     /// a system prompt of your own, earlier turns, the video after the question. The messages
-    /// <c>[ChatMessage.User(ChatContent.Video, ChatContent.FromText(question))]</c> give <see cref="Answer"/>'s answer.
+    /// <c>[ChatMessage.User(ChatContent.Video, ChatContent.FromText(question))]</c> give <see cref="Answer(VideoFeatures, string, AnswerOptions?)"/>'s answer.
     /// </summary>
     public Answer Generate(VideoFeatures features, IReadOnlyList<ChatMessage> messages, AnswerOptions? options = null) =>
         AnswerPrompt(features, PromptIds(features, messages), options ?? new AnswerOptions());
@@ -51,12 +51,12 @@ public sealed partial class SpatialMllmModel
     /// <summary>
     /// How likely the model finds each candidate answer to a question about the video — multiple-choice scoring, as
     /// lm-evaluation-harness' <c>loglikelihood</c>: each candidate's tokens teacher-forced after the prompt
-    /// <see cref="Answer"/> sends (<see cref="PromptIds(VideoFeatures, string)"/>, which ends at the assistant turn's
+    /// <see cref="Answer(VideoFeatures, string, AnswerOptions?)"/> sends (<see cref="PromptIds(VideoFeatures, string)"/>, which ends at the assistant turn's
     /// start), each token scored by log_softmax (float32) of the model's raw logits — the model's own distribution, with
     /// no repetition penalty, temperature or truncation. A candidate is tokenised on its own (the prompt ends in a
     /// newline, so its tokens are those it would have in the reply) and scored without an end of turn: append
     /// <c>&lt;|im_end|&gt;</c> to score "this and nothing more".
-    /// <para>As for <see cref="Answer"/>, the video prefix comes from the features' shared-prefix cache and the candidates
+    /// <para>As for <see cref="Answer(VideoFeatures, string, AnswerOptions?)"/>, the video prefix comes from the features' shared-prefix cache and the candidates
     /// run as batches of at most <see cref="AnswerOptions.BatchSize"/> rows, one forward each. With a hook set or
     /// <see cref="AnswerOptions.SharePrefix"/> off, each candidate is one forward of the whole prompt, which hooks see
     /// whole (that forward computes the logits of every prompt position: prompt length × vocab values).</para>

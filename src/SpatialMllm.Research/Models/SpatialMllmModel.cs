@@ -415,7 +415,7 @@ public sealed partial class SpatialMllmModel : IDisposable
     }
 
     /// <summary>
-    /// The prompt <see cref="Answer"/> sends for a question about a video: the chat template with the default system
+    /// The prompt <see cref="Answer(VideoFeatures, string, AnswerOptions?)"/> sends for a question about a video: the chat template with the default system
     /// prompt, a user turn holding the video then the question, and the assistant turn's start, tokenised, with the video
     /// pad expanded to the features' visual tokens. Edit it and generate with
     /// <see cref="Generate(VideoFeatures, IReadOnlyList{int}, AnswerOptions?)"/>.
@@ -467,7 +467,8 @@ public sealed partial class SpatialMllmModel : IDisposable
         {
             using var prefillScope = torch.NewDisposeScope();
             var prefixIds = inputIds.narrow(1, 0, shared);
-            var embeds = Language.EmbedWithVisualTokens(prefixIds, VisualTokens(features), Config.Tokens.VideoTokenId);
+            // Checked just above: no second snapshot of the encoders' weights.
+            var embeds = Language.EmbedWithVisualTokens(prefixIds, features.FusedEmbeds.to(DType, Device), Config.Tokens.VideoTokenId);
             var cache = new Qwen2KvCache(Config.Text.NumHiddenLayers, shared);
             try { Language.model.forward(embeds, positions.narrow(2, 0, shared), cache); }
             catch { cache.Dispose(); throw; }

@@ -8,7 +8,8 @@ namespace SpatialMllm.Research.Tests.Cli;
 
 public class TrainCommandTests
 {
-    static (int Code, string Output, string Error) Invoke(params string[] args)
+    /// <summary>`train` in process, its exit code and what it wrote (the training safety tests use it too).</summary>
+    internal static (int Code, string Output, string Error) Invoke(params string[] args)
     {
         var root = new RootCommand { TrainCommand.Create() };
         var output = new StringWriter();

@@ -22,14 +22,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
     static TrainingArguments Args(string outputDir, int steps) =>
         SftTrainerTests.Args(Data, outputDir) with { MaxSteps = steps, GradientAccumulationSteps = 1, SaveSteps = 1 };
 
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { TrainCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    static (int Code, string Output, string Error) Invoke(params string[] args) => Cli.TrainCommandTests.Invoke(args);
 
     /// <summary>`train` on the tiny data, without a step count (tests add theirs).</summary>
     static string[] Train(string outputDir) =>
