@@ -6,8 +6,9 @@ using static TorchSharp.torch;
 namespace SpatialMllm.Research.Notebooks;
 
 /// <summary>
-/// A small in-memory fine-tuning loop for notebooks (notebook 07), the same pieces as <see cref="SftTrainer"/>: the SFT
-/// loss, global clip, AdamW with the seed's two groups, the cosine schedule with warm-up; and multiple-choice accuracy
+/// A small in-memory fine-tuning loop for notebooks (notebook 07): the steps of <see cref="SftTrainer"/> (one
+/// <see cref="OptimizerStep"/>: SFT loss, global clip, AdamW with the seed's two groups, the cosine schedule with
+/// warm-up) over examples held in memory instead of annotation files, without checkpoints; and multiple-choice accuracy
 /// by likelihood (the choice whose answer tokens have the lowest loss).
 /// </summary>
 public static class FineTuneDemo
@@ -31,30 +32,27 @@ public static class FineTuneDemo
     {
         var trainable = trainableSet.Apply(model);
         using var optimizer = new AdamW(trainable);
+        var step = new OptimizerStep(trainable, optimizer, maxGradNorm: 1.0);
         var schedule = CosineSchedule.FromRatio(steps, 0.03);
         var order = Enumerable.Range(0, examples.Count).ToArray();
         var random = new Random(seed);
         var losses = new List<double>();
         int seen = 0;
-        for (int step = 0; step < steps; step++)
+        for (int i = 0; i < steps; i++)
         {
-            using var scope = torch.NewDisposeScope();
-            foreach (var p in trainable) p.Parameter.grad = null;
+            step.Begin();
             double sum = 0;
-            for (int i = 0; i < examplesPerStep; i++, seen++)
+            for (int e = 0; e < examplesPerStep; e++, seen++)
             {
                 if (seen % examples.Count == 0) random.Shuffle(order);
-                var loss = SftObjective.Loss(model, examples[order[seen % examples.Count]]);
-                (loss / examplesPerStep).backward();
-                sum += loss.item<float>();
+                sum += step.Accumulate(model, examples[order[seen % examples.Count]], examplesPerStep);
             }
-            GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), 1.0);
-            double factor = schedule.Factor(step);
-            optimizer.Update(g => (g == ParameterGroup.Language ? learningRate : projectorLearningRate) * factor);
+            double factor = schedule.Factor(i);
+            step.Update(g => (g == ParameterGroup.Language ? learningRate : projectorLearningRate) * factor);
             losses.Add(sum / examplesPerStep);
-            onStep?.Invoke(step + 1, losses[^1]);
+            onStep?.Invoke(i + 1, losses[^1]);
         }
-        foreach (var p in trainable) p.Parameter.grad = null;
+        step.Begin(); // no gradients left holding memory after the demo
         return losses;
     }
 

@@ -168,8 +168,7 @@ public sealed class SftTrainer
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         double projectorLr = a.MmProjectorLr ?? a.LearningRate;
-        // transformers: max_grad_norm 0 turns clipping off (the norm is still measured and logged).
-        double maxNorm = a.MaxGradNorm > 0 ? a.MaxGradNorm : double.PositiveInfinity;
+        var optimizerStep = new OptimizerStep(trainable, optimizer, a.MaxGradNorm);
         int world = _parallel.WorldSize;
         _log($"{rows.Count} examples, {trainable.Count} trainable tensors ({trainable.Sum(p => p.Parameter.NumberOfElements):N0} parameters), " +
              $"{totalSteps} steps of {a.GradientAccumulationSteps} × {world} examples, on {device} {dtype}");
@@ -181,7 +180,7 @@ public sealed class SftTrainer
         while (step < totalSteps && !cancel.IsCancellationRequested)
         {
             var clock = Stopwatch.StartNew();
-            foreach (var p in trainable) p.Parameter.grad = null;
+            optimizerStep.Begin();
             double lossSum = 0; long tokens = 0; int counted = 0, skippedNow = 0;
             for (int micro = 0; micro < a.GradientAccumulationSteps; micro++)
             {
@@ -198,9 +197,7 @@ public sealed class SftTrainer
                 }
                 using (example)
                 {
-                    var loss = SftObjective.Loss(model, example);
-                    (loss / a.GradientAccumulationSteps).backward();
-                    lossSum += loss.item<float>();
+                    lossSum += optimizerStep.Accumulate(model, example, a.GradientAccumulationSteps);
                     counted++;
                     tokens += example.InputIds.Length;
                 }
@@ -214,8 +211,7 @@ public sealed class SftTrainer
             if (examples > 0)
             {
                 _parallel.AverageGradients(trainable);
-                norm = GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), maxNorm);
-                optimizer.Update(g => (g == ParameterGroup.Language ? a.LearningRate : projectorLr) * factor);
+                norm = optimizerStep.Update(g => (g == ParameterGroup.Language ? a.LearningRate : projectorLr) * factor);
                 meanLoss = means[0] / means[3];
             }
             step++;

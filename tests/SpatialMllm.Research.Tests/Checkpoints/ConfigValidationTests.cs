@@ -125,6 +125,7 @@ public class ConfigValidationTests
     public void A_valid_config_loads()
     {
         using var model = SpatialMllmModel.Load(TinyWith(_ => { }), torch.CPU);
+        Assert.NotNull(model.LoadReport);
         Assert.True(model.LoadReport.IsComplete);
     }
 

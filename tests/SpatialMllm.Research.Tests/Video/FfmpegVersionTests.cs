@@ -46,7 +46,7 @@ public class FfmpegVersionTests
             catch (System.ComponentModel.Win32Exception) { return (null, null, "npm is not installed"); }
         }
         foreach (string binary in new[] { ffmpeg, ffprobe })
-            File.SetUnixFileMode(binary, File.GetUnixFileMode(binary) | UnixFileMode.UserExecute);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(binary, File.GetUnixFileMode(binary) | UnixFileMode.UserExecute);
         return (ffmpeg, ffprobe, "");
     }
 
