@@ -1,5 +1,3 @@
-using System.CommandLine;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Tests.Video;
@@ -8,19 +6,10 @@ namespace SpatialMllm.Research.Tests.Cli;
 
 public class CliCommandTests
 {
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { DemoCommand.Create(), InspectCommand.Create(), VerifyFixtureCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public void Verify_fixture_passes_every_tensor_and_ends_with_the_count()
     {
-        var (code, output, error) = Invoke("verify-fixture", TestPaths.TinyFixture);
+        var (code, output, error) = CliInvocation.Invoke("verify-fixture", TestPaths.TinyFixture);
         Assert.True(code == 0, output + error);
         // 20 inference tensors + 78 fine-tuning checks (train.safetensors), one line each, named as in the fixture.
         Assert.Equal("98 of 98 tensors within tolerance", output.TrimEnd().Split('\n')[^1]);
@@ -32,7 +21,7 @@ public class CliCommandTests
     [Fact]
     public void Verify_fixture_in_bf16_reports_the_bf16_error_of_every_tensor()
     {
-        var (_, output, error) = Invoke("verify-fixture", TestPaths.TinyFixture, "--dtype", "bf16", "--tolerance", "0.15");
+        var (_, output, error) = CliInvocation.Invoke("verify-fixture", TestPaths.TinyFixture, "--dtype", "bf16", "--tolerance", "0.15");
         Assert.True(error.Length == 0, error);
         Assert.Matches(@"logits\s+1\.\d+E-001\s+\S+\s+\S+\s+pass", output); // bf16 logits differ by ~0.14 on values up to 51
         Assert.Matches(@"generated_ids\s+0\.00E\+000.*pass", output);
@@ -45,7 +34,7 @@ public class CliCommandTests
     {
         string dir = TestPaths.NewTempDir("no-io");
         File.Copy(Path.Combine(TestPaths.TinyFixture, "config.json"), Path.Combine(dir, "config.json"));
-        var (code, _, error) = Invoke("verify-fixture", dir);
+        var (code, _, error) = CliInvocation.Invoke("verify-fixture", dir);
         Assert.Equal(1, code);
         Assert.Contains("io.safetensors", error);
     }
@@ -53,7 +42,7 @@ public class CliCommandTests
     [Fact]
     public void Inspect_counts_parameters_per_component()
     {
-        var (code, output, _) = Invoke("inspect", TestPaths.TinyFixture);
+        var (code, output, _) = CliInvocation.Invoke("inspect", TestPaths.TinyFixture);
         Assert.Equal(0, code);
         Assert.Contains("VGGT aggregator", output);
         Assert.Matches(@"total\s+418\s+2,391,720", output);
@@ -66,7 +55,7 @@ public class CliCommandTests
         string model = Path.Combine(dir, "tiny");
         TinyCheckpoint.Create(model);
         string video = TestVideos.TestSrc(dir, "v.mp4", frames: 12, width: 96, height: 72);
-        var (code, output, error) = Invoke("demo", "--model", model, "--video", video, "--frames", "4", "--device", "cpu", "--max-new-tokens", "3");
+        var (code, output, error) = CliInvocation.Invoke("demo", "--model", model, "--video", video, "--frames", "4", "--device", "cpu", "--max-new-tokens", "3");
         Assert.True(code == 0, output + error);
         Assert.Contains("key check: 418 loaded, 0 missing, 0 unexpected", output);
         Assert.Contains("answer: ", output);

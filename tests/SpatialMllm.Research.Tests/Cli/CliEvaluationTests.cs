@@ -1,8 +1,6 @@
 using SpatialMllm.Research.Checkpoints;
-using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Tests.Evaluation;
@@ -12,15 +10,6 @@ namespace SpatialMllm.Research.Tests.Cli;
 /// <summary>The CLI commands: in-process through System.CommandLine, and as real processes (kill and resume, workers).</summary>
 public class CliEvaluationTests
 {
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { ScoreCommand.Create(), EvaluateCommand.Create(), MergeCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
-
     static Process Start(string workingDirectory, params string[] args) => CliProcess.Start(workingDirectory, args);
 
     static Dictionary<string, string> Results(string path) => PredictionFile.Read(path).ToDictionary(p => p.Id, p => p.Text);
@@ -29,7 +18,7 @@ public class CliEvaluationTests
     public void ScoreVsiBench_Json_ReproducesFixture()
     {
         string fixture = Path.Combine(TestPaths.Shared, "fixtures", "vsibench-scoring");
-        var (code, output, error) = Invoke("score", "vsibench", "--predictions", Path.Combine(fixture, "vsibench-predictions-a.jsonl"),
+        var (code, output, error) = CliInvocation.Invoke("score", "vsibench", "--predictions", Path.Combine(fixture, "vsibench-predictions-a.jsonl"),
             "--dataset", Path.Combine(TestPaths.Data, "vsibench", "test.jsonl"), "--json");
         Assert.True(code == 0, error);
         using var got = JsonDocument.Parse(output);
@@ -49,7 +38,7 @@ public class CliEvaluationTests
         File.WriteAllLines(predictions, new (int, string)[] { (900001, "three"), (900002, "2.2 meters"), (900003, "165"), (900004, "25"), (900005, "B. table"),
             (900006, "A"), (900007, "(C)"), (900008, "d."), (900009, "The answer is B."), (900010, "<answer>A</answer>") }
             .Select(p => JsonSerializer.Serialize(new { id = p.Item1, prediction = p.Item2 })));
-        var (code, output, error) = Invoke("score", "vsibench", "--predictions", predictions, "--dataset", examples, "--profile", "official", "--compare", "spatial-mllm");
+        var (code, output, error) = CliInvocation.Invoke("score", "vsibench", "--predictions", predictions, "--dataset", examples, "--profile", "official", "--compare", "spatial-mllm");
         Assert.True(code == 0, error);
         Assert.Contains("All               44.00    38.33", output);   // spatial-mllm micro/macro
         Assert.Contains("All               54.00    50.83", output);   // official
@@ -62,7 +51,7 @@ public class CliEvaluationTests
         string dir = TestPaths.NewTempDir("cli-dup");
         string predictions = Path.Combine(dir, "p.jsonl");
         File.WriteAllText(predictions, "{\"id\": 900001, \"prediction\": \"3\"}\n{\"id\": 900001, \"prediction\": \"3\"}\n{\"id\": 7, \"prediction\": \"A\"}\n");
-        var (code, _, error) = Invoke("score", "vsibench", "--predictions", predictions, "--dataset", Path.Combine(TestPaths.Shared, "fixtures", "vsibench-examples.jsonl"));
+        var (code, _, error) = CliInvocation.Invoke("score", "vsibench", "--predictions", predictions, "--dataset", Path.Combine(TestPaths.Shared, "fixtures", "vsibench-examples.jsonl"));
         Assert.Equal(1, code);
         Assert.Contains("1 id(s) predicted more than once: 900001", error);
         Assert.Contains("1 prediction id(s) not in the question set: 7", error);
@@ -76,7 +65,7 @@ public class CliEvaluationTests
         string dir = TestPaths.NewTempDir("cli-scanqa");
         string predictions = Path.Combine(dir, "results.json");
         File.WriteAllText(predictions, JsonSerializer.Serialize(data.Questions.Select(q => new { sample_id = q.Id, pred_response = q.Answers[0] })));
-        var (code, output, error) = Invoke("score", "scanqa", "--predictions", predictions, "--dataset", data.SourcePath, "--json");
+        var (code, output, error) = CliInvocation.Invoke("score", "scanqa", "--predictions", predictions, "--dataset", data.SourcePath, "--json");
         Assert.True(code == 0, error);
         using var json = JsonDocument.Parse(output);
         Assert.Equal(1.0, json.RootElement.GetProperty("EM").GetDouble());
@@ -142,7 +131,7 @@ public class CliEvaluationTests
     public void Evaluate_WithAMissingModelFolder_NamesIt()
     {
         var mini = new MiniVsiBench("cli-nomodel");
-        var (code, _, error) = Invoke("evaluate", "vsibench", "--model", "/nowhere", "--data", mini.Root, "--device", "cpu",
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "vsibench", "--model", "/nowhere", "--data", mini.Root, "--device", "cpu",
             "--out", Path.Combine(mini.Root, "r.jsonl"));
         Assert.NotEqual(0, code);
         Assert.Contains("/nowhere", error);
@@ -157,14 +146,14 @@ public class CliEvaluationTests
         TinyCheckpoint.Create(model);
         string[] args = ["evaluate", "vsibench", "--model", model, "--data", mini.Root, "--frames", "4",
             "--device", "cpu", "--max-new-tokens", "3", "--out", results];
-        var (code, output, error) = Invoke(args);
+        var (code, output, error) = CliInvocation.Invoke(args);
         Assert.True(code == 0, output + error);
         var first = Results(results);
         Assert.Equal(MiniVsiBench.QuestionCount, first.Count);
         Assert.True(File.Exists(Path.Combine(mini.Root, "results.metrics.json")));
 
         // A rerun finds everything done: nothing is answered twice and nothing changes.
-        var (again, _, againError) = Invoke(args);
+        var (again, _, againError) = CliInvocation.Invoke(args);
         Assert.True(again == 0, againError);
         Assert.Equal(MiniVsiBench.QuestionCount, File.ReadAllLines(results).Count(l => l.Trim().Length > 0));
         Assert.Equal(first, Results(results));
@@ -179,7 +168,7 @@ public class CliEvaluationTests
         TinyCheckpoint.Create(model);
         string[] args = ["evaluate", "scanqa", "--model", model, "--data", mini.Root, "--frames", "4",
             "--device", "cpu", "--max-new-tokens", "3", "--out", results];
-        var (code, output, error) = Invoke(args);
+        var (code, output, error) = CliInvocation.Invoke(args);
         Assert.True(code == 0, output + error);
         var first = Results(results);
         Assert.Equal(mini.Dataset.Questions.Select(q => q.Id).Order(), first.Keys.Order());
@@ -190,7 +179,7 @@ public class CliEvaluationTests
             Assert.Equal(MiniScanQa.QuestionCount, metrics.RootElement.GetProperty("count").GetInt32());
 
         // A rerun finds everything done: nothing is answered twice and nothing changes.
-        var (again, againOutput, againError) = Invoke(args);
+        var (again, againOutput, againError) = CliInvocation.Invoke(args);
         Assert.True(again == 0, againError);
         Assert.Contains("9 of 9 already answered, 0 to go", againOutput);
         Assert.Equal(MiniScanQa.QuestionCount, File.ReadAllLines(results).Count(l => l.Trim().Length > 0));
@@ -213,7 +202,7 @@ public class CliEvaluationTests
     {
         var mini = new MiniScanQa("cli-scanqa-workers");
         string single = Path.Combine(mini.Root, "single.jsonl");
-        var (code, _, error) = Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", single);
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", single);
         Assert.True(code == 0, error);
         Assert.Equal(MiniScanQa.QuestionCount, Results(single).Count);
 
@@ -236,7 +225,7 @@ public class CliEvaluationTests
         var mini = new MiniScanQa("cli-scanqa-missing");
         File.Delete(Path.Combine(mini.Root, "scene0001_00.mp4"));
         string results = Path.Combine(mini.Root, "r.jsonl");
-        var (code, _, error) = Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", results);
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", results);
         Assert.Equal(1, code);
         Assert.Contains("scannet/scene0001_00", error);
         Assert.False(File.Exists(results));
@@ -248,7 +237,7 @@ public class CliEvaluationTests
         string dir = TestPaths.NewTempDir("cli-merge");
         File.WriteAllText(Path.Combine(dir, "a.jsonl"), "{\"id\": 1, \"prediction\": \"A\"}\n");
         File.WriteAllText(Path.Combine(dir, "b.jsonl"), "{\"id\": 1, \"prediction\": \"B\"}\n");
-        var (code, _, error) = Invoke("merge", "--out", Path.Combine(dir, "m.jsonl"), Path.Combine(dir, "a.jsonl"), Path.Combine(dir, "b.jsonl"));
+        var (code, _, error) = CliInvocation.Invoke("merge", "--out", Path.Combine(dir, "m.jsonl"), Path.Combine(dir, "a.jsonl"), Path.Combine(dir, "b.jsonl"));
         Assert.Equal(1, code);
         Assert.Contains("1 id(s) have different answers", error);
     }
@@ -281,14 +270,11 @@ public class CliEvaluationTests
         var data = ScanQa.Load(Path.Combine(TestPaths.Data, "scanqa", "ScanQA_v1.0_val.json"));
         string predictions = Path.Combine(TestPaths.NewTempDir("cli-scanqa-meteor"), "p.jsonl");
         File.WriteAllLines(predictions, data.Questions.Select(q => System.Text.Json.JsonSerializer.Serialize(new { id = q.Id, prediction = q.Answers[0] })));
-        var root = new RootCommand { ScoreCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(["score", "scanqa", "--predictions", predictions, "--dataset", data.SourcePath, "--meteor-jar", "/nonexistent/meteor-1.5.jar"])
-            .Invoke(new InvocationConfiguration { Output = output, Error = error });
-        Assert.True(code == 0, error.ToString());
-        Assert.Contains("METEOR   not computed: meteor jar not found: /nonexistent/meteor-1.5.jar", output.ToString());
-        Assert.Contains("EM         100.00", output.ToString());
+        var (code, output, error) = CliInvocation.Invoke("score", "scanqa", "--predictions", predictions, "--dataset", data.SourcePath,
+            "--meteor-jar", "/nonexistent/meteor-1.5.jar");
+        Assert.True(code == 0, error);
+        Assert.Contains("METEOR   not computed: meteor jar not found: /nonexistent/meteor-1.5.jar", output);
+        Assert.Contains("EM         100.00", output);
     }
 
     [Fact]
@@ -296,13 +282,10 @@ public class CliEvaluationTests
     {
         var mini = new MiniScanQa("cli-scanqa-meteor-eval");
         string results = Path.Combine(mini.Root, "r.jsonl");
-        var root = new RootCommand { EvaluateCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(["evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", results, "--meteor-jar", "/nonexistent/meteor-1.5.jar"])
-            .Invoke(new InvocationConfiguration { Output = output, Error = error });
-        Assert.True(code == 0, error.ToString());
-        Assert.Contains("METEOR   not computed: meteor jar not found: /nonexistent/meteor-1.5.jar", output.ToString());
+        var (code, output, error) = CliInvocation.Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--out", results,
+            "--meteor-jar", "/nonexistent/meteor-1.5.jar");
+        Assert.True(code == 0, error);
+        Assert.Contains("METEOR   not computed: meteor jar not found: /nonexistent/meteor-1.5.jar", output);
         using var metrics = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(mini.Root, "r.metrics.json")));
         Assert.Equal(System.Text.Json.JsonValueKind.Null, metrics.RootElement.GetProperty("METEOR").ValueKind);
         Assert.Equal("meteor jar not found: /nonexistent/meteor-1.5.jar", metrics.RootElement.GetProperty("METEOR_not_computed").GetString());
@@ -312,7 +295,7 @@ public class CliEvaluationTests
     public void ScoreVsiBench_Cli_PrintsDebiasedBesideFull_AndIdListOverridesTheColumn()
     {
         var (datasetPath, predictionsPath) = VsiBenchDebiasedTests.Files();
-        var (code, output, error) = Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath);
+        var (code, output, error) = CliInvocation.Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath);
         Assert.True(code == 0, error);
         Assert.Contains("VSI-Bench-Debiased (pruned == false): 2 of 4 scored questions", output);
         Assert.Contains("All               75.00    75.00", output);
@@ -320,7 +303,7 @@ public class CliEvaluationTests
 
         string ids = Path.Combine(Path.GetDirectoryName(datasetPath)!, "debiased-ids.txt");
         File.WriteAllLines(ids, ["2", "4"]);
-        (code, output, error) = Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath, "--debiased-ids", ids, "--json");
+        (code, output, error) = CliInvocation.Invoke("score", "vsibench", "--predictions", predictionsPath, "--dataset", datasetPath, "--debiased-ids", ids, "--json");
         Assert.True(code == 0, error);
         using var json = JsonDocument.Parse(output);
         Assert.Equal(0.75, json.RootElement.GetProperty("all").GetProperty("macro").GetDouble(), 12);
@@ -332,20 +315,20 @@ public class CliEvaluationTests
     {
         var mini = new MiniVsiBench("score-from-manifest");
         string results = Path.Combine(mini.Root, "r.jsonl");
-        var (code, _, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
         Assert.True(code == 0, error);
 
-        (code, var output, error) = Invoke("score", "vsibench", "--predictions", results);
+        (code, var output, error) = CliInvocation.Invoke("score", "vsibench", "--predictions", results);
         Assert.True(code == 0, error);
         Assert.Contains($"dataset {Path.GetFullPath(mini.DatasetPath)} (Full, {MiniVsiBench.QuestionCount} questions)", output);
 
-        (code, _, error) = Invoke("score", "scanqa", "--predictions", results);
+        (code, _, error) = CliInvocation.Invoke("score", "scanqa", "--predictions", results);
         Assert.Equal(1, code);
         Assert.Contains("holds answers to vsibench", error);
         Assert.Contains("spatial-mllm score vsibench", error);
 
         File.Move(mini.DatasetPath, mini.DatasetPath + ".moved");
-        (code, _, error) = Invoke("score", "vsibench", "--predictions", results);
+        (code, _, error) = CliInvocation.Invoke("score", "vsibench", "--predictions", results);
         Assert.Equal(1, code);
         Assert.Contains(Path.GetFullPath(mini.DatasetPath), error);
         Assert.Contains("pass --dataset", error);

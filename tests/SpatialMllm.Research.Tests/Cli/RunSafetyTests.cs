@@ -1,7 +1,5 @@
-using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Evaluation;
@@ -18,15 +16,6 @@ namespace SpatialMllm.Research.Tests.Cli;
 /// </summary>
 public class RunSafetyTests
 {
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { EvaluateCommand.Create(), MergeCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
-
     static Dictionary<string, string> Results(string path) => PredictionFile.Read(path).ToDictionary(p => p.Id, p => p.Text);
 
     static Dictionary<string, string> Reference(MiniVsiBench mini)
@@ -147,7 +136,7 @@ public class RunSafetyTests
         ResultsManifest.Describe("vsibench", modelA, options, "float32", false, mini.DatasetPath).Write(ResultsManifest.PathFor(results));
         string[] args = ["evaluate", "vsibench", "--data", mini.Root, "--frames", "4", "--max-new-tokens", "3", "--device", "cpu", "--out", results];
 
-        var (code, _, error) = Invoke([.. args, "--model", modelB]);
+        var (code, _, error) = CliInvocation.Invoke([.. args, "--model", modelB]);
         Assert.Equal(1, code);
         Assert.Contains("holds answers from a different run", error);
         Assert.Contains($"model.folder: saved {Path.GetFullPath(modelA)}, now {Path.GetFullPath(modelB)}", error);
@@ -156,19 +145,19 @@ public class RunSafetyTests
 
         // The same folder with other weights (re-initialised in place) is caught by the content hash.
         TinyCheckpoint.Create(modelA, seed: 3);
-        (code, _, error) = Invoke([.. args, "--model", modelA]);
+        (code, _, error) = CliInvocation.Invoke([.. args, "--model", modelA]);
         Assert.Equal(1, code);
         Assert.Contains("model.weights_sha256", error);
         Assert.DoesNotContain("model.folder", error);
 
         // Other settings with the saved model: named too.
-        (code, _, error) = Invoke([.. args.Select(a => a == "4" ? "8" : a), "--dry-run"]);
+        (code, _, error) = CliInvocation.Invoke([.. args.Select(a => a == "4" ? "8" : a), "--dry-run"]);
         Assert.Equal(1, code);
         Assert.Contains("frames: saved 4, now 8", error);
         Assert.Contains("answerer: saved model, now dry-run", error);
 
         // --force-new starts over and keeps the old answers and manifest aside.
-        (code, var output, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results, "--force-new");
+        (code, var output, error) = CliInvocation.Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results, "--force-new");
         Assert.True(code == 0, output + error);
         Assert.Contains("--force-new: starting over", output);
         var backups = Directory.GetFiles(mini.Root, "results.jsonl.bak-*");
@@ -179,7 +168,7 @@ public class RunSafetyTests
         Assert.Equal("dry-run", RunManifest.Read(ResultsManifest.PathFor(results)).Fields["answerer"]);
 
         // And the same settings resume as before.
-        (code, output, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
+        (code, output, error) = CliInvocation.Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
         Assert.True(code == 0, error);
         Assert.Contains("40 of 40 already answered", output);
     }
@@ -196,14 +185,14 @@ public class RunSafetyTests
         ResultsManifest.Describe("vsibench", null, options with { Frames = 8 }, "-", false, mini.DatasetPath).Write(ResultsManifest.PathFor(shards[1]));
         string merged = Path.Combine(mini.Root, "merged.jsonl");
 
-        var (code, _, error) = Invoke(["merge", "--out", merged, .. shards]);
+        var (code, _, error) = CliInvocation.Invoke(["merge", "--out", merged, .. shards]);
         Assert.Equal(1, code);
         Assert.Contains("comes from a different run", error);
         Assert.Contains("frames 16 vs 8", error);
         Assert.False(File.Exists(merged));
 
         ResultsManifest.Describe("vsibench", null, options, "-", false, mini.DatasetPath).Write(ResultsManifest.PathFor(shards[1]));
-        (code, _, error) = Invoke(["merge", "--out", merged, .. shards]);
+        (code, _, error) = CliInvocation.Invoke(["merge", "--out", merged, .. shards]);
         Assert.True(code == 0, error);
         Assert.Equal("16", RunManifest.Read(ResultsManifest.PathFor(merged)).Fields["frames"]);
     }
@@ -214,7 +203,7 @@ public class RunSafetyTests
         var mini = new MiniVsiBench("no-manifest");
         string results = Path.Combine(mini.Root, "results.jsonl");
         File.WriteAllText(results, "{\"id\":1000,\"prediction\":\"A\"}\n");
-        var (code, _, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results);
         Assert.Equal(1, code);
         Assert.Contains("has no run manifest", error);
         Assert.Equal(1, CliProcess.CountLines(results));
@@ -232,11 +221,11 @@ public class RunSafetyTests
         string[] args = ["evaluate", "vsibench", "--model", model, "--data", mini.Root, "--frames", "4", "--device", "cpu",
             "--max-new-tokens", "2", "--out", results];
 
-        var (code, _, error) = Invoke(args);
+        var (code, _, error) = CliInvocation.Invoke(args);
         Assert.Equal(1, code);
         Assert.Contains(broken, error);
 
-        (code, var output, error) = Invoke([.. args, "--on-error", "skip"]);
+        (code, var output, error) = CliInvocation.Invoke([.. args, "--on-error", "skip"]);
         Assert.True(code == 0, output + error);
         Assert.Contains("6 question(s) of 1 unreadable video(s) were skipped and count as wrong", output);
         Assert.Contains($"arkitscenes/mini00 (6 question(s)): {broken}", output);
@@ -254,7 +243,7 @@ public class RunSafetyTests
         // Fixed, the next run answers exactly the skipped questions.
         File.Delete(broken);
         Video.TestVideos.TestSrc(Path.Combine(mini.Root, "arkitscenes"), "mini00.mp4", frames: 12, width: 96, height: 72);
-        (code, output, error) = Invoke([.. args, "--on-error", "skip"]);
+        (code, output, error) = CliInvocation.Invoke([.. args, "--on-error", "skip"]);
         Assert.True(code == 0, output + error);
         Assert.Contains("34 of 40 already answered, 6 to go", output);
         Assert.Equal(MiniVsiBench.QuestionCount, Results(results).Count);
@@ -275,7 +264,7 @@ public class RunSafetyTests
         lines[0] = row.ToJsonString();
         File.WriteAllLines(mini.DatasetPath, lines);
 
-        var (code, _, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", Path.Combine(mini.Root, "r.jsonl"));
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", Path.Combine(mini.Root, "r.jsonl"));
         Assert.Equal(1, code);
         Assert.Contains($"question {row["id"]}", error);
         Assert.Contains($"{field} '{value}'", error);
@@ -288,7 +277,7 @@ public class RunSafetyTests
         var mini = new MiniScanQa("paths-scanqa");
         string official = Path.Combine(mini.Root, "ScanQA_v1.0_val.json");
         File.WriteAllText(official, """[{"question_id": "val-scene0000-0", "scene_id": "../outside", "question": "What?", "answers": ["a"]}]""");
-        var (code, _, error) = Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--dataset", official, "--out", Path.Combine(mini.Root, "r.jsonl"));
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "scanqa", "--dry-run", "--data", mini.Root, "--dataset", official, "--out", Path.Combine(mini.Root, "r.jsonl"));
         Assert.Equal(1, code);
         Assert.Contains("question scanqa_val-scene0000-0_0: scene_id '../outside'", error);
     }
@@ -305,7 +294,7 @@ public class RunSafetyTests
     {
         var mini = new MiniVsiBench("bad-count");
         string results = Path.Combine(mini.Root, "r.jsonl");
-        var (code, _, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results, option, value);
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results, option, value);
         Assert.Equal(1, code);
         Assert.Equal($"error: {message}.", error.Trim());
         Assert.False(File.Exists(results));
@@ -315,7 +304,7 @@ public class RunSafetyTests
     public void OutIsAFolder_IsACleanError()
     {
         var mini = new MiniVsiBench("out-dir");
-        var (code, _, error) = Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", mini.Root);
+        var (code, _, error) = CliInvocation.Invoke("evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", mini.Root);
         Assert.Equal(1, code);
         Assert.Equal($"error: --out {mini.Root} is a folder; name a results file, e.g. --out {Path.Combine(mini.Root, "results.jsonl")}.", error.Trim());
     }

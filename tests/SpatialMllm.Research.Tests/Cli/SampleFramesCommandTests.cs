@@ -1,6 +1,4 @@
-using System.CommandLine;
 using System.Text.Json;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Tests.Video;
 using SpatialMllm.Research.Video;
@@ -9,14 +7,7 @@ namespace SpatialMllm.Research.Tests.Cli;
 
 public class SampleFramesCommandTests
 {
-    static (int Exit, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { SampleFramesCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int exit = root.Parse(["sample-frames", .. args]).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (exit, output.ToString(), error.ToString());
-    }
+    static (int Exit, string Output, string Error) Invoke(params string[] args) => CliInvocation.Invoke(["sample-frames", .. args]);
 
     [Theory]
     [InlineData("uniform", new[] { 0, 3, 6, 9 })]      // round(linspace(0, 9, 4))

@@ -1,4 +1,3 @@
-using System.CommandLine;
 using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Evaluation;
@@ -9,20 +8,11 @@ namespace SpatialMllm.Research.Tests.Cli;
 /// <summary><c>spatial-mllm synthetic</c> writes a folder that <c>evaluate vsibench --data</c> runs on.</summary>
 public class SyntheticCommandTests
 {
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { SyntheticCommand.Create(), EvaluateCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public void Synthetic_writes_a_benchmark_that_evaluate_answers_with_the_tiny_model()
     {
         string data = TestPaths.NewTempDir("synthetic-cli");
-        var (code, output, error) = Invoke("synthetic", "--out", data, "--seeds", "3-4", "--frames", "16",
+        var (code, output, error) = CliInvocation.Invoke("synthetic", "--out", data, "--seeds", "3-4", "--frames", "16",
             "--width", "112", "--height", "84", "--per-type", "1");
         Assert.True(code == 0, output + error);
         var dataset = VsiBench.Load(Path.Combine(data, "test.jsonl"));
@@ -32,7 +22,7 @@ public class SyntheticCommandTests
         string model = TestPaths.NewTempDir("synthetic-cli-model");
         TinyCheckpoint.Create(model);
         string results = Path.Combine(data, "results.jsonl");
-        (code, output, error) = Invoke("evaluate", "vsibench", "--model", model, "--data", data, "--frames", "4",
+        (code, output, error) = CliInvocation.Invoke("evaluate", "vsibench", "--model", model, "--data", data, "--frames", "4",
             "--device", "cpu", "--max-new-tokens", "2", "--out", results);
         Assert.True(code == 0, output + error);
         Assert.Equal(dataset.Questions.Select(q => q.Id.ToString()).Order(), PredictionFile.Read(results).Select(p => p.Id).Order());

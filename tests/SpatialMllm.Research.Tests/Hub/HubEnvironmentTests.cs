@@ -1,9 +1,9 @@
-using System.CommandLine;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Hub;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Tests.Evaluation;
 using TorchSharp;
+
+using SpatialMllm.Research.Tests.Cli;
 
 namespace SpatialMllm.Research.Tests.Hub;
 
@@ -52,15 +52,6 @@ public sealed class TinyCheckpointOnHub : IDisposable
 [Collection(HubEnvironmentCollection.Name)]
 public sealed class HubEnvironmentTests(TinyCheckpointOnHub hub) : IClassFixture<TinyCheckpointOnHub>
 {
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { DownloadCommand.Create(), DemoCommand.Create(), EvaluateCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public void Load_by_repository_id_downloads_into_HF_HOME_and_loads_the_same_weights_as_the_folder()
     {
@@ -86,7 +77,7 @@ public sealed class HubEnvironmentTests(TinyCheckpointOnHub hub) : IClassFixture
         // A fresh cache: another test of the class may have downloaded these files first (xunit v3 orders tests freely).
         string cache = Path.Combine(hub.Home, "hub");
         if (Directory.Exists(cache)) Directory.Delete(cache, recursive: true);
-        var (code, output, error) = Invoke("download", TinyCheckpointOnHub.Id, "--include", "*.json", "--include", "merges.txt");
+        var (code, output, error) = CliInvocation.Invoke("download", TinyCheckpointOnHub.Id, "--include", "*.json", "--include", "merges.txt");
 
         Assert.True(code == 0, output + error);
         Assert.Equal(hub.Snapshot, output.TrimEnd().Split('\n')[^1]);
@@ -94,7 +85,7 @@ public sealed class HubEnvironmentTests(TinyCheckpointOnHub hub) : IClassFixture
         Assert.Contains($"(commit {hub.Commit}): 7 file(s)", output);
         Assert.Matches(@"\[\d/7\] config\.json \([\d,]+ B\)", error);
 
-        var missing = Invoke("download", "acme/absent");
+        var missing = CliInvocation.Invoke("download", "acme/absent");
         Assert.Equal(1, missing.Code);
         Assert.StartsWith("error: ", missing.Error);
         Assert.Contains("no repository acme/absent", missing.Error);
@@ -102,10 +93,10 @@ public sealed class HubEnvironmentTests(TinyCheckpointOnHub hub) : IClassFixture
         Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
         try
         {
-            var cached = Invoke("download", TinyCheckpointOnHub.Id, "--include", "*.json");
+            var cached = CliInvocation.Invoke("download", TinyCheckpointOnHub.Id, "--include", "*.json");
             Assert.True(cached.Code == 0, cached.Error);
             Assert.Contains("0 downloaded", cached.Output);
-            var notCached = Invoke("download", "acme/other");
+            var notCached = CliInvocation.Invoke("download", "acme/other");
             Assert.Equal(1, notCached.Code);
             Assert.Contains("HF_HUB_OFFLINE", notCached.Error);
         }
@@ -116,13 +107,13 @@ public sealed class HubEnvironmentTests(TinyCheckpointOnHub hub) : IClassFixture
     public void Demo_and_evaluate_take_a_repository_id_for_their_model()
     {
         // Through the resolver: a repository the hub does not have is named as such (a found one loads as Load does above).
-        var demo = Invoke("demo", "--model", "acme/absent", "--video", "v.mp4", "--device", "cpu");
+        var demo = CliInvocation.Invoke("demo", "--model", "acme/absent", "--video", "v.mp4", "--device", "cpu");
         Assert.Equal(1, demo.Code);
         Assert.Contains("no folder 'acme/absent', so it was taken as a repository id", demo.Error);
         Assert.Contains("no repository acme/absent", demo.Error);
 
         var mini = new MiniVsiBench("hub-evaluate");
-        var evaluate = Invoke("evaluate", "vsibench", "--model", "acme/absent", "--data", mini.Root, "--device", "cpu",
+        var evaluate = CliInvocation.Invoke("evaluate", "vsibench", "--model", "acme/absent", "--data", mini.Root, "--device", "cpu",
             "--out", Path.Combine(mini.Root, "r.jsonl"));
         Assert.Equal(1, evaluate.Code);
         Assert.Contains("no repository acme/absent", evaluate.Error);

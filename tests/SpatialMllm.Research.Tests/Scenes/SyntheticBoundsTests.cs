@@ -1,7 +1,7 @@
-using System.CommandLine;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Scenes;
+
+using SpatialMllm.Research.Tests.Cli;
 
 namespace SpatialMllm.Research.Tests.Scenes;
 
@@ -11,15 +11,6 @@ namespace SpatialMllm.Research.Tests.Scenes;
 /// </summary>
 public class SyntheticBoundsTests
 {
-    static (int Code, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand { SyntheticCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Theory]
     [InlineData(new[] { "--frames", "100000000" }, "--frames must be 2 to 10000; got 100000000")]
     [InlineData(new[] { "--frames", "1" }, "--frames must be 2 to 10000; got 1")]
@@ -32,7 +23,7 @@ public class SyntheticBoundsTests
     public void Sizes_out_of_bounds_are_refused_naming_the_flag_before_anything_is_written(string[] flags, string message)
     {
         string folder = Path.Combine(TestPaths.NewTempDir("synthetic-bounds"), "out");
-        var (code, _, error) = Invoke(["synthetic", "--out", folder, .. flags]);
+        var (code, _, error) = CliInvocation.Invoke(["synthetic", "--out", folder, .. flags]);
         Assert.Equal(1, code);
         Assert.Contains(message, error);
         Assert.DoesNotContain("   at ", error);
@@ -51,17 +42,17 @@ public class SyntheticBoundsTests
     {
         string folder = TestPaths.NewTempDir("synthetic-out");
         string[] small = ["--frames", "4", "--width", "32", "--height", "24", "--per-type", "1"];
-        var (code, output, error) = Invoke(["synthetic", "--out", folder, "--seeds", "1-2", .. small]);
+        var (code, output, error) = CliInvocation.Invoke(["synthetic", "--out", folder, "--seeds", "1-2", .. small]);
         Assert.True(code == 0, output + error);
         File.WriteAllText(Path.Combine(folder, "notes.txt"), "mine");
 
-        (code, _, error) = Invoke(["synthetic", "--out", folder, "--seeds", "3", .. small]);
+        (code, _, error) = CliInvocation.Invoke(["synthetic", "--out", folder, "--seeds", "3", .. small]);
         Assert.Equal(1, code);
         Assert.Contains("is not empty", error);
         Assert.Contains("--force", error);
         Assert.False(File.Exists(Path.Combine(folder, "synthetic", "seed0003.mp4")));
 
-        (code, output, error) = Invoke(["synthetic", "--out", folder, "--seeds", "3", "--force", .. small]);
+        (code, output, error) = CliInvocation.Invoke(["synthetic", "--out", folder, "--seeds", "3", "--force", .. small]);
         Assert.True(code == 0, output + error);
         Assert.Equal(["seed0003.mp4"], Directory.GetFiles(Path.Combine(folder, "synthetic")).Select(Path.GetFileName));
         Assert.Equal(["seed0003"], VsiBench.Load(Path.Combine(folder, "test.jsonl")).Questions.Select(q => q.SceneName).Distinct());

@@ -1,5 +1,3 @@
-using System.CommandLine;
-using SpatialMllm.Cli.Commands;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Training;
@@ -21,8 +19,6 @@ public class TrainingSafetyTests(ITestOutputHelper output)
 
     static TrainingArguments Args(string outputDir, int steps) =>
         SftTrainerTests.Args(Data, outputDir) with { MaxSteps = steps, GradientAccumulationSteps = 1, SaveSteps = 1 };
-
-    static (int Code, string Output, string Error) Invoke(params string[] args) => Cli.TrainCommandTests.Invoke(args);
 
     /// <summary>`train` on the tiny data, without a step count (tests add theirs).</summary>
     static string[] Train(string outputDir) =>
@@ -67,7 +63,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
         // The command says the same and exits 1 while a run holds the folder.
         using (OutputLock.Acquire(Path.Combine(dir, SftTrainer.LockFile), "train", dir, ""))
         {
-            var (code, _, error) = Invoke([.. Train(dir), "--max_steps", "2"]);
+            var (code, _, error) = Cli.CliInvocation.Invoke([.. Train(dir), "--max_steps", "2"]);
             Assert.Equal(1, code);
             Assert.Contains("is being written by another run", error);
             Assert.Contains($"pid {Environment.ProcessId}", error);
@@ -220,7 +216,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
         int given = args.IndexOf(flag.Split('=')[0]);
         if (given >= 0) args.RemoveRange(given, 2);
         args.AddRange(value is null ? [flag] : [flag, flag == "--dataset_use" ? Path.Combine(Data, value) : value]);
-        var (code, _, error) = Invoke([.. args]);
+        var (code, _, error) = Cli.CliInvocation.Invoke([.. args]);
         Assert.Equal(1, code);
         Assert.Contains(message, error);
         NoStackTrace(error);
@@ -231,7 +227,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
     public void A_too_small_model_max_length_fails_listing_every_row_and_saves_no_model()
     {
         string outputDir = Path.Combine(TestPaths.NewTempDir("train-short"), "out");
-        var (code, stdout, error) = Invoke([.. Train(outputDir), "--max_steps", "100", "--model_max_length", "16"]);
+        var (code, stdout, error) = Cli.CliInvocation.Invoke([.. Train(outputDir), "--max_steps", "100", "--model_max_length", "16"]);
         output.WriteLine(stdout + error);
         Assert.Equal(1, code);
         Assert.Contains("No example could be trained", error);
@@ -271,7 +267,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
         Assert.Contains(torn, e.Message);
         Assert.Contains("damaged", e.Message);
         Assert.Contains("--resume_from_checkpoint", e.Message);
-        var (code, _, error) = Invoke([.. Train(dir), "--max_steps", "3", "--save_steps", "1"]);
+        var (code, _, error) = Cli.CliInvocation.Invoke([.. Train(dir), "--max_steps", "3", "--save_steps", "1"]);
         Assert.Equal(1, code);
         Assert.Contains($"error: {torn}", error);
         NoStackTrace(error);
@@ -318,7 +314,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
               "max_steps": 3
             }
             """);
-        var (code, _, error) = Invoke("train", "--config", config);
+        var (code, _, error) = Cli.CliInvocation.Invoke("train", "--config", config);
         Assert.Equal(1, code);
         Assert.Contains($"{config}:3: unknown argument \"learning_rat\"", error);
         Assert.Contains($"{config}:4: max_steps must be a number, not the string \"2\"", error);
@@ -330,7 +326,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
         NoStackTrace(error);
 
         File.WriteAllText(config, "{\n  \"max_steps\" 2\n}\n");
-        (code, _, error) = Invoke("train", "--config", config);
+        (code, _, error) = Cli.CliInvocation.Invoke("train", "--config", config);
         Assert.Equal(1, code);
         Assert.Contains($"{config}:2: not valid JSON", error);
         NoStackTrace(error);
@@ -345,7 +341,7 @@ public class TrainingSafetyTests(ITestOutputHelper output)
         string[] args = [.. Train(Path.Combine(dir, "out")).Select(a => a == Annotations ? list : a), "--data_path", Data, "--max_steps", "1"];
         foreach (string[] command in new[] { args, [.. args, "--dry-run"] })
         {
-            var (code, _, error) = Invoke(command);
+            var (code, _, error) = Cli.CliInvocation.Invoke(command);
             Assert.Equal(1, code);
             Assert.Contains($"{list}:4: not valid JSON", error);
             NoStackTrace(error);
@@ -358,12 +354,12 @@ public class TrainingSafetyTests(ITestOutputHelper output)
         string dir = TestPaths.NewTempDir("train-empty");
         string empty = Path.Combine(dir, "empty.jsonl");
         File.WriteAllText(empty, "");
-        var (code, stdout, error) = Invoke([.. Train(Path.Combine(dir, "out")).Select(a => a == Annotations ? empty : a), "--dry-run"]);
+        var (code, stdout, error) = Cli.CliInvocation.Invoke([.. Train(Path.Combine(dir, "out")).Select(a => a == Annotations ? empty : a), "--dry-run"]);
         Assert.Equal(1, code);
         Assert.Contains("0 of 0 annotation rows are usable", stdout);
         Assert.Contains($"error: no annotation row in {empty} can be trained on", error);
 
-        (code, _, error) = Invoke([.. Train(Path.Combine(dir, "out")).Select(a => a == Annotations ? empty : a), "--max_steps", "1"]);
+        (code, _, error) = Cli.CliInvocation.Invoke([.. Train(Path.Combine(dir, "out")).Select(a => a == Annotations ? empty : a), "--max_steps", "1"]);
         Assert.Equal(1, code);
         Assert.Contains($"No usable annotation row in {empty}", error);
     }
