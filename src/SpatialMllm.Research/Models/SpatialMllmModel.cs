@@ -239,13 +239,20 @@ public sealed partial class SpatialMllmModel : IDisposable
     FusionMode EffectiveFusion(AnswerOptions options) => HasSpatialEncoder ? options.Fusion : FusionMode.VisionOnly;
 
     /// <summary>
-    /// The fused visual tokens with an autograd graph through the trainable parts (the vision merger and the connector;
-    /// the frozen vision blocks and VGGT run without one): fine-tuning's encoder (<see cref="Training.SftObjective"/>).
+    /// The fused visual tokens with an autograd graph through the trainable parts (those whose parameters require grad:
+    /// the merger and the connector in the seed's recipe, VGGT too with <c>tune_mm_spatial_encoder</c>; frozen vision
+    /// blocks and a frozen VGGT run without one): fine-tuning's encoder (<see cref="Training.SftObjective"/>).
     /// </summary>
-    /// <param name="spatialTokens">VGGT's connector layer for these frames computed before (<see cref="SpatialTokens"/>;
-    /// VGGT is frozen, so it can be computed once per video); null: computed here.</param>
-    public Tensor EncodeForTraining(Tensor pixelValues, GridThw grid, Tensor videoTchw, Tensor? spatialTokens = null) =>
-        EncodeProcessed(pixelValues, grid, videoTchw, new AnswerOptions(), [], withGradient: true, spatialTokens);
+    /// <param name="spatialTokens">VGGT's connector layer for these frames computed before (<see cref="SpatialTokens"/>,
+    /// e.g. once per video while VGGT is frozen); null: computed here. Used only while VGGT does not train and, when
+    /// <paramref name="spatialTokensWeights"/> is given, its weights are still those (else recomputed: stale tokens
+    /// would train against an old VGGT, and they carry no graph).</param>
+    /// <param name="spatialTokensWeights">VGGT's weights when <paramref name="spatialTokens"/> were computed
+    /// (<see cref="SpatialEncoderWeights"/>).</param>
+    public Tensor EncodeForTraining(Tensor pixelValues, GridThw grid, Tensor videoTchw, Tensor? spatialTokens = null,
+        WeightsSnapshot? spatialTokensWeights = null) =>
+        EncodeProcessed(pixelValues, grid, videoTchw, new AnswerOptions(), [], withGradient: true,
+            spatialTokens is not null && !Vggt!.aggregator.RecordsGraph && spatialTokensWeights?.FirstChange(SpatialEncoderWeights()) is null ? spatialTokens : null);
 
     /// <summary>The VGGT aggregator layer the connector reads, without autograd: [T, 5+P, 2·D].</summary>
     public Tensor SpatialTokens(Tensor videoTchw)
@@ -253,6 +260,10 @@ public sealed partial class SpatialMllmModel : IDisposable
         using var noGrad = torch.no_grad();
         return Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), Config.Connector!.SpatialEmbedsLayerIdx);
     }
+
+    /// <summary>VGGT's aggregator weights as they are now: what <see cref="SpatialTokens"/> computes from (a cache of
+    /// them is current while <see cref="WeightsSnapshot.FirstChange"/> finds no change).</summary>
+    public WeightsSnapshot SpatialEncoderWeights() => WeightsSnapshot.Of([(VggtModel.CheckpointPrefix + "aggregator.", Vggt!.aggregator)]);
 
     /// <summary>
     /// uint8 frames [T, 3, H, W] → the two encoders' outputs without the connector (see <see cref="EncoderOutputs"/>):
@@ -306,9 +317,8 @@ public sealed partial class SpatialMllmModel : IDisposable
         if (!spatial) return (vision, null);
 
         int layer = options.SpatialLayer ?? Config.Connector!.SpatialEmbedsLayerIdx;
-        Tensor raw; // [T, 5+P, 2·D]; VGGT is never trained, so never with a graph
-        if (precomputedSpatial is not null) raw = precomputedSpatial;
-        else using (torch.no_grad()) raw = Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), layer);
+        // [T, 5+P, 2·D], with a graph only while VGGT trains (VggtAggregator.RecordsGraph)
+        var raw = precomputedSpatial ?? Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), layer);
         var tokens = Hooks.Run("spatial_tokens", raw);
         timings.Add(Lap("VGGT aggregator", clock));
         return (vision, tokens);

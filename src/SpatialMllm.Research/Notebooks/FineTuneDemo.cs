@@ -14,12 +14,15 @@ namespace SpatialMllm.Research.Notebooks;
 public static class FineTuneDemo
 {
     /// <summary>Builds the training examples once (frames → patches, text → ids and labels) with VGGT's output computed
-    /// once per video (frozen, so every epoch would compute the same).</summary>
+    /// once per video (while VGGT is frozen every epoch would compute the same; training VGGT, or any change of its
+    /// weights, makes the loss recompute it instead).</summary>
     public static List<SftExample> Examples(SpatialMllmModel model, SftExampleBuilder builder, IEnumerable<VideoQuestion> questions, double fps = 2.0) =>
         questions.Select((q, i) =>
         {
             var example = builder.Build(q.Frames, fps, q.ToRow($"example {i}"));
-            return model.HasSpatialEncoder ? example with { SpatialTokens = model.SpatialTokens(example.VideoTchw).DetachFromDisposeScope() } : example;
+            return model.HasSpatialEncoder
+                ? example with { SpatialTokens = model.SpatialTokens(example.VideoTchw).DetachFromDisposeScope(), SpatialTokensWeights = model.SpatialEncoderWeights() }
+                : example;
         }).ToList();
 
     /// <summary>

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Modules;
 using SpatialMllm.Research.Processing;
 using static TorchSharp.torch;
 
@@ -16,8 +17,12 @@ public sealed record SftExample(long[] InputIds, long[] Labels, Tensor PixelValu
     public const long IgnoreIndex = -100;
 
     /// <summary>VGGT's output for this video when computed once ahead (<see cref="Models.SpatialMllmModel.SpatialTokens"/>;
-    /// VGGT is frozen, so it is the same every epoch); null: computed in each forward. Disposed with the example.</summary>
+    /// while VGGT is frozen it is the same every epoch); null: computed in each forward. Ignored while VGGT trains or
+    /// once its weights differ from <see cref="SpatialTokensWeights"/>. Disposed with the example.</summary>
     public Tensor? SpatialTokens { get; init; }
+
+    /// <summary>VGGT's weights when <see cref="SpatialTokens"/> were computed (<see cref="Models.SpatialMllmModel.SpatialEncoderWeights"/>).</summary>
+    public WeightsSnapshot? SpatialTokensWeights { get; init; }
 
     /// <summary>Tokens that count in the loss (label != -100 one position after a logit).</summary>
     public int LabelledTokens => Labels.Skip(1).Count(l => l != IgnoreIndex);

@@ -7,7 +7,7 @@ namespace SpatialMllm.Research.Training;
 
 /// <summary>
 /// The seed's SFT forward through our modules with autograd: vision tower (the frozen blocks without a graph, the
-/// merger with one), VGGT without autograd, the connector, the decoder; loss = transformers' shifted cross-entropy,
+/// merger with one), VGGT (with a graph when it trains: <c>tune_mm_spatial_encoder</c>), the connector, the decoder; loss = transformers' shifted cross-entropy,
 /// the mean over positions whose next label is not -100. Only those positions go through the LM head (the other
 /// logits have no gradient), which is the same loss without a [L, vocab] logits tensor.
 /// </summary>
@@ -20,7 +20,7 @@ public static class SftObjective
         var device = model.Device;
         var ids = torch.tensor(example.InputIds, device: device).unsqueeze(0);
         var grid = example.Grid.ToTensor().to(device);
-        var visual = model.EncodeForTraining(example.PixelValuesVideos, example.Grid, example.VideoTchw, example.SpatialTokens);
+        var visual = model.EncodeForTraining(example.PixelValuesVideos, example.Grid, example.VideoTchw, example.SpatialTokens, example.SpatialTokensWeights);
         var embeds = model.Language.EmbedWithVisualTokens(ids, visual, model.Config.Tokens.VideoTokenId);
         var (positions, _) = RopeIndex.Compute(ids, model.Config.Tokens, model.Config.Vision, grid,
             torch.tensor(new[] { example.SecondPerGridT }, device: device));

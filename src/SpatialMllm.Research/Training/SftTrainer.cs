@@ -157,6 +157,7 @@ public sealed class SftTrainer
                                         "Raise num_train_epochs or max_steps, or resume an earlier checkpoint.");
         using var model = SpatialMllmModel.Load(resume ?? a.ModelNameOrPath, device, dtype);
         model.model.GradientCheckpointing = a.GradientCheckpointing;
+        if (model.spatial_encoder is { } spatial) spatial.vggt_model.aggregator.GradientCheckpointing = a.GradientCheckpointing;
         var trainable = a.TrainableSet.Apply(model);
         using var optimizer = new AdamW(trainable, new AdamWOptions(a.AdamBeta1, a.AdamBeta2, a.AdamEpsilon, a.WeightDecay));
         if (resume != null)

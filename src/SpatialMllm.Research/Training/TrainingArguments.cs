@@ -44,6 +44,10 @@ public sealed record TrainingArguments
     [JsonPropertyName("tune_mm_connector")] public bool TuneMmConnector { get; init; } = true;
     [JsonPropertyName("tune_mm_vision")] public bool TuneMmVision { get; init; }
     [JsonPropertyName("tune_mm_spatial_encoder")] public bool TuneMmSpatialEncoder { get; init; }
+    /// <summary>Finer than tune_mm_spatial_encoder: only VGGT's last N aggregator block pairs (frame + global) train; 0: none.</summary>
+    [JsonPropertyName("tune_mm_spatial_encoder_last_blocks")] public int TuneMmSpatialEncoderLastBlocks { get; init; }
+    /// <summary>Finer than tune_mm_spatial_encoder: VGGT's camera, depth and point heads train.</summary>
+    [JsonPropertyName("tune_mm_spatial_encoder_heads")] public bool TuneMmSpatialEncoderHeads { get; init; }
     [JsonPropertyName("gradient_checkpointing")] public bool GradientCheckpointing { get; init; }
     /// <summary>bf16 weights (the seed's <c>--bf16</c>); null: bf16 on CUDA, float32 on the CPU.</summary>
     [JsonPropertyName("bf16")] public bool? Bf16 { get; init; }
@@ -62,7 +66,10 @@ public sealed record TrainingArguments
     /// <summary>cpu, cuda or cuda:N; null: cuda when available.</summary>
     [JsonPropertyName("device")] public string? Device { get; init; }
 
-    public TrainableSet TrainableSet => new(TuneMmLlm, TuneMmConnector, TuneMmVision, TuneMmSpatialEncoder);
+    public TrainableSet TrainableSet => new(TuneMmLlm, TuneMmConnector, TuneMmVision, TuneMmSpatialEncoder)
+    {
+        SpatialEncoderLastBlocks = TuneMmSpatialEncoderLastBlocks, SpatialEncoderHeads = TuneMmSpatialEncoderHeads,
+    };
 
     public SftDataOptions DataOptions => new()
     {
@@ -194,6 +201,7 @@ public sealed record TrainingArguments
         Require(MaxSteps > 0 || Positive(NumTrainEpochs),
             $"num_train_epochs must be a positive number (or max_steps a positive step count); got num_train_epochs {F(NumTrainEpochs)}, max_steps {MaxSteps}.");
         Require(PerDeviceTrainBatchSize == 1, $"per_device_train_batch_size must be 1 (the seed's; use gradient_accumulation_steps); got {PerDeviceTrainBatchSize}.");
+        Require(TuneMmSpatialEncoderLastBlocks >= 0, $"tune_mm_spatial_encoder_last_blocks must be 0 (none) or more; got {TuneMmSpatialEncoderLastBlocks}.");
         Require(GradientAccumulationSteps >= 1, $"gradient_accumulation_steps must be at least 1; got {GradientAccumulationSteps}.");
         Require(MaxGradNorm >= 0 && double.IsFinite(MaxGradNorm), $"max_grad_norm must be 0 (no clipping) or more; got {F(MaxGradNorm)}.");
         Require(WarmupRatio is >= 0 and <= 1, $"warmup_ratio must be in [0, 1]; got {F(WarmupRatio)}.");

@@ -45,25 +45,39 @@ public sealed class CameraHead : nn.Module
     /// </summary>
     public Tensor forward(Tensor lastLayerTokens, int iterations = 4)
     {
-        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var encodings = ForwardIterations(lastLayerTokens, iterations);
+        return encodings[^1].MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// VGGT's <c>pred_pose_enc_list</c>: the activated pose encoding [B, S, 9] after each of the
+    /// <paramref name="iterations"/> refinement steps, which its camera loss weighs (later steps more). As in VGGT, each
+    /// step starts from the previous estimate detached, so gradients do not flow from one step into the next.
+    /// </summary>
+    public IReadOnlyList<Tensor> ForwardIterations(Tensor lastLayerTokens, int iterations = 4)
+    {
+        if (iterations < 1) throw new ArgumentOutOfRangeException(nameof(iterations), "Run at least one iteration.");
         using var scope = torch.NewDisposeScope();
         var poseTokens = token_norm.forward(lastLayerTokens.to(empty_pose_tokens.dtype)[.., .., 0]);   // [B, S, C]
         long b = poseTokens.shape[0], s = poseTokens.shape[1];
         var normalized = adaln_norm.forward(poseTokens);
         Tensor? poseEncoding = null;
+        var encodings = new List<Tensor>(iterations);
         for (int i = 0; i < iterations; i++)
         {
-            var previous = poseEncoding ?? empty_pose_tokens.expand(b, s, -1);
+            var previous = poseEncoding?.detach() ?? empty_pose_tokens.expand(b, s, -1);
             var modulation = poseLN_modulation.forward(embed_pose.forward(previous)).chunk(3, dim: -1);
             Tensor shift = modulation[0], scale = modulation[1], gate = modulation[2];
             // DiT-style modulate: gate · (norm(x)·(1 + scale) + shift), plus the residual x.
             var h = gate * (normalized * (1 + scale) + shift) + poseTokens;
             foreach (var block in trunk) h = block.forward(h);
             var delta = pose_branch.forward(trunk_norm.forward(h));
-            poseEncoding = poseEncoding is null ? delta : poseEncoding + delta;
+            poseEncoding = poseEncoding is null ? delta : poseEncoding.detach() + delta;
+            encodings.Add(ActivatePose(poseEncoding));
         }
-        if (poseEncoding is null) throw new ArgumentOutOfRangeException(nameof(iterations), "Run at least one iteration.");
-        return ActivatePose(poseEncoding).MoveToOuterDisposeScope();
+        foreach (var encoding in encodings) encoding.MoveToOuterDisposeScope();
+        return encodings;
     }
 
     /// <summary>VGGT's activations: translation and quaternion linear, field of view ReLU (kept positive).</summary>

@@ -82,7 +82,6 @@ public sealed class DptHead : nn.Module
 
     (Tensor Values, Tensor Confidence) Forward(Func<int, Tensor> layers, int patchStartIndex, long imageHeight, long imageWidth, int framesChunkSize)
     {
-        using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         long patchH = imageHeight / _patchSize, patchW = imageWidth / _patchSize;
         foreach (int index in _layerIndexes)

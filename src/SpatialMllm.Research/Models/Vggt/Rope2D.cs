@@ -14,7 +14,7 @@ internal sealed class Rope2D : IDisposable
 {
     readonly Tensor _cos, _signedSin;   // [N, 1, headDim] or [B, N, 1, headDim]
 
-    Rope2D(Tensor cos, Tensor signedSin) { _cos = cos; _signedSin = signedSin; }
+    internal Rope2D(Tensor cos, Tensor signedSin) { _cos = cos; _signedSin = signedSin; }
 
     /// <summary>cos table [N, 1, headDim] (read by <see cref="FusedQkNormRope"/>).</summary>
     public Tensor Cos => _cos;

@@ -49,6 +49,18 @@ public sealed class VggtAggregator : nn.Module
 
     public int EmbedDim { get; }
 
+    /// <summary>
+    /// Recompute each frame/global block in the backward pass instead of keeping its activations (VGGT's own training
+    /// checkpoints these blocks): the same gradients for much less memory while VGGT trains. Only applies to forwards that
+    /// record a graph.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>Whether a forward now records autograd: grad mode is on and a parameter of the aggregator requires grad
+    /// (PyTorch's rule; <c>TrainableSet.Apply</c> freezes VGGT unless it is tuned). Otherwise it runs without a graph, so
+    /// only one block's activations are alive at a time.</summary>
+    public bool RecordsGraph => torch.is_grad_enabled() && parameters().Any(p => p.requires_grad);
+
     /// <summary>Where the patch tokens start in each frame's token list: after 1 camera and R register tokens (5).</summary>
     public int PatchStartIndex { get; }
 
@@ -85,8 +97,10 @@ public sealed class VggtAggregator : nn.Module
 
     /// <summary>
     /// Runs the aggregator and keeps only the block-pair outputs in <paramref name="keepLayers"/> (negative indexes
-    /// count from the end). Only one block's activations are alive at a time besides the kept outputs, and the
-    /// loop stops after the deepest requested layer. Images: [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W
+    /// count from the end); the loop stops after the deepest requested layer. Without a graph (<see cref="RecordsGraph"/>)
+    /// only one block's activations are alive at a time besides the kept outputs; with one, the outputs are
+    /// differentiable with respect to every aggregator parameter (and the blocks checkpointed when
+    /// <see cref="GradientCheckpointing"/> is on). Images: [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W
     /// multiples of the patch size; outputs have the same leading dims.
     /// </summary>
     public VggtLayerOutputs forward(Tensor images, IEnumerable<int> keepLayers)
@@ -101,7 +115,9 @@ public sealed class VggtAggregator : nn.Module
         if (h % PatchSize != 0 || w % PatchSize != 0)
             throw new ArgumentException($"VGGT needs H and W divisible by the patch size {PatchSize}, got images [{string.Join(", ", images.shape)}].");
 
-        using var noGrad = torch.no_grad();   // VGGT is frozen in Spatial-MLLM; no autograd graph keeps block activations alive.
+        bool graph = RecordsGraph;
+        using var noGrad = graph ? null : torch.no_grad();   // frozen (Spatial-MLLM's recipe): no graph keeps block activations alive
+        bool checkpointed = graph && GradientCheckpointing;
         using var scope = torch.NewDisposeScope();
         var dtype = camera_token.dtype;
         var device = camera_token.device;
@@ -125,9 +141,9 @@ public sealed class VggtAggregator : nn.Module
         for (int i = 0; i <= last; i++)
         {
             using var blockScope = torch.NewDisposeScope();
-            var frameOut = frame_blocks[i].forward(tokens.view(b * s, tokensPerFrame, d), frameRope);     // [B·S, P', D]
+            var frameOut = Block(frame_blocks[i], tokens.view(b * s, tokensPerFrame, d), frameRope, checkpointed);     // [B·S, P', D]
             if (_hooks is { Any: true }) frameOut = _hooks.Run(_framePoints[i], frameOut);
-            var globalOut = global_blocks[i].forward(frameOut.view(b, s * tokensPerFrame, d), globalRope); // [B, S·P', D]
+            var globalOut = Block(global_blocks[i], frameOut.view(b, s * tokensPerFrame, d), globalRope, checkpointed); // [B, S·P', D]
             if (_hooks is { Any: true }) globalOut = _hooks.Run(_globalPoints[i], globalOut);
             if (keep.Contains(i))
             {
@@ -140,6 +156,9 @@ public sealed class VggtAggregator : nn.Module
         foreach (var t in kept.Values) t.MoveToOuterDisposeScope();
         return new VggtLayerOutputs(kept, Depth, PatchStartIndex);
     }
+
+    static Tensor Block(VggtBlock block, Tensor x, Rope2D rope, bool checkpointed) =>
+        checkpointed ? CheckpointedVggtBlock.apply(block, x, rope) : block.forward(x, rope);
 
     int NormalizeLayer(int layer)
     {

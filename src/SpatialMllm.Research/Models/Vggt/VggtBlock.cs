@@ -51,7 +51,9 @@ public sealed class VggtBlock : nn.Module
         // LayerScale and residual in one pass each: x + γ·branch (addcmul; the product is not rounded on its own,
         // which can move a low-precision result by one unit in its last place).
         var h = torch.addcmul(x, attn.forward(norm1.forward(x), rope), ls1.Gamma, 1);
-        h.addcmul_(mlp.forward(norm2.forward(h)), ls2.Gamma, 1);
+        var branch = mlp.forward(norm2.forward(h));
+        // In place only without a graph: norm2 keeps h for its backward.
+        h = h.requires_grad ? torch.addcmul(h, branch, ls2.Gamma, 1) : h.addcmul_(branch, ls2.Gamma, 1);
         return h.MoveToOuterDisposeScope();
     }
 }

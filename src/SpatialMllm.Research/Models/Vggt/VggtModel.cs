@@ -44,8 +44,9 @@ public sealed class VggtModel : nn.Module
 
     /// <summary>
     /// All heads on images [S, 3, H, W] in [0, 1] (one sequence; frame 0 is the reference camera). Returns pose
-    /// encodings [S, 9], depth [S, H, W, 1], depth confidence [S, H, W], world points [S, H, W, 3] and their
-    /// confidence [S, H, W].
+    /// encodings [S, 9] (and each refinement step's, for the camera loss), depth [S, H, W, 1], depth confidence
+    /// [S, H, W], world points [S, H, W, 3] and their confidence [S, H, W]. Differentiable where PyTorch's would be (grad
+    /// mode on, parameters that require grad): the forward VGGT's training losses (<c>Training.VggtLoss</c>) take.
     /// </summary>
     public VggtPredictions forward(Tensor images)
     {
@@ -55,23 +56,27 @@ public sealed class VggtModel : nn.Module
         var cameraLayer = aggregator.Depth - 1;
         using var layers = aggregator.forward(batched, [cameraLayer, .. depth_head.LayerIndexes, .. point_head.LayerIndexes]);
         long h = images.shape[2], w = images.shape[3];
-        var poseEncoding = camera_head.forward(layers[cameraLayer]);
+        var poseEncodings = camera_head.ForwardIterations(layers[cameraLayer]);
         var (depth, depthConf) = depth_head.forward(layers, h, w);
         var (points, pointsConf) = point_head.forward(layers, h, w);
         return new VggtPredictions(
-            poseEncoding.squeeze(0).MoveToOuterDisposeScope(), depth.squeeze(0).MoveToOuterDisposeScope(),
+            poseEncodings[^1].squeeze(0).MoveToOuterDisposeScope(), depth.squeeze(0).MoveToOuterDisposeScope(),
             depthConf.squeeze(0).MoveToOuterDisposeScope(), points.squeeze(0).MoveToOuterDisposeScope(),
-            pointsConf.squeeze(0).MoveToOuterDisposeScope());
+            pointsConf.squeeze(0).MoveToOuterDisposeScope())
+        {
+            PoseEncodingIterations = [.. poseEncodings.Select(p => p.squeeze(0).MoveToOuterDisposeScope())],
+        };
     }
 
     /// <summary>
     /// Point-map prediction for the space-aware frame sampler (<c>PointMapPredictors.Of</c> makes it the sampler's predictor):
     /// frames [S, 3, H, W] in [0, 1] → world points [S, H, W, 3] and confidence [S, H, W]. Runs only the
-    /// aggregator layers and the head the point map needs.
+    /// aggregator layers and the head the point map needs, without autograd (a sampler's prediction).
     /// </summary>
     public (Tensor WorldPoints, Tensor Confidence) Predict(Tensor frames)
     {
         CheckFrames(frames);
+        using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         using var layers = aggregator.forward(frames.unsqueeze(0), point_head.LayerIndexes);
         var (points, conf) = point_head.forward(layers, frames.shape[2], frames.shape[3]);
@@ -89,8 +94,13 @@ public sealed class VggtModel : nn.Module
 public sealed record VggtPredictions(Tensor PoseEncoding, Tensor Depth, Tensor DepthConfidence, Tensor WorldPoints, Tensor WorldPointsConfidence)
     : IDisposable
 {
+    /// <summary>The camera head's estimate [S, 9] after each refinement step (VGGT's <c>pose_enc_list</c>; the last is
+    /// <see cref="PoseEncoding"/>'s value); empty when not kept.</summary>
+    public IReadOnlyList<Tensor> PoseEncodingIterations { get; init; } = [];
+
     public void Dispose()
     {
+        foreach (var p in PoseEncodingIterations) p.Dispose();
         PoseEncoding.Dispose();
         Depth.Dispose();
         DepthConfidence.Dispose();
