@@ -66,6 +66,11 @@ public sealed record GrpoConfig
         .Select(p => (Name: p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name, Property: p))
         .Where(a => a.Name != null).Select(a => (a.Name!, a.Property)).ToArray();
 
+    /// <summary>The GRPO settings of a training config file (its other keys are <see cref="TrainingArguments"/>', read with
+    /// <see cref="TrainingArguments.FromJsonFile(string, TrainingArguments, IReadOnlyList{ValueTuple{string, PropertyInfo}})"/>);
+    /// unknown, repeated or mistyped keys are listed with their line.</summary>
+    public static GrpoConfig FromJsonFile(string path) => TrainingArguments.ReadJsonFile(path, Named, new GrpoConfig(), TrainingArguments.Named);
+
     /// <summary>The reward weights, one per function (all 1 when unset); throws naming reward_weights when they do not parse
     /// or do not match the functions' count.</summary>
     public IReadOnlyList<double> Weights(int functions)
