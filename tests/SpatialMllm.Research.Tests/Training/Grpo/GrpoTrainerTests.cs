@@ -93,7 +93,7 @@ public class GrpoTrainerTests(ITestOutputHelper output)
         };
         var config = new GrpoConfig
         {
-            NumGenerations = 8, MaxCompletionLength = 3, Frames = 4, TopK = 2, Beta = 0.04, NumIterations = 2, LossType = GrpoLossTypes.Grpo,
+            NumGenerations = 16, MaxCompletionLength = 2, Frames = 4, TopK = 2, Beta = 0.01, NumIterations = 2, LossType = GrpoLossTypes.Grpo,
         };
         // Trivially learnable: sampling from the two likeliest first tokens, reward 1 for the one the untrained model ranks
         // first (about half of the completions at the start).
@@ -108,9 +108,10 @@ public class GrpoTrainerTests(ITestOutputHelper output)
         var summary = new GrpoTrainer(args, config, [first, Rewards.Accuracy()], output.WriteLine).Run();
         Assert.Equal(16, summary.FinalStep);
         var rewards = summary.Steps.Select(s => s.Metrics["rewards/likeliest_first_token/mean"]!.Value).ToList();
+        // Steps come in pairs (num_iterations 2) sharing a rollout batch: the first two batches against the last two.
         double before = rewards.Take(4).Average(), after = rewards.TakeLast(4).Average();
         output.WriteLine($"reward {before:F3} → {after:F3}");
-        Assert.True(after > before + 0.2, $"the learnable reward rises ({before:F3} → {after:F3})");
+        Assert.True(after > before + 0.15, $"the learnable reward rises ({before:F3} → {after:F3})");
         // Each rollout batch serves num_iterations steps: the first of them is on-policy (ratio 1, nothing clipped).
         Assert.All(summary.Steps.Where(s => s.Step % 2 == 1), s => Assert.Equal(0, s.Metrics["clip_ratio/region_mean"]));
         Assert.All(summary.Steps, s => Assert.True(s.Metrics["kl"] >= 0));
