@@ -6,6 +6,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using SpatialMllm.Research.Training;
+using SpatialMllm.Research.Training.Grpo;
 
 namespace SpatialMllm.Cli.Commands;
 
@@ -28,9 +29,15 @@ internal static class TrainCommand
         {
             Description = "Start over even if --output_dir holds an earlier run of another model, data or settings (its files are moved into OUTPUT_DIR/earlier-run.bak-TIME, not deleted).",
         };
-        var command = new Command("train", "Fine-tune with the seed's SFT recipe (decoder + merger + connector; vision blocks and VGGT frozen).") { config, dryRun, nproc, forceNew };
+        var method = new Option<string>("--method")
+        {
+            Description = "sft (the seed's recipe) or grpo (reinforcement learning with verifiable rewards, TRL's GRPO; its settings carry GRPOConfig's names).",
+            DefaultValueFactory = _ => "sft",
+        };
+        var command = new Command("train", "Fine-tune with the seed's SFT recipe (decoder + merger + connector; vision blocks and VGGT frozen), or with GRPO (--method grpo).")
+            { config, dryRun, nproc, forceNew, method };
         var flags = new Dictionary<PropertyInfo, Option<string?>>();
-        foreach (var (name, p) in TrainingArguments.Named)
+        foreach (var (name, p) in TrainingArguments.Named.Concat(GrpoConfig.Named))
         {
             var option = new Option<string?>("--" + name) { Description = Describe(p) };
             // "--bf16" alone means true, as with the seed's HfArgumentParser.
@@ -43,6 +50,11 @@ internal static class TrainCommand
         command.SetAction((parse, cancel) => Task.FromResult(CliSupport.Guard(parse, output =>
         {
             var given = flags.Where(f => parse.GetResult(f.Value) != null).ToDictionary(f => f.Key, f => parse.GetValue(f.Value) ?? "true");
+            string chosen = parse.GetValue(method) ?? "sft";
+            if (chosen == "grpo") return TrainGrpo(parse.GetValue(config), given, parse.GetValue(dryRun), parse.GetValue(nproc), parse.GetValue(forceNew), output, cancel);
+            if (chosen != "sft") throw new ArgumentException($"--method {chosen}: expected sft or grpo.");
+            var grpoOnly = given.Keys.Where(p => p.DeclaringType == typeof(GrpoConfig)).Select(p => "--" + p.GetCustomAttribute<JsonPropertyNameAttribute>()!.Name).ToList();
+            if (grpoOnly.Count > 0) throw new ArgumentException($"{string.Join(", ", grpoOnly)}: GRPO settings; pass --method grpo.");
             var args = Build(parse.GetValue(config), given);
             args.Validate();
             if (parse.GetValue(dryRun))
@@ -63,9 +75,31 @@ internal static class TrainCommand
         return command;
     }
 
+    /// <summary><c>train --method grpo</c>: GRPOConfig's defaults under the config file and flags (<see cref="GrpoTrainer"/>).</summary>
+    static int TrainGrpo(string? configFile, IReadOnlyDictionary<PropertyInfo, string> given, bool dryRun, int workers, bool forceNew, TextWriter output,
+        CancellationToken cancel)
+    {
+        if (workers != 1 || Environment.GetEnvironmentVariable("WORLD_SIZE") is { Length: > 0 } w && w != "1")
+            throw new ArgumentException("--method grpo trains on one GPU (one process) for now; drop --nproc.");
+        var args = Overlay(configFile is null ? GrpoConfig.DefaultTrainingArguments : TrainingArguments.FromJsonFile(configFile, GrpoConfig.DefaultTrainingArguments, GrpoConfig.Named),
+            given.Where(g => g.Key.DeclaringType == typeof(TrainingArguments)).ToDictionary());
+        var grpo = Overlay(configFile is null ? new GrpoConfig() : GrpoConfig.FromJsonFile(configFile),
+            given.Where(g => g.Key.DeclaringType == typeof(GrpoConfig)).ToDictionary());
+        args.Validate();
+        grpo.Validate();
+        if (dryRun)
+        {
+            var questions = GrpoTrainer.LoadQuestions(args.DatasetUse, args.DataPath);
+            output.WriteLine($"{questions.Count} questions, every video found");
+            return questions.Count > 0 ? CliSupport.Ok : CliSupport.Failed;
+        }
+        var summary = new GrpoTrainer(args, grpo, log: output.WriteLine, forceNew: forceNew).Run(cancel);
+        return summary.FinalStep >= summary.TotalSteps ? CliSupport.Ok : CliSupport.Interrupted;
+    }
+
     static string Describe(PropertyInfo p)
     {
-        var defaults = new TrainingArguments();
+        object defaults = p.DeclaringType == typeof(GrpoConfig) ? new GrpoConfig() : new TrainingArguments();
         object? value = p.GetValue(defaults);
         return $"{Nullable.GetUnderlyingType(p.PropertyType)?.Name ?? p.PropertyType.Name} (default: {(value is null ? "none" : Convert.ToString(value, CultureInfo.InvariantCulture))})";
     }
@@ -73,11 +107,14 @@ internal static class TrainCommand
     /// <summary>The config file's JSON with the flags written over it, read as <see cref="TrainingArguments"/>. A flag's
     /// value must parse as its argument's type (a finite number, an integer in range, True/False); <c>none</c> unsets an
     /// optional one.</summary>
-    internal static TrainingArguments Build(string? configFile, IReadOnlyDictionary<PropertyInfo, string> flags)
+    internal static TrainingArguments Build(string? configFile, IReadOnlyDictionary<PropertyInfo, string> flags) =>
+        Overlay(configFile is null ? new TrainingArguments() : TrainingArguments.FromJsonFile(configFile), flags);
+
+    /// <summary>The flags written over <paramref name="start"/>'s JSON, read back as its type.</summary>
+    static T Overlay<T>(T start, IReadOnlyDictionary<PropertyInfo, string> flags)
     {
-        var args = configFile is null ? new TrainingArguments() : TrainingArguments.FromJsonFile(configFile);
-        if (flags.Count == 0) return args;
-        var json = JsonNode.Parse(args.ToJson())!.AsObject();
+        if (flags.Count == 0) return start;
+        var json = JsonNode.Parse(JsonSerializer.Serialize(start))!.AsObject();
         foreach (var (p, text) in flags)
         {
             string name = p.GetCustomAttribute<JsonPropertyNameAttribute>()!.Name;
@@ -100,7 +137,7 @@ internal static class TrainCommand
                 throw new ArgumentException($"--{name} {text}: expected {expected}.");
             }
         }
-        return json.Deserialize<TrainingArguments>()!;
+        return json.Deserialize<T>()!;
     }
 
     /// <summary>

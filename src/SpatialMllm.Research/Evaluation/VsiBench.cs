@@ -30,6 +30,11 @@ public static class VsiBench
         VsiBenchScoringProfile profile, MissingPredictions missing = MissingPredictions.Error) =>
         Score(PredictionFile.Read(predictionsPath), dataset, profile, missing);
 
+    /// <summary>One answer to one question, scored as <see cref="Score(IReadOnlyList{Prediction}, VsiBenchDataset, VsiBenchScoringProfile, MissingPredictions)"/>
+    /// scores it (exact match for multiple choice, MRA for numbers): the per-question score a reward can use.</summary>
+    public static VsiBenchQuestionScore ScoreAnswer(VsiBenchQuestion question, string prediction, VsiBenchScoringProfile? profile = null) =>
+        (profile ?? VsiBenchScoringProfile.SpatialMllm).Score(question, prediction);
+
     /// <summary>Scores on VSI-Bench-Debiased (the questions with pruned == false), as its authors recommend: the full set
     /// answered once, then filtered. Predictions for pruned questions are left out. Null when <paramref name="dataset"/> is
     /// already a subset or does not say which questions are pruned.</summary>

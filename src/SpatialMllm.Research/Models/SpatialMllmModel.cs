@@ -380,14 +380,20 @@ public sealed partial class SpatialMllmModel : IDisposable
         // A captured decode graph serves one batch size: pad every batch to BatchSize rows so that one capture serves the run.
         int padRowsTo = Language.ResolveDecodeMode(Device) == DecodeStepMode.CudaGraph ? options.BatchSize : 0;
         using var result = GenerateBatch(prompts, shared, features, generation, padRowsTo);
-        long[] sequences = result.Sequences.cpu().data<long>().ToArray();
-        long produced = result.Sequences.shape[1];
         Synchronize();
         // The batch's time, shared out: an answer's own share of the decoder's work.
         var timing = new StageTiming($"generate (batch of {questions.Length})", clock.Elapsed.TotalMilliseconds / questions.Length);
+        return RowAnswers(result, prompts, features, generation, timing);
+    }
+
+    /// <summary>Each row of a batch's result as an <see cref="Models.Answer"/>: its tokens up to and with its first eos.</summary>
+    IReadOnlyList<Answer> RowAnswers(GenerationResult result, IReadOnlyList<int[]> prompts, VideoFeatures features, GenerationOptions generation, StageTiming timing)
+    {
+        long[] sequences = result.Sequences.cpu().data<long>().ToArray();
+        long produced = result.Sequences.shape[1];
         var eos = generation.EosTokenIds.ToHashSet();
-        var answers = new List<Answer>(questions.Length);
-        for (int b = 0; b < questions.Length; b++)
+        var answers = new List<Answer>(prompts.Count);
+        for (int b = 0; b < prompts.Count; b++)
         {
             var generated = new List<int>();
             bool ended = false;

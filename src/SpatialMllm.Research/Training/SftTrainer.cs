@@ -52,12 +52,12 @@ public sealed class NothingToTrainException(string reason, IReadOnlyList<Annotat
 /// </summary>
 public sealed class SftTrainer
 {
-    public const string OptimizerFile = "optimizer.safetensors", StateFile = "trainer_state.json", LogFile = "log.csv", LockFile = "train.lock";
+    public const string OptimizerFile = "optimizer.safetensors", StateFile = TrainingRunFolder.StateFile, LogFile = "log.csv", LockFile = TrainingRunFolder.LockFile;
 
     readonly TrainingArguments _args;
     readonly Action<string> _log;
     readonly DataParallel _parallel;
-    readonly bool _forceNew;
+    readonly TrainingRunFolder _folder;
 
     /// <param name="forceNew">Start over even where output_dir holds an earlier run, whose files are first moved into
     /// <c>earlier-run.bak-TIME</c> inside output_dir (<c>--force-new</c>; nothing is deleted).</param>
@@ -67,7 +67,7 @@ public sealed class SftTrainer
         _args = args;
         _parallel = parallel ?? DataParallel.Single;
         _log = _parallel.IsMain ? log ?? Console.WriteLine : _ => { };
-        _forceNew = forceNew;
+        _folder = new TrainingRunFolder(args, _log, _parallel, forceNew);
     }
 
     /// <summary>Checks every annotation row and its video without loading the model's weights or decoding frames.</summary>
@@ -99,12 +99,7 @@ public sealed class SftTrainer
     public TrainingSummary Run(CancellationToken cancel = default)
     {
         var a = _args;
-        Directory.CreateDirectory(a.OutputDir);
-        using var outputLock = _parallel.IsMain
-            ? OutputLock.Acquire(Path.Combine(a.OutputDir, LockFile), "train", a.OutputDir,
-                "Two runs in one output folder would overwrite each other's checkpoints and model and interleave log.csv: " +
-                "wait for that run to finish, stop it, or pass another --output_dir.")
-            : null;
+        using var outputLock = _folder.Lock();
         var skipped = new SkippedRows(_parallel.IsMain ? _log : line => Console.Error.WriteLine($"rank {_parallel.Rank}: {line}"));
         var (rows, unparsed) = SftAnnotations.Load(a.DatasetUse, a.DataPath);
         foreach (var e in unparsed) skipped.Add(e);
@@ -115,7 +110,7 @@ public sealed class SftTrainer
         var dtype = (a.Bf16 ?? device.type == DeviceType.CUDA) ? ScalarType.BFloat16 : ScalarType.Float32;
         var (stepsPerEpoch, totalSteps) = Steps(rows.Count);
         if (!Directory.Exists(a.ModelNameOrPath)) throw new DirectoryNotFoundException($"model_name_or_path {a.ModelNameOrPath}: no such folder.");
-        var plan = PlanOutput(TrainingRunManifest.Describe(a, _parallel.WorldSize, dtype));
+        var plan = _folder.Plan(TrainingRunManifest.Describe(a, _parallel.WorldSize, dtype));
         _stepsTaken = 0;
         try
         {
@@ -123,11 +118,8 @@ public sealed class SftTrainer
         }
         catch (Exception e) when (plan.StartedEmpty && _parallel.IsMain && (e is NothingToTrainException || _stepsTaken == 0))
         {
-            // Everything of a run in output_dir is this run's, and it learned nothing: leave the folder as it was, so a
-            // corrected rerun is not refused as another run's resume.
-            foreach (string entry in TrainingRunManifest.EarlierRunEntries(a.OutputDir))
-                if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
-                else File.Delete(entry);
+            // Everything of a run in output_dir is this run's, and it learned nothing: leave the folder as it was.
+            _folder.ForgetRun();
             throw;
         }
     }
@@ -151,7 +143,7 @@ public sealed class SftTrainer
     {
         var a = _args;
         string? resume = plan.Resume;
-        int step = resume is null ? 0 : ReadGlobalStep(resume);
+        int step = resume is null ? 0 : TrainingRunFolder.ReadGlobalStep(resume);
         if (step >= totalSteps)
             throw new ArgumentException($"{resume} is at step {step}, and this run has {totalSteps} steps: nothing is left to train. " +
                                         "Raise num_train_epochs or max_steps, or resume an earlier checkpoint.");
@@ -235,7 +227,11 @@ public sealed class SftTrainer
                 throw new NothingToTrainException(
                     $"No example could be trained: all {steps.Sum(s => s.SkippedRows)} example(s) of {step - startStep} step(s) were skipped", skipped.Rows);
             if (saveEvery > 0 && step % saveEvery == 0 && step < totalSteps && _parallel.IsMain)
-                SaveCheckpoint(model, optimizer, plan.Manifest, step, totalSteps);
+                _folder.SaveCheckpoint(step, totalSteps, plan.Manifest, folder =>
+                {
+                    CheckpointWriter.Save(model, folder);
+                    optimizer.Save(Path.Combine(folder, OptimizerFile));
+                }, _args);
         }
         string? final = null;
         if (step >= totalSteps && _parallel.IsMain)
@@ -267,155 +263,8 @@ public sealed class SftTrainer
     /// <summary>Steps this <see cref="Run"/> has taken (none: a failure leaves nothing worth keeping).</summary>
     int _stepsTaken;
 
-    /// <summary>Writes <c>checkpoint-N</c> as <c>checkpoint-N.partial</c> and renames it when complete: a kill mid-save
-    /// leaves the partial folder, which no resume reads, never a checkpoint missing a file.</summary>
-    void SaveCheckpoint(SpatialMllmModel model, AdamW optimizer, RunManifest manifest, int step, int totalSteps)
-    {
-        string folder = Path.Combine(_args.OutputDir, $"checkpoint-{step}"), partial = folder + ".partial";
-        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
-        CheckpointWriter.Save(model, partial);
-        optimizer.Save(Path.Combine(partial, OptimizerFile));
-        manifest.Write(Path.Combine(partial, TrainingRunManifest.FileName));
-        File.WriteAllText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(new { global_step = step, max_steps = totalSteps, args = _args }));
-        if (Directory.Exists(folder))
-        {
-            // A checkpoint of the same step from before a resume of an earlier one: replaced, never half-replaced.
-            string replaced = folder + ".replaced";
-            if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
-            Directory.Move(folder, replaced);
-            Directory.Move(partial, folder);
-            Directory.Delete(replaced, recursive: true);
-        }
-        else Directory.Move(partial, folder);
-        _log($"saved {folder}");
-        // transformers' save_total_limit: unset or ≤ 0 keeps every checkpoint.
-        if (_args.SaveTotalLimit is int keep && keep > 0)
-            foreach (var old in CompleteCheckpoints(_args.OutputDir).SkipLast(keep)) Directory.Delete(old.Folder, recursive: true);
-    }
-
-    /// <summary>Where training starts, and the manifest its checkpoints carry.</summary>
-    /// <param name="StartedEmpty">output_dir held no earlier run when this one started (or it was moved aside).</param>
-    sealed record OutputPlan(string? Resume, RunManifest Manifest, bool StartedEmpty);
-
-    /// <summary>
-    /// Decides, on the main rank (the only one that reads and changes output_dir), where the run starts: the checkpoint
-    /// asked for; with --force-new, over (the earlier run moved aside); else the newest checkpoint of an earlier run with
-    /// the same manifest, refusing one that differs. The other ranks take the main rank's answer.
-    /// </summary>
-    OutputPlan PlanOutput(RunManifest manifest)
-    {
-        if (_parallel.WorldSize == 1) return PlanOnMain(manifest);
-        var plan = _parallel.IsMain ? PlanOnMain(manifest) : null;
-        int resumeStep = (int)Math.Round(_parallel.FromMain(plan?.Resume is string r ? ReadGlobalStep(r) : -1));
-        string? asked = _args.ResumeFromCheckpoint is "auto" or "none" ? null : _args.ResumeFromCheckpoint;
-        return plan ?? new OutputPlan(resumeStep < 0 ? null : asked ?? Path.Combine(_args.OutputDir, $"checkpoint-{resumeStep}"), manifest, false);
-    }
-
-    OutputPlan PlanOnMain(RunManifest manifest)
-    {
-        var a = _args;
-        string manifestPath = Path.Combine(a.OutputDir, TrainingRunManifest.FileName);
-        string? asked = a.ResumeFromCheckpoint is "auto" or "none" ? null : a.ResumeFromCheckpoint;
-        if (asked != null && !File.Exists(Path.Combine(asked, StateFile)))
-            throw new DirectoryNotFoundException($"resume_from_checkpoint {asked}: no {StateFile} there, so it is not a complete checkpoint folder.");
-        bool askedInOutput = asked != null && TrainingArguments.IsSameOrInside(TrainingArguments.FullFolder(asked), TrainingArguments.FullFolder(a.OutputDir));
-        if (_forceNew)
-        {
-            if (askedInOutput)
-                throw new ArgumentException($"--force-new would move {a.OutputDir}'s earlier run aside, and with it the checkpoint to resume ({asked}): " +
-                                            "resume it into another --output_dir, or drop --force-new.");
-            if (TrainingRunManifest.MoveAside(a.OutputDir) is string backup)
-                _log($"--force-new: starting over; the earlier run's files are kept in {backup}");
-            manifest.Write(manifestPath);
-            return new OutputPlan(asked, manifest, StartedEmpty: true);
-        }
-        var earlier = TrainingRunManifest.EarlierRunEntries(a.OutputDir);
-        if (asked != null)
-        {
-            NoteChangedSettings(asked, manifest);
-            // A checkpoint of this folder's run continues it with the new settings; one from elsewhere must not mix with another run here.
-            if (earlier.Count > 0 && !askedInOutput) RequireSameRun(manifest, earlier);
-            manifest.Write(manifestPath);
-            return new OutputPlan(asked, manifest, StartedEmpty: earlier.Count == 0);
-        }
-        if (earlier.Count == 0)
-        {
-            manifest.Write(manifestPath);
-            return new OutputPlan(null, manifest, StartedEmpty: true);
-        }
-        if (a.ResumeFromCheckpoint == "none")
-            throw new RunManifestMismatchException(
-                $"{a.OutputDir} holds an earlier run ({Sample(earlier)}) and resume_from_checkpoint is none: starting over there would overwrite it. " +
-                $"Pass --force-new to start over keeping its files in {BackupHint}, or another --output_dir.");
-        var saved = RequireSameRun(manifest, earlier);
-        return new OutputPlan(CompleteCheckpoints(a.OutputDir).LastOrDefault().Folder, saved, StartedEmpty: false);
-    }
-
-    string BackupHint => Path.Combine(_args.OutputDir, "earlier-run.bak-TIME");
-
-    static string Sample(IReadOnlyList<string> entries) =>
-        string.Join(", ", entries.Take(4).Select(Path.GetFileName)) + (entries.Count > 4 ? ", …" : "");
-
-    /// <summary>The saved manifest when output_dir's earlier run is this one (same model, data and settings); throws
-    /// listing the differences otherwise.</summary>
-    RunManifest RequireSameRun(RunManifest manifest, IReadOnlyList<string> earlier)
-    {
-        string dir = _args.OutputDir, manifestPath = Path.Combine(dir, TrainingRunManifest.FileName);
-        string options = $"--force-new to start over (the earlier files are kept in {BackupHint}), or another --output_dir.";
-        if (!File.Exists(manifestPath))
-            throw new RunManifestMismatchException(
-                $"{dir} holds files of an earlier training run ({Sample(earlier)}) but no run manifest ({TrainingRunManifest.FileName}): it was " +
-                "written by an older version or another tool, so which model, data and settings it trained cannot be checked. Pass " +
-                $"--resume_from_checkpoint with one of its checkpoints to continue it as it is, {options}");
-        var saved = RunManifest.Read(manifestPath);
-        var blocking = TrainingRunManifest.BlockingDifferences(saved, manifest);
-        if (blocking.Count > 0)
-            throw new RunManifestMismatchException(
-                $"{dir} holds a run of another model, data or settings, so resuming it would not train what was asked:" + Environment.NewLine +
-                RunManifest.List(blocking) + Environment.NewLine +
-                $"Pass the saved settings to resume it, --resume_from_checkpoint with one of its checkpoints to continue it with these settings, {options}");
-        foreach (var d in RunManifest.Differences(saved, manifest).Where(d => d.Field is "code_version" or "data_path" or "dataset.files"))
-            _log($"note: {dir} was started with {d.Field} {d.Saved}; resuming with {d.Now}.");
-        return saved;
-    }
-
-    /// <summary>Lists what differs from the run that saved the checkpoint asked for (resumed all the same, as asked).</summary>
-    void NoteChangedSettings(string checkpoint, RunManifest manifest)
-    {
-        string path = Path.Combine(checkpoint, TrainingRunManifest.FileName);
-        if (!File.Exists(path))
-        {
-            _log($"note: {checkpoint} has no run manifest, so what differs from the run that saved it cannot be listed.");
-            return;
-        }
-        var differences = TrainingRunManifest.BlockingDifferences(RunManifest.Read(path), manifest);
-        if (differences.Count > 0)
-            _log($"note: resuming {checkpoint} as asked, with settings that differ from the run that saved it:{Environment.NewLine}{RunManifest.List(differences)}");
-    }
-
     /// <summary>checkpoint-N folders with their trainer state, oldest first.</summary>
-    public static IEnumerable<(int Step, string Folder)> CompleteCheckpoints(string outputDir) =>
-        !Directory.Exists(outputDir) ? [] :
-        Directory.GetDirectories(outputDir, "checkpoint-*")
-            .Select(d => (Ok: int.TryParse(Path.GetFileName(d)["checkpoint-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out int n), Step: n, Folder: d))
-            .Where(c => c.Ok && File.Exists(Path.Combine(c.Folder, StateFile)))
-            .OrderBy(c => c.Step).Select(c => (c.Step, c.Folder));
-
-    /// <summary>The checkpoint's step; a damaged trainer state is an error naming the file and what to do.</summary>
-    static int ReadGlobalStep(string folder)
-    {
-        string path = Path.Combine(folder, StateFile);
-        string advice = "Resume another checkpoint (--resume_from_checkpoint FOLDER) or move this one away.";
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("global_step", out var s)
-                && s.ValueKind == JsonValueKind.Number && s.TryGetInt32(out int step) && step >= 0)
-                return step;
-            throw new InvalidDataException($"{path}: not a trainer state (no \"global_step\" step count). {advice}");
-        }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: the trainer state is damaged ({e.Message}). {advice}"); }
-    }
+    public static IEnumerable<(int Step, string Folder)> CompleteCheckpoints(string outputDir) => TrainingRunFolder.CompleteCheckpoints(outputDir);
 
     /// <summary>Annotation rows that could not be trained on, each reported and kept once.</summary>
     sealed class SkippedRows(Action<string> report)

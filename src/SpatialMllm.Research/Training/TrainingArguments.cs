@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace SpatialMllm.Research.Training;
@@ -100,7 +101,18 @@ public sealed record TrainingArguments
     /// repeated or mistyped key (a string for a number, a fraction or an out-of-range number for an integer, a number too
     /// large for a double) is listed with its line, so one look fixes them all.
     /// </summary>
-    public static TrainingArguments FromJsonFile(string path)
+    public static TrainingArguments FromJsonFile(string path) => FromJsonFile(path, new TrainingArguments(), []);
+
+    /// <summary>As <see cref="FromJsonFile(string)"/>, the arguments the file leaves out taken from <paramref name="defaults"/>;
+    /// keys of <paramref name="otherSettings"/> (another record read from the same file, e.g. GRPO's) are checked against
+    /// their own types and left out here.</summary>
+    public static TrainingArguments FromJsonFile(string path, TrainingArguments defaults, IReadOnlyList<(string Name, PropertyInfo Property)> otherSettings) =>
+        ReadJsonFile(path, Named, defaults, otherSettings);
+
+    /// <summary>The settings of <paramref name="named"/> in a JSON config file over <paramref name="defaults"/>, every key
+    /// (its own or <paramref name="otherSettings"/>') checked: unknown, repeated or mistyped keys are listed with their line.</summary>
+    internal static T ReadJsonFile<T>(string path, IReadOnlyList<(string Name, PropertyInfo Property)> named, T defaults,
+        IReadOnlyList<(string Name, PropertyInfo Property)> otherSettings)
     {
         byte[] bytes = File.ReadAllBytes(path);
         JsonDocument doc;
@@ -112,9 +124,11 @@ public sealed record TrainingArguments
             if (root.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{path}: a training config is a JSON object of arguments ({{\"learning_rate\": 7e-6, …}}), not {Describe(root)}.");
             var lines = KeyLines(bytes);
-            var known = Named.ToDictionary(a => a.Name, a => a.Property);
+            var own = named.ToDictionary(a => a.Name, a => a.Property);
+            var known = named.Concat(otherSettings).ToDictionary(a => a.Name, a => a.Property);
             var problems = new List<string>();
             var seen = new HashSet<string>();
+            var values = JsonNode.Parse(JsonSerializer.Serialize(defaults, Json))!.AsObject();
             int index = 0;
             foreach (var key in root.EnumerateObject())
             {
@@ -122,11 +136,12 @@ public sealed record TrainingArguments
                 if (!seen.Add(key.Name)) problems.Add($"{where}: \"{key.Name}\" is given twice");
                 else if (!known.TryGetValue(key.Name, out var property)) problems.Add($"{where}: unknown argument \"{key.Name}\"");
                 else if (TypeProblem(key.Value, property) is string why) problems.Add($"{where}: {key.Name} {why}");
+                else if (own.ContainsKey(key.Name)) values[key.Name] = JsonNode.Parse(key.Value.GetRawText());
             }
             if (problems.Count > 0)
                 throw new InvalidDataException(string.Join(Environment.NewLine, problems) +
                     (problems.Any(p => p.Contains("unknown argument", StringComparison.Ordinal)) ? $"{Environment.NewLine}Known arguments: {string.Join(", ", known.Keys.Order(StringComparer.Ordinal))}." : ""));
-            return root.Deserialize<TrainingArguments>(Json)!;
+            return values.Deserialize<T>(Json)!;
         }
     }
 

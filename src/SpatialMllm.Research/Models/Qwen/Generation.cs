@@ -14,6 +14,9 @@ namespace SpatialMllm.Research.Models.Qwen;
 /// <param name="PadTokenId">Written after a sequence has finished while others in the batch continue; null: the first
 /// eos id.</param>
 /// <param name="Seed">Seeds a private generator for sampling; null: torch's global generator.</param>
+/// <param name="RowSeeds">One seed per row of a batch (vLLM's per-request seed): row b samples from its own generator
+/// seeded with RowSeeds[b], so its tokens are those it gets generated alone with <c>Seed = RowSeeds[b]</c>, whatever else
+/// is in the batch (GRPO rollouts, reproducible batched or not). Overrides <paramref name="Seed"/>.</param>
 /// <param name="ReturnStepLogits">Keep each step's raw last-position logits (fp32, before any processing): transformers'
 /// <c>output_logits</c>.</param>
 /// <param name="ReturnStepScores">Keep each step's processed scores (fp32): the logits after the repetition penalty and,
@@ -31,7 +34,8 @@ public sealed record GenerationOptions(
     int? PadTokenId = null,
     ulong? Seed = null,
     bool ReturnStepLogits = false,
-    bool ReturnStepScores = false)
+    bool ReturnStepScores = false,
+    IReadOnlyList<ulong>? RowSeeds = null)
 {
     /// <summary>
     /// What Spatial-MLLM's evaluation ends up running: <c>generate(do_sample=True, temperature=0.1, top_p=0.001)</c>
@@ -187,7 +191,11 @@ public static class Generation
         var device = inputsEmbeds.device;
         using var outer = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        using var generator = options.DoSample && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
+        using var generator = options.DoSample && options.RowSeeds is null && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
+        // Per-row generators: rows past RowSeeds (padding, finished from the start) draw nothing.
+        var rowGenerators = options.DoSample && options.RowSeeds is { } rowSeeds
+            ? rowSeeds.Take((int)Math.Min(batch, Math.Min(activeRows, rowSeeds.Count))).Select(s => new torch.Generator(s, device)).ToArray()
+            : null;
         // Prompt + output ids, preallocated: the repetition penalty reads the filled prefix each step.
         var tokens = torch.cat([inputIds.to(ScalarType.Int64, device), torch.zeros(batch, maxNew, ScalarType.Int64, device)], 1);
         var unfinished = torch.arange(batch, ScalarType.Int64, device).lt(Math.Min(activeRows, batch));
@@ -196,9 +204,17 @@ public static class Generation
         // A finished row is still fed to the next step (its output is discarded): when the pad id is no token (an eos of
         // −1 meaning "never stop"), it is fed token 0 instead, which the embedding can look up.
         bool padIsToken = pad >= 0 && pad < lm.Config.VocabSize;
+
+        try { return Decode(lm, cache, tokens, inputsEmbeds, positionIds, ropeDeltas, options, maxNew, promptLength, unfinished, eos, pad, padIsToken, generator, rowGenerators); }
+        finally { foreach (var g in rowGenerators ?? []) g.Dispose(); }
+    }
+
+    static GenerationResult Decode(Qwen2CausalLm lm, Qwen2KvCache cache, Tensor tokens, Tensor inputsEmbeds, Tensor positionIds, Tensor ropeDeltas,
+        GenerationOptions options, int maxNew, long promptLength, Tensor unfinished, Tensor eos, long pad, bool padIsToken,
+        torch.Generator? generator, torch.Generator[]? rowGenerators)
+    {
         var stepLogits = new List<Tensor>();
         var stepScores = new List<Tensor>();
-
         var logits = lm.forward(inputsEmbeds, positionIds, cache, lastPositionOnly: true);
         int produced = 0;
         var reason = GenerationStopReason.MaxNewTokens;
@@ -209,9 +225,9 @@ public static class Generation
             if (options.ReturnStepLogits) stepLogits.Add(scores.clone().MoveToOuterDisposeScope());
             scores = LogitsProcessing.Process(scores, tokens.narrow(1, 0, promptLength + produced), options);
             if (options.ReturnStepScores) stepScores.Add(scores.clone().MoveToOuterDisposeScope());
-            var next = options.DoSample
-                ? torch.multinomial(torch.softmax(scores, -1), 1, generator: generator).squeeze(1)
-                : scores.argmax(-1);
+            var next = !options.DoSample ? scores.argmax(-1)
+                : rowGenerators is null ? torch.multinomial(torch.softmax(scores, -1), 1, generator: generator).squeeze(1)
+                : SampleRows(scores, rowGenerators);
             var written = torch.where(unfinished, next, torch.full_like(next, pad));
             var fed = padIsToken ? written : torch.where(unfinished, next, torch.zeros_like(next));
             tokens.narrow(1, promptLength + produced, 1).copy_(written.unsqueeze(1));
@@ -229,6 +245,16 @@ public static class Generation
         var sequences = tokens.narrow(1, promptLength, produced).clone();
         return new GenerationResult(sequences.DetachFromDisposeScope(), [.. stepLogits.Select(t => t.DetachFromDisposeScope())], reason,
             [.. stepScores.Select(t => t.DetachFromDisposeScope())]);
+    }
+
+    /// <summary>One multinomial draw per row, each from its own generator (rows without one take their argmax: padding).</summary>
+    static Tensor SampleRows(Tensor scores, torch.Generator[] generators)
+    {
+        var probs = torch.softmax(scores, -1);
+        var next = scores.argmax(-1);
+        for (int b = 0; b < generators.Length; b++)
+            next[b] = torch.multinomial(probs.narrow(0, b, 1), 1, generator: generators[b]).reshape(-1)[0];
+        return next;
     }
 
     /// <summary>Carries a tensor into the next step (the enclosing scope) and frees the one it replaces, so the loop

@@ -1,0 +1,72 @@
+using System.Text.RegularExpressions;
+using SpatialMllm.Research.Evaluation;
+
+namespace SpatialMllm.Research.Training.Grpo;
+
+/// <summary>A question GRPO samples completions for: the video, the prompt text sent after it, and what a reward needs
+/// to judge an answer.</summary>
+/// <param name="Id">For messages and logs (the dataset's id).</param>
+/// <param name="Video">The video file or frame folder.</param>
+/// <param name="Prompt">The user's text after the video (VSI-Bench's prompt for a VSI-Bench question).</param>
+/// <param name="Solution">The ground-truth answer, as the dataset gives it.</param>
+/// <param name="VsiBench">The VSI-Bench question when the row is one (its type decides exact match or MRA); null otherwise.</param>
+public sealed record GrpoQuestion(string Id, string Video, string Prompt, string Solution, VsiBenchQuestion? VsiBench = null);
+
+/// <summary>One sampled completion, as a reward function sees it.</summary>
+/// <param name="Text">The completion decoded without special tokens (TRL's completions text).</param>
+/// <param name="TokenIds">The completion's tokens, the final eos included when it ended on one.</param>
+/// <param name="Truncated">It reached max_completion_length without an eos.</param>
+public sealed record GrpoCompletion(GrpoQuestion Question, string Text, IReadOnlyList<int> TokenIds, bool Truncated);
+
+/// <summary>A named reward function: a score per completion, or null where it has none to give (TRL's None: the
+/// completion is left out of that function's mean, and one no function scores gets advantage 0).</summary>
+public sealed record Reward(string Name, Func<GrpoCompletion, double?> Score)
+{
+    public override string ToString() => Name;
+}
+
+/// <summary>
+/// The built-in rewards and a way to add your own from a cell: <c>new Reward("short", c =&gt; c.TokenIds.Count &lt; 20 ? 1 : 0)</c>.
+/// <list type="bullet">
+/// <item><c>accuracy</c>: VSI-Bench's own metric for the question (<see cref="VsiBench.ScoreAnswer"/>: exact match for
+/// multiple choice, mean relative accuracy for numbers), on the last &lt;answer&gt; block when there is one;</item>
+/// <item><c>format</c>: 1 when the whole completion is <c>&lt;think&gt;…&lt;/think&gt;&lt;answer&gt;…&lt;/answer&gt;</c>
+/// (VLM-R1's <c>re.fullmatch(r"&lt;think&gt;.*?&lt;/think&gt;\s*&lt;answer&gt;.*?&lt;/answer&gt;", content, re.DOTALL)</c>), else 0.</item>
+/// </list>
+/// </summary>
+public static class Rewards
+{
+    public static IReadOnlyList<string> Names { get; } = ["accuracy", "format"];
+
+    /// <summary>open-r1's system prompt for the R1 format (its SYSTEM_PROMPT), sent with <see cref="GrpoConfig.ThinkFormat"/>.</summary>
+    public const string ThinkSystemPrompt =
+        "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about " +
+        "the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within " +
+        "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>";
+
+    static readonly Regex FormatPattern = new(@"\A(?:<think>.*?</think>\s*<answer>.*?</answer>)\z", RegexOptions.Singleline | RegexOptions.CultureInvariant);
+    static readonly Regex AnswerBlock = new("<answer>(.*?)</answer>", RegexOptions.Singleline | RegexOptions.CultureInvariant);
+
+    /// <summary>The built-in reward of that name (<see cref="Names"/>).</summary>
+    public static Reward ByName(string name) => name switch
+    {
+        "accuracy" => Accuracy(),
+        "format" => Format,
+        _ => throw new ArgumentException($"Unknown reward '{name}'; built-in ones: {string.Join(", ", Names)}."),
+    };
+
+    /// <summary>R1 format: the completion is exactly a think block then an answer block (whitespace between them).</summary>
+    public static Reward Format { get; } = new("format", c => FormatPattern.IsMatch(c.Text) ? 1.0 : 0.0);
+
+    /// <summary>The benchmark's metric as the reward: VSI-Bench's score of the answer (the last &lt;answer&gt; block's
+    /// content when the completion has one); null for a question that is not VSI-Bench's.</summary>
+    public static Reward Accuracy(VsiBenchScoringProfile? profile = null) => new("accuracy", c =>
+        c.Question.VsiBench is { } question ? VsiBench.ScoreAnswer(question, ExtractAnswer(c.Text), profile).Score : null);
+
+    /// <summary>The content of the last &lt;answer&gt;…&lt;/answer&gt; block, or the whole text when there is none.</summary>
+    public static string ExtractAnswer(string text)
+    {
+        var matches = AnswerBlock.Matches(text);
+        return matches.Count > 0 ? matches[^1].Groups[1].Value.Trim() : text;
+    }
+}
