@@ -8,7 +8,8 @@ namespace SpatialMllm.Research.Training;
 /// One optimizer step as transformers' Trainer takes it for the seed: the gradients cleared, each example's SFT loss
 /// divided by the accumulation count and backpropagated, the global norm clipped to <c>max_grad_norm</c>, one AdamW
 /// update at each group's learning rate. <see cref="SftTrainer"/> (which also averages the gradients over ranks between
-/// <see cref="Accumulate"/> and <see cref="Update"/>) and the notebooks' <c>FineTuneDemo</c> both step through it.
+/// <see cref="Accumulate"/> and <see cref="Update"/>) and the notebooks' <c>FineTuneDemo</c> step through it; the GRPO
+/// trainer clears and updates through it around its own loss.
 /// </summary>
 public sealed class OptimizerStep(IReadOnlyList<TrainableParameter> trainable, AdamW optimizer, double maxGradNorm)
 {

@@ -221,7 +221,7 @@ public class VggtTrainingTests(ITestOutputHelper output)
     public void Train_with_tune_mm_spatial_encoder_changes_vggt_and_leaves_the_frozen_weights_bit_identical()
     {
         string data = SftTrainerTests.Data(), dir = TestPaths.NewTempDir("train-vggt");
-        var (code, stdout, stderr) = TrainCommandTests.Invoke("train", "--model_name_or_path", Path.Combine(data, "model"),
+        var (code, stdout, stderr) = CliInvocation.Invoke("train", "--model_name_or_path", Path.Combine(data, "model"),
             "--dataset_use", Path.Combine(data, "train.jsonl"), "--output_dir", Path.Combine(dir, "out"), "--device", "cpu",
             "--max_steps", "2", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-3", "--save_steps", "0",
             "--video_min_frames", "4", "--video_max_frames", "4", "--video_min_frame_pixels", "9408", "--video_max_frame_pixels", "9408",

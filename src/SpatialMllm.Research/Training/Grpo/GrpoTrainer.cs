@@ -161,7 +161,7 @@ public sealed class GrpoTrainer
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         saveEvery = (saveEvery + c.NumIterations - 1) / c.NumIterations * c.NumIterations;
         double projectorLr = a.MmProjectorLr ?? a.LearningRate;
-        double maxNorm = a.MaxGradNorm > 0 ? a.MaxGradNorm : double.PositiveInfinity;
+        var optimizerStep = new OptimizerStep(trainable, optimizer, a.MaxGradNorm);
         _log($"{questions.Count} questions, {trainable.Count} trainable tensors ({trainable.Sum(p => p.Parameter.NumberOfElements):N0} parameters), " +
              $"{totalSteps} steps of {a.GradientAccumulationSteps} question(s) × {c.NumGenerations} completions, loss_type {c.LossType}, beta {c.Beta}, " +
              $"rewards {string.Join(", ", _rewards.Select(r => r.Name))}, on {device} {dtype}");
@@ -189,7 +189,7 @@ public sealed class GrpoTrainer
                 for (int iteration = step % c.NumIterations; iteration < c.NumIterations && step < totalSteps && !cancel.IsCancellationRequested; iteration++)
                 {
                     if (iteration > 0) clock.Restart();
-                    foreach (var p in trainable) p.Parameter.grad = null;
+                    optimizerStep.Begin();
                     double loss = 0;
                     var lossMetrics = new List<(double? Kl, double Low, double High, double Region, double Entropy)>();
                     for (int i = 0; i < groups.Count; i++)
@@ -210,9 +210,8 @@ public sealed class GrpoTrainer
                         double entropy = (entropies * g.CompletionMask).sum().item<float>() / Math.Max(g.ActiveTokens, 1);
                         lossMetrics.Add((result.Kl, result.ClipLow, result.ClipHigh, result.ClipRegion, entropy));
                     }
-                    double norm = GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), maxNorm);
                     double factor = schedule.Factor(step);
-                    optimizer.Update(group => (group == ParameterGroup.Language ? a.LearningRate : projectorLr) * factor);
+                    double norm = optimizerStep.Update(group => (group == ParameterGroup.Language ? a.LearningRate : projectorLr) * factor);
                     step++;
                     _stepsTaken++;
                     if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);

@@ -13,20 +13,21 @@ namespace SpatialMllm.Research.Tests.Training.Grpo;
 /// <summary>
 /// One GRPO step on the tiny reference fixture against TRL's loss computed by the reference model
 /// (<c>environment/fixtures/make_grpo_fixture.py</c>, run on the GPU machine; it writes <c>grpo.safetensors</c> and
-/// <c>grpo.json</c> into the tiny fixture's folder): the policy's per-token log-probabilities of fixed completions, then
+/// <c>grpo.json</c>, committed in tests/fixtures/grpo): the policy's per-token log-probabilities of fixed completions, then
 /// per loss_type the loss, the KL and clip metrics and the gradients of decoder, merger and connector weights, within
 /// the SFT fixture's tolerances.
 /// </summary>
 public class GrpoFixtureTests(ITestOutputHelper output)
 {
-    static string FixturePath => Path.Combine(TestPaths.TinyFixture, "grpo.safetensors");
+    static string FixtureFolder => Path.Combine(TestPaths.RepoRoot, "tests", "fixtures", "grpo");
+    static string FixturePath => Path.Combine(FixtureFolder, "grpo.safetensors");
 
     [Fact]
     public void One_grpo_step_matches_TRLs_loss_and_gradients_on_the_reference_model()
     {
         Assert.SkipWhen(!File.Exists(FixturePath),
-            $"{FixturePath} is not there yet: run environment/fixtures/make_grpo_fixture.py REF ../shared/tools OUT on the GPU machine and put OUT's grpo.safetensors and grpo.json in {TestPaths.TinyFixture}.");
-        using var spec = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(TestPaths.TinyFixture, "grpo.json")));
+            $"{FixturePath} is not there yet: run environment/fixtures/make_grpo_fixture.py REF ../shared/tools OUT on the GPU machine and commit OUT's grpo.safetensors and grpo.json in {FixtureFolder}.");
+        using var spec = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(FixtureFolder, "grpo.json")));
         var s = spec.RootElement;
         using var expected = SafetensorsFile.Open(FixturePath);
         using var io = SafetensorsFile.Open(TinyFixture.IoPath);
