@@ -162,6 +162,8 @@ public sealed class SftTrainer
         // With LoRA a checkpoint holds the adapter only: the base model comes from model_name_or_path.
         using var model = SpatialMllmModel.Load(a.Lora is null ? resume ?? a.ModelNameOrPath : a.ModelNameOrPath, device, dtype);
         model.model.GradientCheckpointing = a.GradientCheckpointing;
+        // transformers' Trainer seeds before it builds the model: a new adapter's lora_A draws from the generator.
+        if (a.Lora is not null) torch.manual_seed(a.Seed);
         var lora = a.Lora is not { } loraConfig ? null
             : resume is null ? LoraModel.Apply(model, loraConfig) : LoraModel.Load(model, resume, isTrainable: true);
         lora?.train();
