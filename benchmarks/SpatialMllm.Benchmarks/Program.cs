@@ -21,7 +21,7 @@ namespace SpatialMllm.Benchmarks;
 ///   main     --config qwen-config.json --out DIR [--runs 5]     stages, decode, whole sample, evaluate throughput
 ///   sampling --out DIR [--runs 3] [--frames 128]                space-aware sampling (VGGT + point head)
 ///   fixture  --fixture DIR --out DIR                            bf16 vs fp32 vs fixture on the tiny checkpoint
-///   train-step --config qwen-config.json --out DIR [--runs 5] [--gradient-checkpointing]   one SFT step (issue 15)
+///   train-step --config qwen-config.json --out DIR [--runs 5] [--gradient-checkpointing] [--lora]   one SFT step (issue 15; LoRA: issue 23)
 ///   report   --out DIR [--reference ref.json] [--machine NAME] [--results DIR] [--command CMD]
 /// </code>
 /// </summary>
@@ -51,7 +51,8 @@ internal static class Program
             "sampling" => SamplingStage.Run(int.Parse(Opt("runs", "3")), int.Parse(Opt("frames", "128")), memory),
             "vggt-ops" => VggtOpsProfile.Run(),
             "fixture" => FixtureCheck.Run(Opt("fixture")),
-            "train-step" => TrainStep.Run(ConfigFile.Load(Opt("config")), int.Parse(Opt("runs", "5")), options.ContainsKey("gradient-checkpointing"), memory),
+            "train-step" => TrainStep.Run(ConfigFile.Load(Opt("config")), int.Parse(Opt("runs", "5")), options.ContainsKey("gradient-checkpointing"),
+                options.ContainsKey("lora"), memory),
             "kernels" => KernelCheck.Run(int.Parse(Opt("runs", "10"))),
             _ => throw new ArgumentException($"unknown part '{args[0]}'"),
         };

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SpatialMllm.Research.Configs;
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Training;
@@ -11,19 +12,26 @@ namespace SpatialMllm.Benchmarks;
 /// <summary>
 /// One SFT step of the full-size model as <c>../shared/tools/ref_train_step.py</c> times it: the seed's trainable set,
 /// bf16 weights, 16 frames at 476×644 (3190 tokens, the last 16 in the loss), forward + backward + global clip + AdamW.
+/// With <c>lora</c>: LoRA adapters instead (r 16, alpha 32, dropout 0.05 — 0 under gradient checkpointing, which cannot
+/// replay dropout masks — on the decoder's q/k/v/o/gate/up/down, float32 adapters as PEFT keeps them), the rest frozen.
 /// </summary>
 internal static class TrainStep
 {
     const int Frames = 16, Height = 476, Width = 644, TextTokens = 62, AnswerTokens = 16;
 
-    public static JsonObject Run(SpatialMllmConfig qwenConfig, int runs, bool gradientCheckpointing, GpuMemoryMonitor memory)
+    public static JsonObject Run(SpatialMllmConfig qwenConfig, int runs, bool gradientCheckpointing, bool lora, GpuMemoryMonitor memory)
     {
         var cuda = Timing.Cuda;
         var config = qwenConfig with { Spatial = SpatialEncoderConfig.Vggt1B, Connector = new ConnectorConfig("mlp_add", -1) };
         torch.manual_seed(0);
         using var model = SpatialMllmModel.Create(config, cuda, ScalarType.BFloat16);
         model.model.GradientCheckpointing = gradientCheckpointing;
-        var trainable = TrainableSet.Seed.Apply(model);
+        var adapters = lora ? LoraModel.Apply(model, new LoraConfig
+        {
+            R = 16, LoraAlpha = 32, LoraDropout = gradientCheckpointing ? 0 : 0.05, TargetModulesPattern = TrainingArguments.DecoderProjections,
+        }) : null;
+        adapters?.train();
+        var trainable = adapters is null ? TrainableSet.Seed.Apply(model) : LoraTraining.TrainableParameters(adapters);
         using var optimizer = new AdamW(trainable);
         var schedule = CosineSchedule.FromRatio(100, 0.03);
 
@@ -41,12 +49,17 @@ internal static class TrainStep
             double factor = schedule.Factor(3 + step++);
             optimizer.Update(g => (g == ParameterGroup.Language ? 7e-6 : 2e-5) * factor);
         }
-        string name = gradientCheckpointing ? "train step (gradient checkpointing)" : "train step";
+        string name = (lora ? "LoRA " : "") + (gradientCheckpointing ? "train step (gradient checkpointing)" : "train step");
         var (ms, peak, all) = Timing.Measure(name, runs, Step, memory, warmup: 2);
         return new JsonObject
         {
             ["gpu"] = MainStages.GpuName(), ["frames"] = Frames, ["height"] = Height, ["width"] = Width, ["tokens"] = ids.Length,
             ["trainable_params"] = trainable.Sum(p => p.Parameter.NumberOfElements), ["gradient_checkpointing"] = gradientCheckpointing,
+            ["lora"] = adapters is null ? null : new JsonObject
+            {
+                ["r"] = adapters.peft_config.R, ["lora_alpha"] = adapters.peft_config.LoraAlpha, ["lora_dropout"] = adapters.peft_config.LoraDropout,
+                ["target_modules"] = adapters.peft_config.TargetModulesText, ["adapted_layers"] = adapters.Layers.Count,
+            },
             ["step"] = Timing.Stage(ms, peak, all),
         };
     }

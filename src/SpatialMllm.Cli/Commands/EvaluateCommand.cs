@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Hub;
+using SpatialMllm.Research.Lora;
 
 namespace SpatialMllm.Cli.Commands;
 
@@ -72,6 +73,10 @@ internal static class EvaluateCommand
         var shard = new Option<string?>("--shard") { Description = "i/N: answer only partition i of N (by video), for cluster schedulers; merge the files afterwards." };
         var device = new Option<string>("--device") { Description = "auto (every visible GPU, else CPU), cpu, or cuda:i.", DefaultValueFactory = _ => "auto" };
         var workers = new Option<int?>("--workers") { Description = "Worker processes (default: one per visible GPU with --device auto)." };
+        var adapter = new Option<string?>("--adapter")
+        {
+            Description = "A LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as train --lora_r or PEFT save it) applied to --model.",
+        };
         var dryRun = new Option<bool>("--dry-run") { Description = "No model: deterministic placeholder answers, to check data, sharding and resume." };
         var dryRunSeconds = new Option<double>("--dry-run-seconds") { Description = "Seconds each dry-run answer takes.", Hidden = true };
         var alsoDone = new Option<string[]>("--also-done") { Description = "Results files whose ids count as answered (used by the parent for its workers).", Hidden = true };
@@ -106,7 +111,7 @@ internal static class EvaluateCommand
             Description = "Start a new results file even if --out holds answers of another model or settings (the old files are renamed *.bak-TIME, not deleted).",
         };
 
-        var command = new Command(name, description) { model, data, dataset, videos, frames, maxNewTokens, output };
+        var command = new Command(name, description) { model, adapter, data, dataset, videos, frames, maxNewTokens, output };
         foreach (var option in benchmarkOptions) command.Options.Add(option);
         foreach (var option in new Option[] { shard, device, workers, onError, forceNew, noPrefixSharing, batchSize, prefetchVideos, decodeThreads, dryRun, dryRunSeconds, alsoDone }) command.Options.Add(option);
         command.SetAction((parse, cancel) => Task.FromResult(CliSupport.Guard(parse, log =>
@@ -127,6 +132,12 @@ internal static class EvaluateCommand
             bool isDryRun = parse.GetValue(dryRun);
             string? modelDir = isDryRun ? null
                 : HubModels.ResolveFolder(parse.GetValue(model) ?? throw new ArgumentException("--model is required (or --dry-run)."));
+            string? adapterDir = parse.GetValue(adapter);
+            if (adapterDir != null)
+            {
+                if (isDryRun) throw new ArgumentException("--adapter needs a model: it cannot go with --dry-run.");
+                LoraConfig.Load(adapterDir); // a missing or unsupported adapter is named now, not after the data is read
+            }
             string dataDir = parse.GetValue(data)!;
             var job = new EvaluationJob(benchmark(parse, new BenchmarkInputs(dataDir, parse.GetValue(dataset), parse.GetValue(videos) ?? dataDir,
                     new AnswererOptions(parse.GetValue(frames), SamplerKind.Uniform, parse.GetValue(maxNewTokens),
@@ -141,6 +152,7 @@ internal static class EvaluateCommand
                 ForceNew = parse.GetValue(forceNew),
                 DecodeAhead = decodeAhead,
                 DryRunSecondsPerAnswer = parse.GetValue(dryRunSeconds),
+                AdapterDir = adapterDir,
             };
             var forwarded = ForwardedArguments(parse, command);
             var outcome = job.Run(log, parts => new ProgressOutput(new EvaluationProgressView(parts), log),

@@ -32,6 +32,9 @@ internal sealed record EvaluationJob(EvaluationBenchmark Benchmark, string Resul
     /// <summary>Seconds each dry-run answer takes (to rehearse a run's pace).</summary>
     public double DryRunSecondsPerAnswer { get; init; }
 
+    /// <summary>A LoRA adapter folder (PEFT's layout) applied to the model before answering; null: none.</summary>
+    public string? AdapterDir { get; init; }
+
     /// <summary>
     /// Runs the job: holds the results file's lock, checks or writes its run manifest, answers (here, or in workers that
     /// <paramref name="workerCommand"/> starts: the same job with <see cref="Shard"/>, the device, the shard's results file
@@ -98,7 +101,7 @@ internal sealed record EvaluationJob(EvaluationBenchmark Benchmark, string Resul
     static string MetricsPathFor(string resultsPath) => Path.ChangeExtension(resultsPath, null) + ".metrics.json";
 
     RunManifest Manifest(string device) => ResultsManifest.Describe(Benchmark.Name, ModelDir, Benchmark.Options,
-        device.StartsWith("cuda", StringComparison.Ordinal) ? "bfloat16" : "float32", Benchmark.StripAnswers, Benchmark.DatasetPath);
+        device.StartsWith("cuda", StringComparison.Ordinal) ? "bfloat16" : "float32", Benchmark.StripAnswers, Benchmark.DatasetPath, AdapterDir);
 
     /// <summary>Loads the answerer (the model) and answers <paramref name="items"/> in this process.</summary>
     (EvaluationOutcome.Interrupted? Interrupted, IReadOnlyList<SkippedQuestion> Skipped) AnswerHere(IReadOnlyList<EvaluationItem> items, string device,
@@ -108,7 +111,7 @@ internal sealed record EvaluationJob(EvaluationBenchmark Benchmark, string Resul
         try
         {
             display.SetActivity(0, ModelDir is null ? "starting the dry run" : $"loading model {ModelDir}");
-            using IVideoAnswerer answerer = ModelDir is null ? new DryRunAnswerer(DryRunSecondsPerAnswer) : ModelAnswerer.Load(ModelDir, device, Benchmark.Options);
+            using IVideoAnswerer answerer = ModelDir is null ? new DryRunAnswerer(DryRunSecondsPerAnswer) : ModelAnswerer.Load(ModelDir, device, Benchmark.Options, AdapterDir);
             var summary = EvaluationRunner.Run(items, answerer, ResultsPath, display.Log, p => display.Report(0, p), AlsoDone, cancel, OnError,
                 DecodeAhead, Benchmark.StripAnswers);
             return (null, summary.Skipped);

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Sampling;
@@ -16,10 +17,23 @@ internal sealed class ModelAnswerer : IVideoAnswerer
     readonly IFrameSampler _sampler;
     readonly AnswerOptions _answerOptions;
 
-    /// <summary>Loads the checkpoint in <paramref name="modelDir"/> on <paramref name="device"/> ("cpu", "cuda:0", …): the single
-    /// seam where the real model is plugged into evaluation.</summary>
-    public static ModelAnswerer Load(string modelDir, string device, AnswererOptions options) =>
-        new(SpatialMllmModel.Load(modelDir, TorchRuntime.ParseDevice(device)), modelDir, options);
+    /// <summary>Loads the checkpoint in <paramref name="modelDir"/> on <paramref name="device"/> ("cpu", "cuda:0", …), with
+    /// the LoRA adapter in <paramref name="adapterDir"/> when given: the single seam where the real model is plugged into
+    /// evaluation.</summary>
+    public static ModelAnswerer Load(string modelDir, string device, AnswererOptions options, string? adapterDir = null)
+    {
+        var model = SpatialMllmModel.Load(modelDir, TorchRuntime.ParseDevice(device));
+        try
+        {
+            if (adapterDir != null) LoraModel.Load(model, adapterDir);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return new(model, modelDir, options);
+    }
 
     public ModelAnswerer(SpatialMllmModel model, string modelDir, AnswererOptions options)
     {

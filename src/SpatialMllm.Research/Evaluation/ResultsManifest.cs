@@ -1,4 +1,5 @@
 using System.Globalization;
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Runs;
 
 namespace SpatialMllm.Research.Evaluation;
@@ -19,8 +20,9 @@ internal static class ResultsManifest
 
     /// <summary>The manifest of a run about to start.</summary>
     /// <param name="modelDir">Null for a dry run (placeholder answers, no model).</param>
+    /// <param name="adapterDir">A LoRA adapter applied to the model (recorded by folder and content), or null.</param>
     public static RunManifest Describe(string benchmark, string? modelDir, AnswererOptions options, string dtype,
-        bool stripAnswers, string datasetPath)
+        bool stripAnswers, string datasetPath, string? adapterDir = null)
     {
         // Settings that cannot change an answer stay out, so that a run resumes with any of them: prefix sharing, the batch
         // size (greedy decoding of a batch gives each question's own answer) and how far videos are decoded ahead.
@@ -46,6 +48,12 @@ internal static class ResultsManifest
             fields["model.folder"] = Path.GetFullPath(modelDir);
             fields["model.config_sha256"] = config;
             fields["model.weights_sha256"] = weights;
+        }
+        if (adapterDir != null)
+        {
+            fields["adapter.folder"] = Path.GetFullPath(adapterDir);
+            fields["adapter.sha256"] = RunManifest.Sha256OfFile(Path.Combine(adapterDir, LoraConfig.ConfigFileName)) + " " +
+                                       RunManifest.Sha256OfFile(Path.Combine(adapterDir, LoraConfig.WeightsFileName));
         }
         return new RunManifest(fields);
     }

@@ -13,7 +13,13 @@ namespace SpatialMllm.Research.Modules;
 /// </summary>
 internal static class FlatLinear
 {
-    public static Tensor Forward(Linear layer, Tensor x) => Apply(x, layer.weight!, layer.bias);
+    /// <summary>The layer's forward, with its LoRA adapter's update when one is active (<see cref="LoraLayer"/>: the GEMM
+    /// reads the base weight directly, so the adapter's hook would not run).</summary>
+    public static Tensor Forward(Linear layer, Tensor x)
+    {
+        var y = Apply(x, layer.weight!, layer.bias);
+        return LoraLayer.Of(layer) is { Active: true } lora ? lora.AddUpdate(y, x) : y;
+    }
 
     public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias)
     {

@@ -31,9 +31,13 @@ public static class FineTuneDemo
     /// (step, loss) as it goes.
     /// </summary>
     public static List<double> Train(SpatialMllmModel model, IReadOnlyList<SftExample> examples, TrainableSet trainableSet, int steps,
+        double learningRate, double projectorLearningRate, int examplesPerStep = 1, int seed = 0, Action<int, double>? onStep = null) =>
+        Train(model, examples, trainableSet.Apply(model), steps, learningRate, projectorLearningRate, examplesPerStep, seed, onStep);
+
+    /// <summary>The same loop over given parameters, e.g. LoRA adapters' (<see cref="LoraTraining.TrainableParameters"/>).</summary>
+    public static List<double> Train(SpatialMllmModel model, IReadOnlyList<SftExample> examples, IReadOnlyList<TrainableParameter> trainable, int steps,
         double learningRate, double projectorLearningRate, int examplesPerStep = 1, int seed = 0, Action<int, double>? onStep = null)
     {
-        var trainable = trainableSet.Apply(model);
         using var optimizer = new AdamW(trainable);
         var step = new OptimizerStep(trainable, optimizer, maxGradNorm: 1.0);
         var schedule = CosineSchedule.FromRatio(steps, 0.03);

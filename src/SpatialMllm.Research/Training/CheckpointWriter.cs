@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runs;
 using static TorchSharp.torch;
@@ -33,6 +34,10 @@ public static class CheckpointWriter
     public static void Save(SpatialMllmModel model, string folder, long maxShardBytes = DefaultShardBytes)
     {
         string source = model.Folder ?? throw new InvalidOperationException("The model was not loaded from a folder: there is no config or tokenizer to save with it.");
+        if (LoraModel.Of(model) is { } lora)
+            throw new InvalidOperationException(
+                $"The model carries LoRA adapters ({lora.Layers.Count} layers): save them with save_pretrained (PEFT's layout), or " +
+                "merge_and_unload() first to save the model with the adapters merged in.");
         Directory.CreateDirectory(folder);
         foreach (string name in CompanionFiles)
             if (File.Exists(Path.Combine(source, name)) && Path.GetFullPath(source) != Path.GetFullPath(folder))

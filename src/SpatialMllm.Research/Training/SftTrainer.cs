@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Runtime;
@@ -41,7 +42,7 @@ public sealed class NothingToTrainException(string reason, IReadOnlyList<Annotat
 /// <c>gradient_accumulation_steps</c> examples per rank, each loss / accumulation backpropagated, gradients averaged over
 /// the ranks, clipped to <c>max_grad_norm</c>, one AdamW update at the cosine schedule's rate. Logs to the console,
 /// <c>log.csv</c> and TensorBoard event files (<c>runs/</c>) in output_dir; saves <c>checkpoint-N</c> folders in the
-/// released layout plus the optimizer state, and resumes from the newest one.
+/// released layout plus the optimizer state (with LoRA: the adapter in PEFT's layout), and resumes from the newest one.
 /// <para>
 /// A run is safe to stop, share and resume, as an evaluation is: one writer per output folder (<c>train.lock</c>, naming
 /// the holder); <c>run.json</c> records the base model, data and settings, and a resume that differs is refused with
@@ -53,6 +54,9 @@ public sealed class NothingToTrainException(string reason, IReadOnlyList<Annotat
 public sealed class SftTrainer
 {
     public const string OptimizerFile = "optimizer.safetensors", StateFile = TrainingRunFolder.StateFile, LogFile = "log.csv", LockFile = TrainingRunFolder.LockFile;
+
+    /// <summary>Where <c>merge_lora</c> writes the base model with the trained adapter merged in, inside output_dir.</summary>
+    public const string MergedFolder = "merged";
 
     readonly TrainingArguments _args;
     readonly Action<string> _log;
@@ -147,10 +151,18 @@ public sealed class SftTrainer
         if (step >= totalSteps)
             throw new ArgumentException($"{resume} is at step {step}, and this run has {totalSteps} steps: nothing is left to train. " +
                                         "Raise num_train_epochs or max_steps, or resume an earlier checkpoint.");
-        using var model = SpatialMllmModel.Load(resume ?? a.ModelNameOrPath, device, dtype);
+        // With LoRA a checkpoint holds the adapter only: the base model comes from model_name_or_path.
+        using var model = SpatialMllmModel.Load(a.Lora is null ? resume ?? a.ModelNameOrPath : a.ModelNameOrPath, device, dtype);
         model.model.GradientCheckpointing = a.GradientCheckpointing;
         if (model.spatial_encoder is { } spatial) spatial.vggt_model.aggregator.GradientCheckpointing = a.GradientCheckpointing;
-        var trainable = a.TrainableSet.Apply(model);
+        // transformers' Trainer seeds before it builds the model: a new adapter's lora_A draws from the generator.
+        if (a.Lora is not null) torch.manual_seed(a.Seed);
+        var lora = a.Lora is not { } loraConfig ? null
+            : resume is null ? LoraModel.Apply(model, loraConfig) : LoraModel.Load(model, resume, isTrainable: true);
+        lora?.train();
+        var trainable = lora is null ? a.TrainableSet.Apply(model) : LoraTraining.TrainableParameters(lora);
+        if (lora is not null && (a.TuneMmVision || !a.TuneMmLlm || !a.TuneMmConnector))
+            _log("note: with LoRA only the adapters train; tune_mm_llm, tune_mm_connector and tune_mm_vision do not apply.");
         using var optimizer = new AdamW(trainable, new AdamWOptions(a.AdamBeta1, a.AdamBeta2, a.AdamEpsilon, a.WeightDecay));
         if (resume != null)
         {
@@ -229,16 +241,22 @@ public sealed class SftTrainer
             if (saveEvery > 0 && step % saveEvery == 0 && step < totalSteps && _parallel.IsMain)
                 _folder.SaveCheckpoint(step, totalSteps, plan.Manifest, folder =>
                 {
-                    CheckpointWriter.Save(model, folder);
+                    SaveModel(model, lora, folder);
                     optimizer.Save(Path.Combine(folder, OptimizerFile));
                 }, _args);
         }
         string? final = null;
         if (step >= totalSteps && _parallel.IsMain)
         {
-            CheckpointWriter.Save(model, a.OutputDir);
+            SaveModel(model, lora, a.OutputDir);
             final = a.OutputDir;
-            _log($"saved the trained model to {a.OutputDir}");
+            _log($"saved the trained {(lora is null ? "model" : "LoRA adapter")} to {a.OutputDir}");
+            if (lora is not null && a.MergeLora)
+            {
+                string merged = Path.Combine(a.OutputDir, MergedFolder);
+                CheckpointWriter.Save(lora.merge_and_unload(), merged);
+                _log($"saved the base model with the adapter merged into it to {merged}");
+            }
         }
         if (skipped.Rows.Count > 0) _log($"{skipped.Rows.Count} annotation row(s) skipped (listed above).");
         return new TrainingSummary(startStep, step, totalSteps, steps, skipped.Rows, final);
@@ -262,6 +280,13 @@ public sealed class SftTrainer
     int _orderEpoch;
     /// <summary>Steps this <see cref="Run"/> has taken (none: a failure leaves nothing worth keeping).</summary>
     int _stepsTaken;
+
+    /// <summary>The trained weights: the model in the released layout, or with LoRA the adapter in PEFT's.</summary>
+    static void SaveModel(SpatialMllmModel model, LoraModel? lora, string folder)
+    {
+        if (lora is null) CheckpointWriter.Save(model, folder);
+        else lora.save_pretrained(folder);
+    }
 
     /// <summary>checkpoint-N folders with their trainer state, oldest first.</summary>
     public static IEnumerable<(int Step, string Folder)> CompleteCheckpoints(string outputDir) => TrainingRunFolder.CompleteCheckpoints(outputDir);

@@ -3,6 +3,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using SpatialMllm.Research.Lora;
 
 namespace SpatialMllm.Research.Training;
 
@@ -66,6 +67,34 @@ public sealed record TrainingArguments
     [JsonPropertyName("resume_from_checkpoint")] public string ResumeFromCheckpoint { get; init; } = "auto";
     /// <summary>cpu, cuda or cuda:N; null: cuda when available.</summary>
     [JsonPropertyName("device")] public string? Device { get; init; }
+    /// <summary>LoRA's rank; 0 (default): no LoRA, the trainable set is fine-tuned whole. Positive: only LoRA adapters on
+    /// <see cref="LoraTargetModules"/> train (at learning_rate), and checkpoints and the output are the adapter in PEFT's layout.</summary>
+    [JsonPropertyName("lora_r")] public int LoraR { get; init; }
+    [JsonPropertyName("lora_alpha")] public double LoraAlpha { get; init; } = 16;
+    [JsonPropertyName("lora_dropout")] public double LoraDropout { get; init; } = 0.05;
+    /// <summary>PEFT's target_modules: comma-separated module names or name suffixes (<c>q_proj,v_proj</c>: every module
+    /// whose name ends so, the vision tower's included), or one regular expression the whole name must match, or
+    /// <c>all-linear</c>. Default: the decoder's seven projections.</summary>
+    [JsonPropertyName("lora_target_modules")] public string LoraTargetModules { get; init; } = DecoderProjections;
+    [JsonPropertyName("use_rslora")] public bool UseRslora { get; init; }
+    /// <summary>With LoRA: also write the base model with the adapter merged into it, in the released layout, to
+    /// <c>output_dir/merged</c>.</summary>
+    [JsonPropertyName("merge_lora")] public bool MergeLora { get; init; }
+
+    /// <summary>The decoder's q/k/v/o and MLP projections (not the vision tower's MLP, whose names end alike).</summary>
+    public const string DecoderProjections = @"model\.layers\.\d+\.(self_attn\.[qkvo]|mlp\.(gate|up|down))_proj";
+
+    /// <summary>The LoRA adapters to train, or null when <see cref="LoraR"/> is 0.</summary>
+    public LoraConfig? Lora => LoraR == 0 ? null : new LoraConfig
+    {
+        R = LoraR, LoraAlpha = LoraAlpha, LoraDropout = LoraDropout, UseRslora = UseRslora,
+        TargetModules = IsPattern(LoraTargetModules) ? null : [.. LoraTargetModules.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)],
+        TargetModulesPattern = IsPattern(LoraTargetModules) ? LoraTargetModules : null,
+    };
+
+    /// <summary>Whether lora_target_modules is one regular expression (or all-linear) rather than a comma-separated list.</summary>
+    static bool IsPattern(string targets) =>
+        targets.Equals(LoraConfig.AllLinear, StringComparison.OrdinalIgnoreCase) || targets.IndexOfAny(@"\^$*+?()[]{}|".ToCharArray()) >= 0;
 
     public TrainableSet TrainableSet => new(TuneMmLlm, TuneMmConnector, TuneMmVision, TuneMmSpatialEncoder)
     {
@@ -233,6 +262,15 @@ public sealed record TrainingArguments
         Require(VideoMaxFramePixels is >= 1 and <= MaxFramePixels, $"video_max_frame_pixels must be 1 to {MaxFramePixels}; got {VideoMaxFramePixels}.");
         Require(VideoMinFramePixels <= VideoMaxFramePixels, $"video_min_frame_pixels ({VideoMinFramePixels}) exceeds video_max_frame_pixels ({VideoMaxFramePixels}).");
         Require(ModelMaxLength >= 1, $"model_max_length must be at least 1; got {ModelMaxLength}.");
+        Require(LoraR >= 0, $"lora_r must be 0 (no LoRA) or a positive rank; got {LoraR}.");
+        if (Lora is { } lora)
+        {
+            try { lora.Validate(); }
+            catch (ArgumentException e) { problems.AddRange(e.Message.Split(Environment.NewLine).Select(m => "LoRA: " + m)); }
+            Require(!(GradientCheckpointing && LoraDropout > 0),
+                $"lora_dropout {F(LoraDropout)} with gradient_checkpointing: the recomputed layers would draw other dropout masks than the forward did. Set lora_dropout 0 or drop gradient_checkpointing.");
+        }
+        Require(!MergeLora || LoraR > 0, "merge_lora needs LoRA (lora_r > 0).");
         if (problems.Count == 0) problems.AddRange(FolderProblems());
         if (problems.Count > 0) throw new ArgumentException(string.Join(Environment.NewLine, problems));
     }

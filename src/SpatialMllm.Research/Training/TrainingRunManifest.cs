@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Runs;
 using static TorchSharp.torch;
 
@@ -28,14 +29,17 @@ internal static class TrainingRunManifest
     static readonly HashSet<string> NotRecorded =
     [
         "model_name_or_path", "dataset_use", "data_path", "bf16", "output_dir", "save_steps", "save_total_limit", "logging_steps",
-        "gradient_checkpointing", "resume_from_checkpoint", "device",
+        "gradient_checkpointing", "resume_from_checkpoint", "device", "merge_lora",
     ];
+
+    /// <summary>LoRA's settings, recorded for LoRA runs only (a run without LoRA records what it did before LoRA existed).</summary>
+    static readonly HashSet<string> LoraOnly = ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora"];
 
     public static RunManifest Describe(TrainingArguments args, int worldSize, ScalarType dtype)
     {
         var fields = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var (name, property) in TrainingArguments.Named)
-            if (!NotRecorded.Contains(name)) fields[name] = Format(property.GetValue(args));
+            if (!NotRecorded.Contains(name) && (args.LoraR > 0 || !LoraOnly.Contains(name))) fields[name] = Format(property.GetValue(args));
         var (config, weights) = RunManifest.ModelFingerprint(args.ModelNameOrPath);
         fields["model.folder"] = Path.GetFullPath(args.ModelNameOrPath);
         fields["model.config_sha256"] = config;
@@ -68,7 +72,7 @@ internal static class TrainingRunManifest
     public static IReadOnlyList<(string Field, string Saved, string Now)> BlockingDifferences(RunManifest saved, RunManifest now) =>
         RunManifest.BlockingDifferences(saved, now, Informational);
 
-    /// <summary>What a training run leaves in output_dir (run.json, log.csv, runs/, checkpoint-N folders, the model's files,
+    /// <summary>What a training run leaves in output_dir (run.json, log.csv, runs/, checkpoint-N folders, the model's or adapter's files,
     /// leftovers of an interrupted save), by name; the lock, earlier backups and anything else are not the run's.</summary>
     public static IReadOnlyList<string> EarlierRunEntries(string outputDir)
     {
@@ -77,7 +81,8 @@ internal static class TrainingRunManifest
         {
             string name = Path.GetFileName(path);
             return name is FileName or SftTrainer.LogFile or "runs" || name.StartsWith("checkpoint-", StringComparison.Ordinal)
-                || CheckpointWriter.IsModelFile(name) || name.EndsWith(".partial", StringComparison.Ordinal) && !name.StartsWith('.');
+                || CheckpointWriter.IsModelFile(name) || LoraModel.IsAdapterFile(name) || name == SftTrainer.MergedFolder
+                || name.EndsWith(".partial", StringComparison.Ordinal) && !name.StartsWith('.');
         }).Order(StringComparer.Ordinal)];
     }
 

@@ -69,13 +69,13 @@ public sealed class CrossAttnConnector : nn.Module, ISpatialConnector
         long m = keysIn.shape[0];
         // [rows, clip] → [1, heads, rows, head_dim]
         Tensor Heads(Tensor t, long rows) => t.view(1, rows, _numHeads, headDim).transpose(1, 2);
-        var q = Heads(q_proj.forward(q_norm.forward(x)), n);
-        var k = Heads(k_proj.forward(keysIn), m);
-        var v = Heads(v_proj.forward(keysIn), m);
+        var q = Heads(q_proj.call(q_norm.forward(x)), n);
+        var k = Heads(k_proj.call(keysIn), m);
+        var v = Heads(v_proj.call(keysIn), m);
         var attended = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, _clipDim);
-        x = x + o_proj.forward(attended);
+        x = x + o_proj.call(attended);
         x = x + mlp.forward(mlp_norm.forward(x), _act);
-        return (proj is null ? x : proj.forward(x)).MoveToOuterDisposeScope();
+        return (proj is null ? x : proj.call(x)).MoveToOuterDisposeScope();
     }
 }
 
@@ -95,8 +95,8 @@ public sealed class CrossAttnMlp : nn.Module
     public Tensor forward(Tensor x, string activation)
     {
         using var scope = torch.NewDisposeScope();
-        var h = fc1.forward(x);
+        var h = fc1.call(x);
         h = activation switch { "gelu" => nn.functional.gelu(h), "silu" => nn.functional.silu(h), _ => nn.functional.relu(h) };
-        return fc2.forward(h).MoveToOuterDisposeScope();
+        return fc2.call(h).MoveToOuterDisposeScope();
     }
 }

@@ -70,10 +70,10 @@ public sealed class Qwen2Attention : nn.Module
 
         using var scope = torch.NewDisposeScope();
         long batch = hidden_states.shape[0], length = hidden_states.shape[1];
-        // [B, L, heads·d] → [B, heads, L, d]
-        var query_states = q_proj.forward(hidden_states).view(batch, length, -1, head_dim).transpose(1, 2);
-        var key_states = k_proj.forward(hidden_states).view(batch, length, -1, head_dim).transpose(1, 2);
-        var value_states = v_proj.forward(hidden_states).view(batch, length, -1, head_dim).transpose(1, 2);
+        // [B, L, heads·d] → [B, heads, L, d]; call (Python's self.q_proj(x)) runs the module's hooks: a LoRA adapter's update.
+        var query_states = q_proj.call(hidden_states).view(batch, length, -1, head_dim).transpose(1, 2);
+        var key_states = k_proj.call(hidden_states).view(batch, length, -1, head_dim).transpose(1, 2);
+        var value_states = v_proj.call(hidden_states).view(batch, length, -1, head_dim).transpose(1, 2);
         (query_states, key_states) = ApplyMultimodalRotaryPosEmb(query_states, key_states, cos, sin);
 
         long past = cache?.Length ?? 0;
@@ -84,7 +84,7 @@ public sealed class Qwen2Attention : nn.Module
             : SdpaAttentionForward(query_states, key_states, value_states, mask, isCausal: mask is null && length > 1);
         // [B, heads, L, d] → [B, L, heads·d]
         attn_output = attn_output.transpose(1, 2).reshape(batch, length, -1);
-        return o_proj.forward(attn_output).MoveToOuterDisposeScope();
+        return o_proj.call(attn_output).MoveToOuterDisposeScope();
     }
 
     /// <summary>transformers' <c>apply_multimodal_rotary_pos_emb</c> after its M-RoPE section mixing (which

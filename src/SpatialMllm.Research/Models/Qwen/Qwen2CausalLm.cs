@@ -96,8 +96,8 @@ public sealed class Qwen2CausalLm : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         var deltas = ropeDeltas.to(ScalarType.Int64, next.device);
-        // A hook on a decoder point must see every token: only the eager path calls hooks.
-        var mode = model.HasHooks ? DecodeStepMode.Eager : ResolveDecodeMode(next.device);
+        // A hook on a decoder point must see every token, and an active LoRA adapter add its update: only the eager path does.
+        var mode = model.HasHooks || model.HasActiveAdapters ? DecodeStepMode.Eager : ResolveDecodeMode(next.device);
         if (mode != DecodeStepMode.Eager)
             return FastPath.Step(next, deltas, cache, graph: mode == DecodeStepMode.CudaGraph).MoveToOuterDisposeScope();
         long batch = next.shape[0];

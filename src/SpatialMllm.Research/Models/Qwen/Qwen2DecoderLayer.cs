@@ -21,6 +21,10 @@ public sealed class Qwen2DecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>The layer's linear projections: q, k, v, o, gate, up, down.</summary>
+    internal IEnumerable<TorchSharp.Modules.Linear> Projections =>
+        [self_attn.q_proj, self_attn.k_proj, self_attn.v_proj, self_attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj];
+
     /// <summary>
     /// hidden_states [B, L, hidden]; cos/sin [B, 1, L, head_dim] from <see cref="Qwen2TextModel.rotary_emb"/>; the cache as
     /// for <see cref="Qwen2Attention.forward"/> → [B, L, hidden]. The attention runs as <paramref name="implementation"/>

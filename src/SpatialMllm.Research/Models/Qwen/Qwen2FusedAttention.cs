@@ -89,6 +89,7 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
         long qWidth = (long)heads * headDim, kvWidth = (long)kvHeads * headDim;
         var (weight, bias) = QkvWeights();
         var qkv = FlatLinear.Apply(x, weight, bias); // [B, L, (heads + 2·kv_heads)·d]
+        AddAdapterUpdates(qkv, x, qWidth, kvWidth);
         // q and k rotated together: [B, L, heads + kv_heads, d] → [B, heads + kv_heads, L, d]
         var qk = qkv.narrow(-1, 0, qWidth + kvWidth).view(batch, length, heads + kvHeads, headDim).transpose(1, 2);
         var swapped = qk.view(batch, heads + kvHeads, length, 2, headDim / 2).flip(-2).view(batch, heads + kvHeads, length, headDim);
@@ -115,7 +116,22 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
             // [B, heads, L, d] → [B, L, heads·d]
             merged = attention.SdpaAttentionForward(q, k, v, mask, isCausal: mask is null).transpose(1, 2).reshape(batch, length, qWidth);
         }
-        return attention.o_proj.forward(merged).MoveToOuterDisposeScope();
+        return attention.o_proj.call(merged).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Active LoRA adapters on q/k/v (<see cref="LoraLayer"/>) add their updates to their projection's columns of the fused
+    /// output: the fused tensor holds the base weights (with any merged update already in them), so an adapter costs its
+    /// own two small GEMMs and the fast path stays the same computation as the plain one.
+    /// </summary>
+    void AddAdapterUpdates(Tensor qkv, Tensor x, long qWidth, long kvWidth)
+    {
+        long offset = 0;
+        foreach (var (projection, width) in new[] { (attention.q_proj, qWidth), (attention.k_proj, kvWidth), (attention.v_proj, kvWidth) })
+        {
+            if (LoraLayer.Of(projection) is { Active: true } lora) lora.AddUpdate(qkv.narrow(-1, offset, width), x);
+            offset += width;
+        }
     }
 
     /// <summary>Releases the fused tensor (the parameters keep their storage).</summary>

@@ -31,7 +31,7 @@ public sealed class Qwen2SwiGluMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        var gated = nn.functional.silu(gate_proj.forward(x), inplace: true).mul_(up_proj.forward(x));
-        return down_proj.forward(gated).MoveToOuterDisposeScope();
+        var gated = nn.functional.silu(gate_proj.call(x), inplace: true).mul_(up_proj.call(x));
+        return down_proj.call(gated).MoveToOuterDisposeScope();
     }
 }

@@ -78,6 +78,10 @@ public sealed class Qwen2TextModel : nn.Module
         }
     }
 
+    /// <summary>Whether a LoRA adapter on a decoder projection is active (<see cref="LoraLayer"/>): the TorchScript / CUDA-graph
+    /// decode step packs the base weights only, so decoding then runs the eager path, which adds the adapters' updates.</summary>
+    internal bool HasActiveAdapters => layers.Any(layer => layer.Projections.Any(LoraLayer.IsActive));
+
     /// <summary>The token embedding table [vocab, hidden] (also the tied LM head).</summary>
     public Tensor EmbeddingWeight => embed_tokens.Weight;
 
@@ -110,6 +114,11 @@ public sealed class Qwen2TextModel : nn.Module
         var x = inputsEmbeds;
         bool hooked = HasHooks;
         bool checkpointed = GradientCheckpointing && cache is null && torch.is_grad_enabled();
+        if (checkpointed && layers.Any(layer => layer.Projections.Any(p => LoraLayer.Of(p)?.DrawsDropout == true)))
+            throw new InvalidOperationException(
+                "Gradient checkpointing recomputes each decoder layer in the backward pass, where LoRA dropout would draw other masks " +
+                "than in the forward (TorchSharp cannot restore the CUDA generator's state as torch.utils.checkpoint does): set lora_dropout " +
+                "to 0, or turn gradient checkpointing off.");
         for (int i = 0; i < layers.Count; i++)
         {
             x = checkpointed ? CheckpointedDecoderLayer.apply(layers[i], x, cos, sin, implementation)

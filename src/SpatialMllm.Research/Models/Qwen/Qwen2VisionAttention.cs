@@ -74,12 +74,12 @@ public sealed class Qwen2VisionAttention : nn.Module
         using var scope = torch.NewDisposeScope();
         long n = x.shape[0];
         // [n, 3·hidden] → [3, n, heads, head_dim]
-        var qkvHeads = qkv.forward(x).reshape(n, 3, _numHeads, -1).permute(1, 0, 2, 3);
+        var qkvHeads = qkv.call(x).reshape(n, 3, _numHeads, -1).permute(1, 0, 2, 3);
         // q and k rotated together, in fp32 as the reference, without materialising fp32 copies of them (on CUDA in one
         // fused kernel, with the same rounding).
         var qkHeads = qkvHeads.narrow(0, 0, 2);
         var qk = FusedVisionRope.TryApply(qkHeads, cos, signedSin) ?? RotaryEmbedding.ApplyPromoted(qkHeads, cos, signedSin).to(x.dtype);
         var attended = segments.Attend(qk[0], qk[1], qkvHeads[2]);
-        return proj.forward(attended).MoveToOuterDisposeScope();
+        return proj.call(attended).MoveToOuterDisposeScope();
     }
 }

@@ -67,7 +67,7 @@ public sealed class CameraHead : nn.Module
         for (int i = 0; i < iterations; i++)
         {
             var previous = poseEncoding?.detach() ?? empty_pose_tokens.expand(b, s, -1);
-            var modulation = poseLN_modulation.forward(embed_pose.forward(previous)).chunk(3, dim: -1);
+            var modulation = poseLN_modulation.forward(embed_pose.call(previous)).chunk(3, dim: -1);
             Tensor shift = modulation[0], scale = modulation[1], gate = modulation[2];
             // DiT-style modulate: gate · (norm(x)·(1 + scale) + shift), plus the residual x.
             var h = gate * (normalized * (1 + scale) + shift) + poseTokens;
