@@ -4,6 +4,7 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Modules;
 using SpatialMllm.Research.TestSupport;
 using SpatialMllm.Research.Training;
+using SpatialMllm.Research.Tests.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static SpatialMllm.Research.TestSupport.WeightEdits;
@@ -17,41 +18,11 @@ namespace SpatialMllm.Research.Tests.Lora;
 /// attention, the scripted decode step, a cached prompt prefix, a batch — and the encoders' VideoFeatures go stale as
 /// after any encoder edit. The oracle is a freshly loaded model with the adapter's update merged into its weights.
 /// </summary>
-public sealed class LoraContractTests : IClassFixture<LoraContractTests.Checkpoint>, IDisposable
+public sealed class LoraContractTests(TinyCheckpointOnDisk checkpoint) : TinyCheckpointTestBase(checkpoint)
 {
-    public sealed class Checkpoint : IDisposable
-    {
-        public Checkpoint()
-        {
-            Folder = TestPaths.NewTempDir("lora-contract");
-            TinyCheckpoint.Create(Folder);
-            Frames = TinyFixture.Read("frames_uint8_tchw");
-        }
+    SpatialMllmModel Load() => Own(SpatialMllmModel.Load(Checkpoint.Folder, torch.CPU));
 
-        public string Folder { get; }
-        public Tensor Frames { get; }
-        public void Dispose() => Frames.Dispose();
-    }
-
-    readonly Checkpoint _checkpoint;
-    readonly List<IDisposable> _owned = [];
-
-    public LoraContractTests(Checkpoint checkpoint) => _checkpoint = checkpoint;
-
-    public void Dispose()
-    {
-        foreach (var d in Enumerable.Reverse(_owned)) d.Dispose();
-    }
-
-    T Own<T>(T disposable) where T : IDisposable
-    {
-        _owned.Add(disposable);
-        return disposable;
-    }
-
-    SpatialMllmModel Load() => Own(SpatialMllmModel.Load(_checkpoint.Folder, torch.CPU));
-
-    VideoFeatures Encode(SpatialMllmModel model) => Own(model.EncodeFrames(_checkpoint.Frames));
+    VideoFeatures Encode(SpatialMllmModel model) => Own(model.EncodeFrames(Checkpoint.Frames));
 
     static readonly LoraConfig AttentionAdapters = new() { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj", "o_proj"] };
 
@@ -71,7 +42,7 @@ public sealed class LoraContractTests : IClassFixture<LoraContractTests.Checkpoi
     /// <summary>A freshly loaded model whose weights are <paramref name="lora"/>'s base weights plus each adapter's update.</summary>
     SpatialMllmModel MergedCopy(LoraModel lora)
     {
-        var fresh = Own(SpatialMllmModel.Load(_checkpoint.Folder, torch.CPU));
+        var fresh = Own(SpatialMllmModel.Load(Checkpoint.Folder, torch.CPU));
         var linears = fresh.Components().SelectMany(c => c.Module.named_modules().Select(m => (Name: c.Prefix + m.name, m.module)))
             .Where(m => m.module is Linear).ToDictionary(m => m.Name, m => (Linear)m.module);
         using var noGrad = torch.no_grad();

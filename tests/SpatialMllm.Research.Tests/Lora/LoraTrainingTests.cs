@@ -11,9 +11,9 @@ using TorchSharp;
 
 namespace SpatialMllm.Research.Tests.Lora;
 
-/// <summary>Fine-tuning with LoRA: the SFT loop trains adapters only, checkpoints and resumes them in PEFT's layout, and
-/// a LoRA fine-tune of the tiny model learns a task a full fine-tune learns.</summary>
-public class LoraTrainingTests(ITestOutputHelper output)
+/// <summary>Fine-tuning with LoRA: the SFT loop trains adapters only, checkpoints and resumes them in PEFT's layout
+/// (that a LoRA fine-tune learns what a full one learns: <c>FineTuneDemoTests</c>).</summary>
+public class LoraTrainingTests
 {
     [Fact]
     public void Train_with_lora_saves_PEFT_adapters_resumes_them_and_merges_on_request()
@@ -98,36 +98,5 @@ public class LoraTrainingTests(ITestOutputHelper output)
         using var adapter = SafetensorsFile.Open(Path.Combine(dir, "out", "adapter_model.safetensors"));
         using var loraB = adapter.Read("base_model.model.spatial_encoder.vggt_model.aggregator.frame_blocks.0.attn.qkv.lora_B.weight");
         Assert.True(loraB.abs().max().item<float>() > 0, "the aggregator's adapter was not trained");
-    }
-
-    [Fact]
-    public void A_lora_fine_tune_of_the_tiny_model_on_colour_rooms_raises_accuracy()
-    {
-        var tiny = Samples.TinyCheckpoint(Path.Combine(TestPaths.NewTempDir("lora-finetune"), "tiny"));
-        using var model = SpatialMllmModel.Load(tiny.ModelDir, torch.CPU);
-        var builder = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens,
-            new SftDataOptions { VideoMinFramePixels = 84 * 112, VideoMaxFramePixels = 84 * 112 });
-        var train = ColorRooms.Make(12, seed: 1);
-        var test = ColorRooms.Make(9, seed: 2);
-        var examples = FineTuneDemo.Examples(model, builder, train);
-        double before = FineTuneDemo.Accuracy(model, builder, test);
-
-        // The decoder's projections and the merger's and connector's linears: the colour is only in the pixels.
-        torch.manual_seed(0);
-        var lora = LoraModel.Apply(model, new LoraConfig
-        {
-            R = 8, LoraAlpha = 16, TargetModulesPattern = TrainingArguments.DecoderProjections + @"|visual\.merger\.mlp\.[02]|connector\.mlp\.[02]",
-        });
-        var clock = Stopwatch.StartNew();
-        lora.train();
-        var losses = FineTuneDemo.Train(model, examples, LoraTraining.TrainableParameters(lora), steps: 120, learningRate: 3e-3, projectorLearningRate: 3e-3);
-        lora.train(false);
-        double after = FineTuneDemo.Accuracy(model, builder, test);
-        var (trainable, all) = lora.get_nb_trainable_parameters();
-        output.WriteLine($"LoRA: {trainable:N0} of {all:N0} parameters; train {clock.Elapsed.TotalSeconds:F1} s; accuracy {before:P0} → {after:P0}; " +
-                         $"loss {string.Join(" ", losses.Select(l => l.ToString("F2")))}");
-        // The embedding and the tied head stay frozen, so the loss falls less than a full fine-tune's; the choice ranks first.
-        Assert.True(losses.TakeLast(6).Average() < 0.85 * losses.Take(6).Average());
-        Assert.True(after >= before + 0.3, $"accuracy {before} → {after}");
     }
 }

@@ -15,39 +15,8 @@ namespace SpatialMllm.Research.Tests.Models;
 /// cached), applies the edit, asks again on that path, and compares the step logits with those of a freshly loaded model
 /// carrying the same weights on the same path (float32, within 1e-5); the edit must also have moved the logits.
 /// </summary>
-public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTests.Checkpoint>, IDisposable
+public sealed class WeightEditContractTests(TinyCheckpointOnDisk checkpoint) : TinyCheckpointTestBase(checkpoint)
 {
-    /// <summary>One tiny checkpoint on disk for the class; every case loads its own models from it.</summary>
-    public sealed class Checkpoint : IDisposable
-    {
-        public Checkpoint()
-        {
-            Folder = TestPaths.NewTempDir("weight-edits");
-            TinyCheckpoint.Create(Folder);
-            Frames = TinyFixture.Read("frames_uint8_tchw");
-        }
-
-        public string Folder { get; }
-        public Tensor Frames { get; }
-        public void Dispose() => Frames.Dispose();
-    }
-
-    readonly Checkpoint _checkpoint;
-    readonly List<IDisposable> _owned = [];
-
-    public WeightEditContractTests(Checkpoint checkpoint) => _checkpoint = checkpoint;
-
-    public void Dispose()
-    {
-        foreach (var d in Enumerable.Reverse(_owned)) d.Dispose();
-    }
-
-    T Own<T>(T disposable) where T : IDisposable
-    {
-        _owned.Add(disposable);
-        return disposable;
-    }
-
     public static TheoryData<DecoderEdit, DecoderPath> Matrix()
     {
         var data = new TheoryData<DecoderEdit, DecoderPath>();
@@ -62,13 +31,13 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
     public void A_decoder_edit_is_what_the_next_forward_computes(DecoderEdit edit, DecoderPath path)
     {
         var model = Load();
-        var features = Own(model.EncodeFrames(_checkpoint.Frames));
+        var features = Own(model.EncodeFrames(Checkpoint.Frames));
         var before = Logits(model, features, path); // warms the path: fused weights, script, cached prefix
         Apply(model, edit);
         var after = Logits(model, features, path);
 
         var fresh = FreshCopyOf(model);
-        var expected = Logits(fresh, Own(fresh.EncodeFrames(_checkpoint.Frames)), path);
+        var expected = Logits(fresh, Own(fresh.EncodeFrames(Checkpoint.Frames)), path);
         AssertSameLogits(expected, after, $"{edit} on {path}");
         Assert.True(MaxDifference(before, after) > 1e-4, $"{edit} did not move the logits on {path}");
     }
@@ -77,7 +46,7 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
     public void Features_encoded_before_an_encoder_edit_are_refused_and_re_encoding_gives_the_fresh_model()
     {
         var model = Load();
-        var features = Own(model.EncodeFrames(_checkpoint.Frames));
+        var features = Own(model.EncodeFrames(Checkpoint.Frames));
         Logits(model, features, DecoderPath.SharedPrefix);
         using (torch.no_grad()) ((TorchSharp.Modules.Linear)model.visual.merger.mlp[2]).weight.mul_(1.5);
 
@@ -86,16 +55,16 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
         Assert.Contains("Encode the video again", refused.Message);
 
         var fresh = FreshCopyOf(model);
-        AssertSameLogits(Logits(fresh, Own(fresh.EncodeFrames(_checkpoint.Frames)), DecoderPath.SharedPrefix),
-            Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), DecoderPath.SharedPrefix), "re-encoded after a merger edit");
+        AssertSameLogits(Logits(fresh, Own(fresh.EncodeFrames(Checkpoint.Frames)), DecoderPath.SharedPrefix),
+            Logits(model, Own(model.EncodeFrames(Checkpoint.Frames)), DecoderPath.SharedPrefix), "re-encoded after a merger edit");
     }
 
     [Fact]
     public void Features_are_refused_after_a_VGGT_or_connector_weight_change_but_2D_only_features_ignore_them()
     {
         var model = Load();
-        var full = Own(model.EncodeFrames(_checkpoint.Frames));
-        var visionOnly = Own(model.EncodeFrames(_checkpoint.Frames, new AnswerOptions(Fusion: FusionMode.VisionOnly)));
+        var full = Own(model.EncodeFrames(Checkpoint.Frames));
+        var visionOnly = Own(model.EncodeFrames(Checkpoint.Frames, new AnswerOptions(Fusion: FusionMode.VisionOnly)));
         using (torch.no_grad()) model.spatial_encoder!.vggt_model.aggregator.global_blocks[0].attn.proj.weight!.mul_(2);
 
         var refused = Assert.Throws<InvalidOperationException>(() => model.Answer(full, Question, Options(share: false)));
@@ -104,7 +73,7 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
 
         // Another connector assigned (an ablation) leaves features alone: they are what the connector that made them
         // computes. A change to that connector's weights makes them stale.
-        var current = Own(model.EncodeFrames(_checkpoint.Frames));
+        var current = Own(model.EncodeFrames(Checkpoint.Frames));
         var connector = model.connector!;
         model.connector = null;
         Assert.NotEmpty(model.Answer(current, Question, Options(share: false)).GeneratedIds);
@@ -122,9 +91,9 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
             .Concat(((nn.Module)model.connector!).parameters()).ToList();
         var optimizer = torch.optim.AdamW(trainable, lr: 3e-3);
         var target = model.Tokenizer.Encode("A B").ToArray();
-        using var decoded = model.Processor.Process(_checkpoint.Frames);
-        var before = Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), DecoderPath.Fused);
-        var staleFeatures = Own(model.EncodeFrames(_checkpoint.Frames));
+        using var decoded = model.Processor.Process(Checkpoint.Frames);
+        var before = Logits(model, Own(model.EncodeFrames(Checkpoint.Frames)), DecoderPath.Fused);
+        var staleFeatures = Own(model.EncodeFrames(Checkpoint.Frames));
         var prompt = model.PromptIds(staleFeatures, Question);
         for (int step = 0; step < 5; step++)
         {
@@ -146,8 +115,8 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
         var fresh = FreshCopyOf(model);
         foreach (var path in new[] { DecoderPath.Fused, DecoderPath.Scripted, DecoderPath.SharedPrefix })
         {
-            var after = Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), path);
-            AssertSameLogits(Logits(fresh, Own(fresh.EncodeFrames(_checkpoint.Frames)), path), after, $"after fine-tuning, {path}");
+            var after = Logits(model, Own(model.EncodeFrames(Checkpoint.Frames)), path);
+            AssertSameLogits(Logits(fresh, Own(fresh.EncodeFrames(Checkpoint.Frames)), path), after, $"after fine-tuning, {path}");
             Assert.True(MaxDifference(before, after) > 1e-3, "fine-tuning did not move the logits");
         }
     }
@@ -156,7 +125,7 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
     public void The_plain_and_fast_paths_give_the_same_logits()
     {
         var model = Load();
-        var features = Own(model.EncodeFrames(_checkpoint.Frames));
+        var features = Own(model.EncodeFrames(Checkpoint.Frames));
         var eager = Logits(model, features, DecoderPath.EagerAttention);
         foreach (var path in new[] { DecoderPath.Sdpa, DecoderPath.Fused, DecoderPath.Scripted, DecoderPath.SharedPrefix })
         {
@@ -170,7 +139,7 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
     {
         var model = Load();
         var attention = model.model.layers[0].self_attn;
-        Logits(model, Own(model.EncodeFrames(_checkpoint.Frames)), DecoderPath.Fused);
+        Logits(model, Own(model.EncodeFrames(Checkpoint.Frames)), DecoderPath.Fused);
         using var noGrad = torch.no_grad();
         var (weight, bias) = attention.Fused.QkvWeights();
         // q/k/v's own parameters are rows of the tensor the GEMM reads: one storage, nothing to keep in step.
@@ -179,9 +148,9 @@ public sealed class WeightEditContractTests : IClassFixture<WeightEditContractTe
         Assert.Equal(0.25f, bias[^1].item<float>());
     }
 
-    SpatialMllmModel Load() => Own(SpatialMllmModel.Load(_checkpoint.Folder, torch.CPU));
+    SpatialMllmModel Load() => Own(SpatialMllmModel.Load(Checkpoint.Folder, torch.CPU));
 
-    SpatialMllmModel FreshCopyOf(SpatialMllmModel edited) => Own(WeightEdits.FreshCopyOf(edited, () => SpatialMllmModel.Load(_checkpoint.Folder, torch.CPU)));
+    SpatialMllmModel FreshCopyOf(SpatialMllmModel edited) => Own(WeightEdits.FreshCopyOf(edited, () => SpatialMllmModel.Load(Checkpoint.Folder, torch.CPU)));
 
     static void AssertSameLogits(float[][] expected, float[][] actual, string what)
     {
