@@ -151,18 +151,8 @@ public sealed class SftTrainer
         if (step >= totalSteps)
             throw new ArgumentException($"{resume} is at step {step}, and this run has {totalSteps} steps: nothing is left to train. " +
                                         "Raise num_train_epochs or max_steps, or resume an earlier checkpoint.");
-        // With LoRA a checkpoint holds the adapter only: the base model comes from model_name_or_path.
-        using var model = SpatialMllmModel.Load(a.Lora is null ? resume ?? a.ModelNameOrPath : a.ModelNameOrPath, device, dtype);
-        model.model.GradientCheckpointing = a.GradientCheckpointing;
-        if (model.spatial_encoder is { } spatial) spatial.vggt_model.aggregator.GradientCheckpointing = a.GradientCheckpointing;
-        // transformers' Trainer seeds before it builds the model: a new adapter's lora_A draws from the generator.
-        if (a.Lora is not null) torch.manual_seed(a.Seed);
-        var lora = a.Lora is not { } loraConfig ? null
-            : resume is null ? LoraModel.Apply(model, loraConfig) : LoraModel.Load(model, resume, isTrainable: true);
-        lora?.train();
-        var trainable = lora is null ? a.TrainableSet.Apply(model) : LoraTraining.TrainableParameters(lora);
-        if (lora is not null && (a.TuneMmVision || !a.TuneMmLlm || !a.TuneMmConnector))
-            _log("note: with LoRA only the adapters train; tune_mm_llm, tune_mm_connector and tune_mm_vision do not apply.");
+        using var run = TrainedModel.Load(a, resume, device, dtype, _log);
+        var (model, trainable) = (run.Model, run.Trainable);
         using var optimizer = new AdamW(trainable, new AdamWOptions(a.AdamBeta1, a.AdamBeta2, a.AdamEpsilon, a.WeightDecay));
         if (resume != null)
         {
@@ -241,22 +231,15 @@ public sealed class SftTrainer
             if (saveEvery > 0 && step % saveEvery == 0 && step < totalSteps && _parallel.IsMain)
                 _folder.SaveCheckpoint(step, totalSteps, plan.Manifest, folder =>
                 {
-                    SaveModel(model, lora, folder);
+                    run.Save(folder);
                     optimizer.Save(Path.Combine(folder, OptimizerFile));
                 }, _args);
         }
         string? final = null;
         if (step >= totalSteps && _parallel.IsMain)
         {
-            SaveModel(model, lora, a.OutputDir);
+            run.SaveFinal(a.OutputDir, a.MergeLora, _log);
             final = a.OutputDir;
-            _log($"saved the trained {(lora is null ? "model" : "LoRA adapter")} to {a.OutputDir}");
-            if (lora is not null && a.MergeLora)
-            {
-                string merged = Path.Combine(a.OutputDir, MergedFolder);
-                CheckpointWriter.Save(lora.merge_and_unload(), merged);
-                _log($"saved the base model with the adapter merged into it to {merged}");
-            }
         }
         if (skipped.Rows.Count > 0) _log($"{skipped.Rows.Count} annotation row(s) skipped (listed above).");
         return new TrainingSummary(startStep, step, totalSteps, steps, skipped.Rows, final);
@@ -280,13 +263,6 @@ public sealed class SftTrainer
     int _orderEpoch;
     /// <summary>Steps this <see cref="Run"/> has taken (none: a failure leaves nothing worth keeping).</summary>
     int _stepsTaken;
-
-    /// <summary>The trained weights: the model in the released layout, or with LoRA the adapter in PEFT's.</summary>
-    static void SaveModel(SpatialMllmModel model, LoraModel? lora, string folder)
-    {
-        if (lora is null) CheckpointWriter.Save(model, folder);
-        else lora.save_pretrained(folder);
-    }
 
     /// <summary>checkpoint-N folders with their trainer state, oldest first.</summary>
     public static IEnumerable<(int Step, string Folder)> CompleteCheckpoints(string outputDir) => TrainingRunFolder.CompleteCheckpoints(outputDir);

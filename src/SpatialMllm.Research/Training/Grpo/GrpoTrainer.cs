@@ -144,19 +144,20 @@ public sealed class GrpoTrainer
         int step = resume is null ? 0 : TrainingRunFolder.ReadGlobalStep(resume);
         if (step >= totalSteps)
             throw new ArgumentException($"{resume} is at step {step}, and this run has {totalSteps} steps: nothing is left to train. Raise num_train_epochs or max_steps.");
-        using var model = SpatialMllmModel.Load(resume ?? a.ModelNameOrPath, device, dtype);
-        model.model.GradientCheckpointing = a.GradientCheckpointing;
-        var trainable = a.TrainableSet.Apply(model);
-        bool encoderTrains = trainable.Any(p => p.Group == ParameterGroup.Projector);
+        using var trained = TrainedModel.Load(a, resume, device, dtype, _log);
+        var (model, trainable) = (trained.Model, trained.Trainable);
+        bool encoderTrains = trained.EncodersTrain;
         using var optimizer = new AdamW(trainable, new AdamWOptions(a.AdamBeta1, a.AdamBeta2, a.AdamEpsilon, a.WeightDecay));
         if (resume != null)
         {
             optimizer.Load(Path.Combine(resume, SftTrainer.OptimizerFile));
             _log($"resumed from {resume} at step {step}");
         }
-        // TRL loads no reference when beta is 0. Full fine-tuning: a frozen copy of the base model (under LoRA, the
-        // adapters switched off would do).
-        using IReferencePolicy? reference = c.Beta != 0 ? FrozenCopyReference.FrozenCopy(a.ModelNameOrPath, device, dtype) : null;
+        // TRL loads no reference when beta is 0. Full fine-tuning: a frozen copy of the base model; LoRA: the policy with
+        // its adapters off (TRL's use_adapter(model, None)), which needs no second copy.
+        using IReferencePolicy? reference = c.Beta == 0 ? null
+            : trained.Lora is { } lora ? new AdaptersOffReference(model, lora)
+            : FrozenCopyReference.FrozenCopy(a.ModelNameOrPath, device, dtype);
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         saveEvery = (saveEvery + c.NumIterations - 1) / c.NumIterations * c.NumIterations;
@@ -237,7 +238,7 @@ public sealed class GrpoTrainer
                     if (saveEvery > 0 && step % saveEvery == 0 && step < totalSteps)
                         _folder.SaveCheckpoint(step, totalSteps, plan.Manifest, folder =>
                         {
-                            CheckpointWriter.Save(model, folder);
+                            trained.Save(folder);
                             optimizer.Save(Path.Combine(folder, SftTrainer.OptimizerFile));
                         }, new { args = _args, grpo = _config });
                 }
@@ -250,9 +251,8 @@ public sealed class GrpoTrainer
         string? final = null;
         if (step >= totalSteps)
         {
-            CheckpointWriter.Save(model, a.OutputDir);
+            trained.SaveFinal(a.OutputDir, a.MergeLora, _log);
             final = a.OutputDir;
-            _log($"saved the trained model to {a.OutputDir}");
         }
         return new GrpoSummary(startStep, step, totalSteps, steps, final);
     }

@@ -1,3 +1,4 @@
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -13,6 +14,25 @@ public interface IReferencePolicy : IDisposable
 {
     /// <summary>The reference's per-token log-probabilities [K, T] of a question's completions, without a graph.</summary>
     Tensor PerTokenLogProbs(GrpoGroup group, double temperature);
+}
+
+/// <summary>The trained model itself with its LoRA adapters switched off for the pass: the base weights, no second copy.</summary>
+public sealed class AdaptersOffReference(SpatialMllmModel model, LoraModel lora) : IReferencePolicy
+{
+    public Tensor PerTokenLogProbs(GrpoGroup group, double temperature)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        using var off = lora.disable_adapter();
+        // The encoders too: adapters there are part of the policy, not of the reference.
+        var visual = model.EncodeForTraining(group.Video.PixelValuesVideos, group.Video.Grid, group.Video.VideoTchw, group.SpatialTokens);
+        var (logProbs, _) = CompletionLogProbs.Compute(model, visual, group.PromptIds, group.Video.Grid, group.Video.SecondPerGridT,
+            group.CompletionIds, temperature);
+        return logProbs.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The model is the policy's: nothing of its own to release.</summary>
+    public void Dispose() { }
 }
 
 /// <summary>A second copy of the base model, loaded once and never trained.</summary>

@@ -128,6 +128,31 @@ public class GrpoTrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Grpo_with_lora_trains_the_adapters_against_the_base_model_with_its_adapters_off()
+    {
+        string data = Data(), dir = TestPaths.NewTempDir("grpo-lora");
+        string baseWeights = Path.Combine(data, "model", "model.safetensors");
+        byte[] baseBefore = File.ReadAllBytes(baseWeights);
+        var args = GrpoConfig.DefaultTrainingArguments with
+        {
+            ModelNameOrPath = Path.Combine(data, "model"), DatasetUse = Path.Combine(data, "synthetic", "test.jsonl"), OutputDir = dir,
+            LearningRate = 1e-2, GradientAccumulationSteps = 2, MaxSteps = 3, Device = "cpu", GradientCheckpointing = false,
+            LoraR = 4, LoraAlpha = 8, LoraDropout = 0,
+        };
+        var config = new GrpoConfig { NumGenerations = 8, MaxCompletionLength = 2, Frames = 4, TopK = 8, Beta = 0.5, LossType = GrpoLossTypes.Grpo };
+        var reward = new Reward("even_first_token", c => c.TokenIds[0] % 2 == 0 ? 1.0 : 0.0);
+        var summary = new GrpoTrainer(args, config, [reward, Rewards.Accuracy()], output.WriteLine).Run();
+        var kl = summary.Steps.Select(s => s.Metrics["kl"]!.Value).ToList();
+        output.WriteLine("kl " + string.Join(" ", kl.Select(k => k.ToString("E2"))));
+        // A new adapter's lora_B is zero: the policy is the reference at first, and moves away once the adapters train.
+        Assert.True(kl[0] < 1e-6, $"kl at the first step {kl[0]}");
+        Assert.True(kl[^1] > 1e-6, $"kl at the last step {kl[^1]}");
+        Assert.True(File.Exists(Path.Combine(dir, "adapter_model.safetensors")));
+        Assert.False(File.Exists(Path.Combine(dir, "model.safetensors")));
+        Assert.Equal(baseBefore, File.ReadAllBytes(baseWeights));
+    }
+
+    [Fact]
     public void Rewards_score_VSI_Bench_answers_with_the_benchmarks_metric_and_the_R1_format_by_full_match()
     {
         var numeric = new VsiBenchQuestion(1, "synthetic", "s", "object_counting", "How many chairs?", null, "4", null);
