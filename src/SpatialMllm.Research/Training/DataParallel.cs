@@ -30,13 +30,18 @@ public sealed class DataParallel : IDisposable
     public static DataParallel Single { get; } = new(0, 1, 0, null);
 
     /// <summary>The environment's rank and world size; with more than one rank, joins the NCCL communicator: rank 0
-    /// writes the NCCL id into <paramref name="rendezvousFolder"/>, the others wait for it (2 minutes at most).</summary>
+    /// writes the NCCL id into <paramref name="rendezvousFolder"/>, the others wait for it (2 minutes at most), so on
+    /// several nodes it must be a folder they share (output_dir on a shared file system).
+    /// <para>torchrun's variables (<c>WORLD_SIZE</c>, <c>RANK</c>, <c>LOCAL_RANK</c>) come first; under SLURM's <c>srun</c>
+    /// without them, <c>SLURM_NTASKS</c>, <c>SLURM_PROCID</c> and <c>SLURM_LOCALID</c> stand for them. A run is told apart
+    /// from another in the same folder by <c>SPATIAL_MLLM_RUN_ID</c>, else <c>MASTER_PORT</c>, else <c>SLURM_JOB_ID</c>.</para></summary>
     /// <param name="environment">Reads a variable (default: the process environment).</param>
     public static DataParallel FromEnvironment(string rendezvousFolder, Func<string, string?>? environment = null)
     {
         environment ??= Environment.GetEnvironmentVariable;
         int EnvInt(string name, int fallback) => int.TryParse(environment(name), out int v) ? v : fallback;
-        int worldSize = EnvInt("WORLD_SIZE", 1), rank = EnvInt("RANK", 0), localRank = EnvInt("LOCAL_RANK", rank);
+        int worldSize = EnvInt("WORLD_SIZE", EnvInt("SLURM_NTASKS", 1)), rank = EnvInt("RANK", EnvInt("SLURM_PROCID", 0));
+        int localRank = EnvInt("LOCAL_RANK", EnvInt("SLURM_LOCALID", rank));
         if (worldSize < 1 || rank < 0 || rank >= worldSize) throw new ArgumentException($"RANK={rank} is outside WORLD_SIZE={worldSize}.");
         if (worldSize == 1) return Single;
         if (!torch.cuda.is_available()) throw new InvalidOperationException($"WORLD_SIZE={worldSize}: data-parallel training runs one process per CUDA GPU, and no GPU is visible.");
@@ -44,7 +49,7 @@ public sealed class DataParallel : IDisposable
         if (torch.cuda.device_count() != 1)
             throw new InvalidOperationException($"Rank {rank} sees {torch.cuda.device_count()} GPUs: give each worker one (CUDA_VISIBLE_DEVICES=<its GPU>), " +
                                                 "as `spatial-mllm train --nproc N` does.");
-        string run = environment("SPATIAL_MLLM_RUN_ID") ?? environment("MASTER_PORT") ?? "default";
+        string run = environment("SPATIAL_MLLM_RUN_ID") ?? environment("MASTER_PORT") ?? environment("SLURM_JOB_ID") ?? "default";
         string idFile = Path.Combine(rendezvousFolder, $".nccl-id-{run}");
         Directory.CreateDirectory(rendezvousFolder);
         byte[] id;

@@ -33,6 +33,18 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void Under_slurm_its_task_variables_give_the_rank_and_world_and_torchruns_come_first()
+    {
+        DataParallel From(Dictionary<string, string> env) => DataParallel.FromEnvironment(TestPaths.NewTempDir("dp"), k => env.GetValueOrDefault(k));
+        Assert.Same(DataParallel.Single, From(new() { ["SLURM_NTASKS"] = "1", ["SLURM_PROCID"] = "0", ["SLURM_LOCALID"] = "0" }));
+        var e = Assert.Throws<ArgumentException>(() => From(new() { ["SLURM_NTASKS"] = "4", ["SLURM_PROCID"] = "5" }));
+        Assert.Contains("RANK=5 is outside WORLD_SIZE=4", e.Message);
+        // torchrun's variables win over SLURM's: RANK 2 of WORLD_SIZE 2 is refused, though SLURM's task 2 of 4 would be valid.
+        var torchrun = Assert.Throws<ArgumentException>(() => From(new() { ["WORLD_SIZE"] = "2", ["RANK"] = "2", ["SLURM_NTASKS"] = "4", ["SLURM_PROCID"] = "2" }));
+        Assert.Contains("RANK=2 is outside WORLD_SIZE=2", torchrun.Message);
+    }
+
+    [Fact]
     public void The_nccl_binding_names_what_it_tried_when_the_library_is_missing()
     {
         string? why = NcclCommunicator.UnavailableReason;
