@@ -4,7 +4,7 @@
 # Qwen2.5-VL tokenizer), through the settings every notebook reads: SPATIAL_MLLM_DEVICE=cuda:0, SPATIAL_MLLM_DTYPE=bf16,
 # SPATIAL_MLLM_MODEL=that folder. Notebook 07 fine-tunes: it keeps its tiny checkpoint (in float32, on the GPU), because
 # its last cell checks a toy task that the tiny model learns in 120 steps at a learning rate of 1e-2 (a random 4B model
-# at that rate diverges, and no answer is in its pixels).
+# at that rate diverges, and no answer is in its pixels); notebook 08 likewise (its held-out check is of the tiny model).
 #
 #   here:  environment/gpu-pack-notebooks.sh     (.gpu-nb/; prints what each call carries)
 #   there, two calls on one warm machine (ffmpeg is too big to travel with the rest):
@@ -115,14 +115,14 @@ rm -rf "$stage" && mkdir -p "$stage/notebooks" "$stage/executed" "$stage/src/Spa
 ln -s "$pack/lib" "$stage/src/SpatialMllm.Research/bin/Release/net10.0/linux-x64"
 export SPATIAL_MLLM_SHARED=$pack/shared
 
-# 6. Each notebook, one kernel each, timed; 07-fine-tune on its tiny checkpoint in float32 (see the top).
+# 6. Each notebook, one kernel each, timed; 07-fine-tune and 08-reinforcement-learning on the tiny checkpoint in float32 (see the top).
 notebooks=${NOTEBOOKS:-$(cd notebooks && ls *.ipynb)}
 : > "$stage/runs.tsv"
 for name in $notebooks; do
   name=${name%.ipynb}
   cp "notebooks/$name.ipynb" "$stage/notebooks/"
   model=$MODEL dtype=$DTYPE
-  case "$name" in 07-fine-tune*) model=$tiny; dtype=fp32 ;; esac
+  case "$name" in 07-fine-tune*|08-reinforcement-learning*) model=$tiny; dtype=fp32 ;; esac
   left=$(( DEADLINE_S - $(elapsed) ))
   limit=$(( left < NOTEBOOK_TIMEOUT_S ? left : NOTEBOOK_TIMEOUT_S ))
   if [ "$limit" -lt 20 ]; then
