@@ -13,10 +13,10 @@ public class FineTuneDemoTests(ITestOutputHelper output)
 {
     sealed record ColourRooms(SpatialMllmModel Model, SftExampleBuilder Builder, List<SftExample> Examples, IReadOnlyList<VideoQuestion> Test, double Before);
 
-    static ColourRooms Setup(string name)
+    static ColourRooms Setup(string name, torch.ScalarType dtype = torch.ScalarType.Float32)
     {
         var tiny = Samples.TinyCheckpoint(Path.Combine(TestPaths.NewTempDir(name), "tiny"));
-        var model = SpatialMllmModel.Load(tiny.ModelDir, torch.CPU);
+        var model = SpatialMllmModel.Load(tiny.ModelDir, torch.CPU, dtype);
         var builder = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens,
             new SftDataOptions { VideoMinFramePixels = 84 * 112, VideoMaxFramePixels = 84 * 112 });
         var test = ColorRooms.Make(9, seed: 2);
@@ -59,5 +59,23 @@ public class FineTuneDemoTests(ITestOutputHelper output)
         // The embedding and the tied head stay frozen, so the loss falls less than a full fine-tune's; the choice ranks first.
         Assert.True(losses.TakeLast(6).Average() < 0.85 * losses.Take(6).Average());
         Assert.True(after >= rooms.Before + 0.3, $"accuracy {rooms.Before} → {after}");
+    }
+
+    [Fact]
+    public void Lora_adapters_train_in_float32_over_a_bfloat16_model()
+    {
+        var rooms = Setup("lora-bf16", torch.ScalarType.BFloat16);
+        using var model = rooms.Model;
+        torch.manual_seed(0);
+        var lora = LoraModel.Apply(model, new LoraConfig { R = 4, LoraAlpha = 8, TargetModulesPattern = TrainingArguments.DecoderProjections });
+        var trainable = LoraTraining.TrainableParameters(lora);
+        // PEFT's autocast_adapter_dtype: the adapters stay float32 while the base weights are bf16.
+        Assert.All(trainable, p => Assert.Equal(torch.ScalarType.Float32, p.Parameter.dtype));
+        Assert.Equal(torch.ScalarType.BFloat16, model.model.layers[0].self_attn.q_proj.weight!.dtype);
+        lora.train();
+        var losses = FineTuneDemo.Train(model, rooms.Examples, trainable, steps: 4, learningRate: 1e-2, projectorLearningRate: 1e-2);
+        Assert.All(losses, l => Assert.True(double.IsFinite(l), $"loss {l}"));
+        var loraB = trainable.First(p => p.Key.EndsWith("q_proj.lora_B.weight", StringComparison.Ordinal)).Parameter;
+        Assert.True(loraB.abs().max().item<float>() > 0, "lora_B did not move");
     }
 }
