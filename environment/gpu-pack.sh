@@ -24,10 +24,15 @@ if [ -f .gpu/dotnet.tgz ]; then
   rm -rf .gpu/dotnet-unpacked .gpu/dotnet.tgz
   chmod u+w .gpu/env.sh && sed -i 's/dotnet\.tgz/dotnet.tar.xz/g; s/-xzf/-xJf/' .gpu/env.sh && chmod a-w .gpu/env.sh
 fi
-rm -rf .gpu/ref .gpu/tools .gpu/bench
+rm -rf .gpu/ref .gpu/tools .gpu/bench .gpu/fixtures
 cp -r "$shared/reference/spatial-mllm" .gpu/ref
 mkdir -p .gpu/tools .gpu/bench
 cp "$shared"/tools/*.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/tools/
 cp benchmarks/run-gpu.sh benchmarks/reference/qwen25vl_reference.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/bench/
+# environment/gpu-fixtures.sh: the generators, and the tiny fixture's inputs they read (the weights are rebuilt there by
+# make_fixtures.py from the fixture's seed, byte for byte, which keeps the pack under the carry limit).
+rm -rf .gpu/fixtures && mkdir -p .gpu/fixtures/spatial-mllm-tiny
+cp environment/fixtures/*.py .gpu/fixtures/
+cp "$shared"/fixtures/spatial-mllm-tiny/{config.json,io.json,io.safetensors} .gpu/fixtures/spatial-mllm-tiny/
 find .gpu -name __pycache__ -prune -exec rm -rf {} +
 du -sh .gpu
