@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Models.Vggt;
 using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Runtime;
 using TorchSharp;
@@ -155,9 +156,10 @@ public sealed class GrpoTrainer
         }
         // TRL loads no reference when beta is 0. Full fine-tuning: a frozen copy of the base model; LoRA: the policy with
         // its adapters off (TRL's use_adapter(model, None)), which needs no second copy.
+        bool vggtFrozen = !trainable.Any(p => p.Key.StartsWith(VggtModel.CheckpointPrefix, StringComparison.Ordinal));
         using IReferencePolicy? reference = c.Beta == 0 ? null
-            : trained.Lora is { } lora ? new AdaptersOffReference(model, lora)
-            : FrozenCopyReference.FrozenCopy(a.ModelNameOrPath, device, dtype);
+            : trained.Lora is { } lora ? new AdaptersOffReference(model, lora, vggtFrozen)
+            : FrozenCopyReference.FrozenCopy(a.ModelNameOrPath, device, dtype, vggtFrozen);
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         saveEvery = (saveEvery + c.NumIterations - 1) / c.NumIterations * c.NumIterations;

@@ -17,18 +17,14 @@ public interface IReferencePolicy : IDisposable
 }
 
 /// <summary>The trained model itself with its LoRA adapters switched off for the pass: the base weights, no second copy.</summary>
-public sealed class AdaptersOffReference(SpatialMllmModel model, LoraModel lora) : IReferencePolicy
+/// <param name="vggtFrozen">No VGGT parameter or adapter trains, so the rollout's VGGT tokens are the base model's too.</param>
+public sealed class AdaptersOffReference(SpatialMllmModel model, LoraModel lora, bool vggtFrozen) : IReferencePolicy
 {
     public Tensor PerTokenLogProbs(GrpoGroup group, double temperature)
     {
-        using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
-        using var off = lora.disable_adapter();
         // The encoders too: adapters there are part of the policy, not of the reference.
-        var visual = model.EncodeForTraining(group.Video.PixelValuesVideos, group.Video.Grid, group.Video.VideoTchw, group.SpatialTokens);
-        var (logProbs, _) = CompletionLogProbs.Compute(model, visual, group.PromptIds, group.Video.Grid, group.Video.SecondPerGridT,
-            group.CompletionIds, temperature);
-        return logProbs.MoveToOuterDisposeScope();
+        using var off = lora.disable_adapter();
+        return FrozenCopyReference.LogProbsWithoutGraph(model, group, temperature, vggtFrozen);
     }
 
     /// <summary>The model is the policy's: nothing of its own to release.</summary>
@@ -39,24 +35,32 @@ public sealed class AdaptersOffReference(SpatialMllmModel model, LoraModel lora)
 public sealed class FrozenCopyReference : IReferencePolicy
 {
     readonly SpatialMllmModel _model;
+    readonly bool _vggtFrozen;
 
-    FrozenCopyReference(SpatialMllmModel model)
+    FrozenCopyReference(SpatialMllmModel model, bool vggtFrozen)
     {
         _model = model;
+        _vggtFrozen = vggtFrozen;
         foreach (var (_, module) in model.Components())
             foreach (var parameter in module.parameters()) parameter.requires_grad = false;
     }
 
     /// <summary>Loads the base model's folder again (same device and dtype as the policy).</summary>
-    public static FrozenCopyReference FrozenCopy(string folder, Device device, ScalarType dtype) => new(SpatialMllmModel.Load(folder, device, dtype));
+    /// <param name="vggtFrozen">The policy's VGGT does not train, so its tokens are the base model's too.</param>
+    public static FrozenCopyReference FrozenCopy(string folder, Device device, ScalarType dtype, bool vggtFrozen) =>
+        new(SpatialMllmModel.Load(folder, device, dtype), vggtFrozen);
 
-    public Tensor PerTokenLogProbs(GrpoGroup group, double temperature)
+    public Tensor PerTokenLogProbs(GrpoGroup group, double temperature) => LogProbsWithoutGraph(_model, group, temperature, _vggtFrozen);
+
+    /// <summary><paramref name="model"/>'s per-token log-probabilities [K, T] of the group's completions, without a graph:
+    /// its own encoders over the group's frames, reusing the rollout's VGGT tokens only when <paramref name="vggtFrozen"/>
+    /// (a trained VGGT's tokens are the policy's, not the reference's).</summary>
+    internal static Tensor LogProbsWithoutGraph(SpatialMllmModel model, GrpoGroup group, double temperature, bool vggtFrozen)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        // Its own merger and connector over the same frames (VGGT is frozen in both, so its output is shared).
-        var visual = _model.EncodeForTraining(group.Video.PixelValuesVideos, group.Video.Grid, group.Video.VideoTchw, group.SpatialTokens);
-        var (logProbs, _) = CompletionLogProbs.Compute(_model, visual, group.PromptIds, group.Video.Grid, group.Video.SecondPerGridT,
+        var visual = model.EncodeForTraining(group.Video.PixelValuesVideos, group.Video.Grid, group.Video.VideoTchw, vggtFrozen ? group.SpatialTokens : null);
+        var (logProbs, _) = CompletionLogProbs.Compute(model, visual, group.PromptIds, group.Video.Grid, group.Video.SecondPerGridT,
             group.CompletionIds, temperature);
         return logProbs.MoveToOuterDisposeScope();
     }
