@@ -1,9 +1,11 @@
 using SpatialMllm.Research.Checkpoints;
+using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.TestSupport;
 using TorchSharp;
 using static TorchSharp.torch;
+using static SpatialMllm.Research.TestSupport.LoraEdits;
 using static SpatialMllm.Research.TestSupport.WeightEdits;
 
 namespace SpatialMllm.Research.GpuTests;
@@ -12,7 +14,8 @@ namespace SpatialMllm.Research.GpuTests;
 /// The weight-edit contract (issue 22) on CUDA: every idiom × the CUDA paths — the fused attention, the TorchScript step,
 /// the shared prefix, and the CUDA graph captured before the edit, alone and batched — gives the step logits of a freshly
 /// loaded model carrying the same weights (the tiny model in float32, within 1e-5); and at full size in bf16, an edit made
-/// after the decode graph was captured gives a freshly loaded edited model's tokens.
+/// after the decode graph was captured gives a freshly loaded edited model's tokens. LoRA adapters added after the graph
+/// was captured, and their lora_B edited in place, give the merged model's logits on the same paths.
 /// </summary>
 public sealed class WeightEditGpuTests
 {
@@ -61,6 +64,34 @@ public sealed class WeightEditGpuTests
         double difference = MaxDifference(expected, after);
         Assert.True(difference <= 1e-5, $"{edit} on {path}: logits differ from a freshly loaded model's by {difference:E2}");
         Assert.True(MaxDifference(before, after) > 1e-4, $"{edit} did not move the logits on {path}");
+    }
+
+    public static TheoryData<DecoderPath> CudaPaths() =>
+        [DecoderPath.Fused, DecoderPath.Scripted, DecoderPath.SharedPrefix, DecoderPath.CudaGraph, DecoderPath.BatchedCudaGraph];
+
+    [Theory]
+    [MemberData(nameof(CudaPaths))]
+    public void A_lora_adapter_added_after_capture_and_edited_in_place_is_what_the_next_forward_computes_on_cuda(DecoderPath path)
+    {
+        Gpu.RequireCuda();
+        using var frames = Frames();
+        using var model = LoadTiny();
+        using var features = model.EncodeFrames(frames);
+        var before = Logits(model, features, path); // captures the graph, caches the prefix, fuses q/k/v
+        var lora = LoraModel.Apply(model, AttentionAdapters);
+        EditLoraB(lora);
+        var after = Logits(model, features, path);
+
+        using var merged = MergedCopy(lora, LoadTiny);
+        using var mergedFeatures = merged.EncodeFrames(frames);
+        var expected = Logits(merged, mergedFeatures, path);
+        double difference = MaxDifference(expected, after);
+        Assert.True(difference <= 1e-5, $"LoRA on {path}: logits differ from the merged model's by {difference:E2}");
+        Assert.True(MaxDifference(before, after) > 1e-4, $"the adapter did not move the logits on {path}");
+
+        lora.unload(); // the base weights again, on the same path (the graph replays them)
+        var unloaded = Logits(model, features, path);
+        Assert.True(MaxDifference(before, unloaded) <= 1e-5, $"after unload on {path}: {MaxDifference(before, unloaded):E2} from the base model");
     }
 
     [Fact]

@@ -7,6 +7,7 @@ using SpatialMllm.Research.Training;
 using SpatialMllm.Research.Tests.Models;
 using TorchSharp;
 using TorchSharp.Modules;
+using static SpatialMllm.Research.TestSupport.LoraEdits;
 using static SpatialMllm.Research.TestSupport.WeightEdits;
 using static TorchSharp.torch;
 
@@ -24,35 +25,7 @@ public sealed class LoraContractTests(TinyCheckpointOnDisk checkpoint) : TinyChe
 
     VideoFeatures Encode(SpatialMllmModel model) => Own(model.EncodeFrames(Checkpoint.Frames));
 
-    static readonly LoraConfig AttentionAdapters = new() { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj", "o_proj"] };
-
-    /// <summary>Every adapter's lora_B set in place (under no_grad, as an edit or an optimizer step does) to seeded noise.</summary>
-    static void EditLoraB(LoraModel lora, int seed = 3)
-    {
-        using var noGrad = torch.no_grad();
-        using var generator = new Generator((ulong)seed);
-        foreach (var layer in lora.Layers)
-        {
-            var b = layer.lora_B.weight!;
-            using var noise = torch.randn(b.shape, generator: generator).mul_(0.5);
-            b.copy_(noise);
-        }
-    }
-
-    /// <summary>A freshly loaded model whose weights are <paramref name="lora"/>'s base weights plus each adapter's update.</summary>
-    SpatialMllmModel MergedCopy(LoraModel lora)
-    {
-        var fresh = Own(SpatialMllmModel.Load(Checkpoint.Folder, torch.CPU));
-        var linears = fresh.Components().SelectMany(c => c.Module.named_modules().Select(m => (Name: c.Prefix + m.name, m.module)))
-            .Where(m => m.module is Linear).ToDictionary(m => m.Name, m => (Linear)m.module);
-        using var noGrad = torch.no_grad();
-        foreach (var layer in lora.Layers)
-        {
-            using var delta = layer.get_delta_weight();
-            linears[layer.Name].weight!.copy_(layer.base_layer.weight!).add_(delta);
-        }
-        return fresh;
-    }
+    SpatialMllmModel MergedCopy(LoraModel lora) => Own(LoraEdits.MergedCopy(lora, () => SpatialMllmModel.Load(Checkpoint.Folder, torch.CPU)));
 
     public static TheoryData<DecoderPath> CpuPaths() =>
         [DecoderPath.EagerAttention, DecoderPath.Sdpa, DecoderPath.Fused, DecoderPath.Scripted, DecoderPath.SharedPrefix, DecoderPath.Batched];
