@@ -11,7 +11,8 @@ namespace SpatialMllm.Benchmarks;
 
 /// <summary>
 /// One SFT step of the full-size model as <c>../shared/tools/ref_train_step.py</c> times it: the seed's trainable set,
-/// bf16 weights, 16 frames at 476×644 (3190 tokens, the last 16 in the loss), forward + backward + global clip + AdamW.
+/// bf16 weights, 16 frames at 476×644 (3190 tokens, the last 16 in the loss), forward + backward + global clip + AdamW
+/// through the trainer's own <see cref="OptimizerStep"/>.
 /// With <c>lora</c>: LoRA adapters instead (r 16, alpha 32, dropout 0.05 — 0 under gradient checkpointing, which cannot
 /// replay dropout masks — on the decoder's q/k/v/o/gate/up/down, float32 adapters as PEFT keeps them), the rest frozen.
 /// </summary>
@@ -40,14 +41,14 @@ internal static class TrainStep
         var labels = ids.Select((id, i) => i >= ids.Length - AnswerTokens ? id : SftExample.IgnoreIndex).ToArray();
         using var example = new SftExample(ids, labels, torch.randn(grid.PatchCount, 3 * 2 * 14 * 14, ScalarType.BFloat16, cuda), grid, 0.5,
             torch.rand(Frames, 3, Height, Width, ScalarType.BFloat16, cuda), "benchmark");
+        var optimizerStep = new OptimizerStep(trainable, optimizer, maxGradNorm: 1.0); // the trainer's step
         int step = 0;
         void Step()
         {
-            foreach (var p in trainable) p.Parameter.grad = null;
-            SftObjective.Loss(model, example).backward();
-            GradientClipping.ClipGlobalNorm(trainable.Select(p => p.Parameter.grad).OfType<Tensor>(), 1.0);
+            optimizerStep.Begin();
+            optimizerStep.Accumulate(model, example, accumulationSteps: 1);
             double factor = schedule.Factor(3 + step++);
-            optimizer.Update(g => (g == ParameterGroup.Language ? 7e-6 : 2e-5) * factor);
+            optimizerStep.Update(g => (g == ParameterGroup.Language ? 7e-6 : 2e-5) * factor);
         }
         string name = (lora ? "LoRA " : "") + (gradientCheckpointing ? "train step (gradient checkpointing)" : "train step");
         var (ms, peak, all) = Timing.Measure(name, runs, Step, memory, warmup: 2);
