@@ -93,7 +93,8 @@ public class LoraTrainingTests
         Assert.NotEqual(0, headCode);
         Assert.Contains("adapts VGGT's spatial_encoder.vggt_model.camera_head.", headOutput + headError);
         var (code1, output1, error1) = CliInvocation.Invoke(Common("--lora_r", "4", "--lora_target_modules", "aggregator.frame_blocks.0.attn.qkv",
-            "--lora_dropout", "0", "--max_steps", "1", "--warmup_ratio", "0", "--learning_rate", "1e-2"));
+            "--lora_dropout", "0", "--max_steps", "1", "--warmup_ratio", "0", "--learning_rate", "1e-2",
+            "--video_min_frames", "4", "--video_max_frames", "4", "--video_min_frame_pixels", "9408", "--video_max_frame_pixels", "9408"));
         Assert.True(code1 == 0, output1 + error1);
         using var adapter = SafetensorsFile.Open(Path.Combine(dir, "out", "adapter_model.safetensors"));
         using var loraB = adapter.Read("base_model.model.spatial_encoder.vggt_model.aggregator.frame_blocks.0.attn.qkv.lora_B.weight");
