@@ -13,4 +13,6 @@ python3 "$F/make_grpo_fixture.py" "$PWD/.gpu/ref" "$PWD/.gpu/tools" "$OUT/fixtur
 tail -3 "$OUT/fixtures/grpo.log"
 python3 "$F/make_vggt_train_fixture.py" "$PWD/.gpu/ref" "$PWD/.gpu/tools" "$OUT/fixtures/vggt-train" --tiny "$TINY" > "$OUT/fixtures/vggt-train.log" 2>&1 || status=1
 tail -3 "$OUT/fixtures/vggt-train.log"
+# The GPU tests in the same call read them where the CPU tests do.
+mkdir -p tests/fixtures && cp -r "$OUT/fixtures/grpo" "$OUT/fixtures/vggt-train" tests/fixtures/ 2>/dev/null
 exit $status

@@ -29,10 +29,24 @@ cp -r "$shared/reference/spatial-mllm" .gpu/ref
 mkdir -p .gpu/tools .gpu/bench
 cp "$shared"/tools/*.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/tools/
 cp benchmarks/run-gpu.sh benchmarks/reference/qwen25vl_reference.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/bench/
-# environment/gpu-fixtures.sh: the generators, and the tiny fixture's inputs they read (the weights are rebuilt there by
-# make_fixtures.py from the fixture's seed, byte for byte, which keeps the pack under the carry limit).
+# environment/gpu-fixtures.sh: the generators and the tiny fixture they start from (VggtTrainingGpuTests reads it too, as
+# $SPATIAL_MLLM_SHARED/fixtures/spatial-mllm-tiny). Of its training batches only step 0's ids and labels are read: the
+# other steps (10 MB) stay here, which keeps the pack under the carry limit.
 rm -rf .gpu/fixtures && mkdir -p .gpu/fixtures/spatial-mllm-tiny
 cp environment/fixtures/*.py .gpu/fixtures/
-cp "$shared"/fixtures/spatial-mllm-tiny/{config.json,io.json,io.safetensors} .gpu/fixtures/spatial-mllm-tiny/
+cp "$shared"/fixtures/spatial-mllm-tiny/{config.json,io.json,io.safetensors,model.safetensors} .gpu/fixtures/spatial-mllm-tiny/
+python3 - "$shared/fixtures/spatial-mllm-tiny/train.safetensors" .gpu/fixtures/spatial-mllm-tiny/train.safetensors <<'PY'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    data = f.read()
+keep, offset, out = {}, 0, b""
+for key in ("step0_input_ids", "step0_labels"):
+    begin, end = header[key]["data_offsets"]
+    keep[key] = dict(header[key], data_offsets=[offset, offset + end - begin])
+    out += data[begin:end]; offset += end - begin
+head = json.dumps(keep).encode(); head += b" " * (-len(head) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(head)) + head + out)
+PY
 find .gpu -name __pycache__ -prune -exec rm -rf {} +
 du -sh .gpu

@@ -44,7 +44,8 @@ fixtures=""
 make_fixture t16-476x644 4242 || { echo "0 passed, 1 failed"; exit 1; }
 [ -n "${GPU_TESTS_QUICK:-}" ] || make_fixture t12-644x476 777 --frames 12 --hw 644 476 || { echo "0 passed, 1 failed"; exit 1; }
 
-export SPATIAL_MLLM_FULLSIZE_FIXTURES="$fixtures" GPU_TESTS_REPORT="$OUT/gpu-tests-report.md"
+# VggtTrainingGpuTests read the tiny fixture that environment/gpu-pack.sh carries in .gpu/fixtures.
+export SPATIAL_MLLM_FULLSIZE_FIXTURES="$fixtures" GPU_TESTS_REPORT="$OUT/gpu-tests-report.md" SPATIAL_MLLM_SHARED=${SPATIAL_MLLM_SHARED:-$PWD/.gpu}
 : > "$GPU_TESTS_REPORT"
 dotnet .gpu/SpatialMllm.Research.GpuTests/SpatialMllm.Research.GpuTests.dll -parallel none -noColor -reporter verbose ${GPU_TESTS_XUNIT:-} \
   | tee /tmp/gpu-tests-xunit.log
