@@ -1,6 +1,8 @@
 using SpatialMllm.Research.Checkpoints;
 using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Models.Vggt;
+using SpatialMllm.Research.Processing;
+using SpatialMllm.Research.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -35,6 +37,17 @@ public sealed class TinyFixture : IDisposable
     }
 
     public static string IoPath => Path.Combine(TestPaths.TinyFixture, "io.safetensors");
+
+    /// <summary>The fixture's first SFT batch (train.safetensors' step 0) on its video.</summary>
+    public static SftExample FirstTrainingExample()
+    {
+        using var train = SafetensorsFile.Open(Path.Combine(TestPaths.TinyFixture, "train.safetensors"));
+        using var io = SafetensorsFile.Open(IoPath);
+        var grid = io.Read("video_grid_thw").data<long>().ToArray();
+        return new SftExample(train.Read("step0_input_ids").data<long>().ToArray(), train.Read("step0_labels").data<long>().ToArray(),
+            io.Read("pixel_values_videos", ScalarType.Float32).DetachFromDisposeScope(), new GridThw((int)grid[0], (int)grid[1], (int)grid[2]),
+            io.Read("second_per_grid_ts").to(ScalarType.Float64).item<double>(), io.Read("video_tchw", ScalarType.Float32).DetachFromDisposeScope());
+    }
 
     internal Checkpoint Checkpoint { get; } = Checkpoint.Open(TestPaths.TinyFixture);
 

@@ -32,17 +32,6 @@ public class VggtTrainingTests(ITestOutputHelper output)
         Assert.All(checks, c => Assert.True(c.Passed, $"{c.Name}: {c.MaxRelError:E2} {c.Note}"));
     }
 
-    /// <summary>The tiny fixture's first SFT batch (train.safetensors) on its video.</summary>
-    static SftExample FixtureExample(SpatialMllmModel model)
-    {
-        using var train = SafetensorsFile.Open(Path.Combine(TestPaths.TinyFixture, "train.safetensors"));
-        using var io = SafetensorsFile.Open(TinyFixture.IoPath);
-        var grid = io.Read("video_grid_thw").data<long>().ToArray();
-        return new SftExample(train.Read("step0_input_ids").data<long>().ToArray(), train.Read("step0_labels").data<long>().ToArray(),
-            io.Read("pixel_values_videos", ScalarType.Float32).DetachFromDisposeScope(), new GridThw((int)grid[0], (int)grid[1], (int)grid[2]),
-            io.Read("second_per_grid_ts").to(ScalarType.Float64).item<double>(), io.Read("video_tchw", ScalarType.Float32).DetachFromDisposeScope());
-    }
-
     static Dictionary<string, Parameter> AggregatorParameters(SpatialMllmModel model) =>
         model.spatial_encoder!.vggt_model.aggregator.named_parameters().ToDictionary(p => p.name, p => p.parameter);
 
@@ -51,7 +40,7 @@ public class VggtTrainingTests(ITestOutputHelper output)
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU, ScalarType.Float32);
         var trainable = new TrainableSet(TuneSpatialEncoder: true).Apply(model);
-        using var example = FixtureExample(model);
+        using var example = TinyFixture.FirstTrainingExample();
         var loss = SftObjective.Loss(model, example);
         loss.backward();
         double baseLoss = loss.item<float>();
@@ -79,25 +68,6 @@ public class VggtTrainingTests(ITestOutputHelper output)
         output.WriteLine($"loss {baseLoss:F6}; |grad VGGT| {norm:E4}; central difference {slope:E4}");
         Assert.True(Math.Abs(slope - norm) < 0.02 * norm, $"slope {slope} vs gradient norm {norm}");
         Assert.True(minus < baseLoss && baseLoss < plus, "a step against the gradient lowers the loss");
-    }
-
-    [Fact]
-    public void Checkpointed_aggregator_blocks_give_the_same_gradients()
-    {
-        Dictionary<string, Tensor> Gradients(bool checkpointing)
-        {
-            using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU, ScalarType.Float32);
-            model.spatial_encoder!.vggt_model.aggregator.GradientCheckpointing = checkpointing;
-            new TrainableSet(TuneLanguage: false, TuneConnector: false, TuneSpatialEncoder: true).Apply(model);
-            using var example = FixtureExample(model);
-            SftObjective.Loss(model, example).backward();
-            return AggregatorParameters(model).Where(p => p.Value.grad is not null).ToDictionary(p => p.Key, p => p.Value.grad!.clone().DetachFromDisposeScope());
-        }
-        var plain = Gradients(false);
-        var checkpointed = Gradients(true);
-        Assert.Equal(plain.Keys.Order(), checkpointed.Keys.Order());
-        foreach (var (key, g) in plain)
-            Assert.True(torch.allclose(g, checkpointed[key], rtol: 1e-5, atol: 1e-7), key);
     }
 
     [Fact]
@@ -132,8 +102,8 @@ public class VggtTrainingTests(ITestOutputHelper output)
     {
         using var model = SpatialMllmModel.Load(TestPaths.TinyFixture, torch.CPU, ScalarType.Float32);
         new TrainableSet().Apply(model);
-        using var plain = FixtureExample(model);
-        using var cached = FixtureExample(model) with { SpatialTokens = model.SpatialTokens(plain.VideoTchw), SpatialTokensWeights = model.SpatialEncoderWeights() };
+        using var plain = TinyFixture.FirstTrainingExample();
+        using var cached = TinyFixture.FirstTrainingExample() with { SpatialTokens = model.SpatialTokens(plain.VideoTchw), SpatialTokensWeights = model.SpatialEncoderWeights() };
         Assert.Equal(SftObjective.Loss(model, plain).item<float>(), SftObjective.Loss(model, cached).item<float>());
 
         using (torch.no_grad()) model.spatial_encoder!.vggt_model.aggregator.global_blocks[^1].mlp.fc2.weight!.mul_(3);
@@ -141,7 +111,7 @@ public class VggtTrainingTests(ITestOutputHelper output)
         Assert.Equal(fresh, SftObjective.Loss(model, cached).item<float>());   // the stale tokens are not used
 
         new TrainableSet(TuneSpatialEncoder: true).Apply(model);
-        using var current = FixtureExample(model) with { SpatialTokens = model.SpatialTokens(plain.VideoTchw), SpatialTokensWeights = model.SpatialEncoderWeights() };
+        using var current = TinyFixture.FirstTrainingExample() with { SpatialTokens = model.SpatialTokens(plain.VideoTchw), SpatialTokensWeights = model.SpatialEncoderWeights() };
         var loss = SftObjective.Loss(model, current);
         loss.backward();
         Assert.NotNull(model.spatial_encoder.vggt_model.aggregator.global_blocks[0].attn.qkv.weight!.grad);   // computed with a graph

@@ -138,6 +138,15 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
                 $"The sequence would be {cache.Length + 1} tokens long, more than the model's max_position_embeddings ({config.MaxPositionEmbeddings}).");
         var (keys, values) = cache.Reserve(1);
         var keyMask = cache.KeyMask(ids.shape[0], keys[0].shape[2]);
+        // Within one generation nothing can move a weight between steps (a hook, the one place user code runs then, makes
+        // decoding eager): the graph's weights are checked at its first step only, which keeps ~600 native calls a token
+        // off the replay (Qwen2KvCache.DecodeGraphChecked; cleared when the cache starts another sequence).
+        if (graph && cache.DecodeGraphChecked && cache.DecodeGraph is CapturedStep checkedGraph)
+        {
+            var replayed = checkedGraph.Step(ids, ropeDeltas, cache.Length);
+            cache.Advance(1);
+            return replayed;
+        }
         var weights = PackWeights();
         var rotary = _model.rotary_emb;
         var invFreq = rotary.InverseFrequencies(ids.device);
@@ -156,6 +165,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
                 cache.DecodeGraph = null;
                 cache.DecodeGraph = captured = CapturedStep.Capture(Run, ids, ropeDeltas, cache.Length, read);
             }
+            cache.DecodeGraphChecked = true;
             logits = captured.Step(ids, ropeDeltas, cache.Length);
         }
         else

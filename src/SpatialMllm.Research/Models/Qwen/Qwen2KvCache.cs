@@ -61,6 +61,7 @@ public sealed class Qwen2KvCache : IDisposable
     internal void Reset()
     {
         Length = 0;
+        DecodeGraphChecked = false;
         ShowAllSlots();
     }
 
@@ -74,6 +75,7 @@ public sealed class Qwen2KvCache : IDisposable
         if (prefix._keys.Length != _keys.Length)
             throw new ArgumentException($"The prefix cache has {prefix._keys.Length} layers; this one {_keys.Length}.", nameof(prefix));
         Length = 0;
+        DecodeGraphChecked = false;
         ShowAllSlots();
         long tokens = prefix.Length;
         using var _ = torch.no_grad();
@@ -159,7 +161,17 @@ public sealed class Qwen2KvCache : IDisposable
 
     /// <summary>The decode fast path's step captured over these buffers (CUDA; <see cref="Qwen2DecodeFastPath"/>);
     /// disposed with the cache or when the buffers regrow.</summary>
-    internal IDisposable? DecodeGraph { get; set; }
+    internal IDisposable? DecodeGraph
+    {
+        get => _decodeGraph;
+        set { _decodeGraph = value; DecodeGraphChecked = false; }
+    }
+    IDisposable? _decodeGraph;
+
+    /// <summary>Whether this sequence's first decode step found <see cref="DecodeGraph"/> reading the weights where they
+    /// lie (or captured it): the later steps of the sequence replay it unchecked. Cleared by <see cref="Reset"/>,
+    /// <see cref="CopyPrefixFrom"/> and a new or disposed graph.</summary>
+    internal bool DecodeGraphChecked { get; set; }
 
     /// <summary>
     /// Every layer's whole key and value buffers, grown to hold <paramref name="tokens"/> more, for a caller that writes

@@ -119,6 +119,7 @@ public sealed class Qwen2TextModel : nn.Module
                 "Gradient checkpointing recomputes each decoder layer in the backward pass, where LoRA dropout would draw other masks " +
                 "than in the forward (TorchSharp cannot restore the CUDA generator's state as torch.utils.checkpoint does): set lora_dropout " +
                 "to 0, or turn gradient checkpointing off.");
+        if (checkpointed) x = CheckpointSegment.Input(x);
         for (int i = 0; i < layers.Count; i++)
         {
             x = checkpointed ? CheckpointedDecoderLayer.apply(layers[i], x, cos, sin, implementation)

@@ -158,7 +158,7 @@ public sealed class VggtAggregator : nn.Module
     }
 
     static Tensor Block(VggtBlock block, Tensor x, Rope2D rope, bool checkpointed) =>
-        checkpointed ? CheckpointedVggtBlock.apply(block, x, rope) : block.forward(x, rope);
+        checkpointed ? CheckpointedVggtBlock.apply(block, CheckpointSegment.Input(x), rope) : block.forward(x, rope);
 
     int NormalizeLayer(int layer)
     {
