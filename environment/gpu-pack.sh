@@ -28,7 +28,7 @@ rm -rf .gpu/ref .gpu/tools .gpu/bench .gpu/fixtures
 cp -r "$shared/reference/spatial-mllm" .gpu/ref
 mkdir -p .gpu/tools .gpu/bench
 cp "$shared"/tools/*.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/tools/
-cp benchmarks/run-gpu.sh benchmarks/reference/qwen25vl_reference.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/bench/
+cp benchmarks/run-gpu.sh benchmarks/reference/qwen25vl_reference.py benchmarks/reference/grpo_step_reference.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/bench/
 # environment/gpu-fixtures.sh: the generators and the tiny fixture they start from (VggtTrainingGpuTests reads it too, as
 # $SPATIAL_MLLM_SHARED/fixtures/spatial-mllm-tiny). Of its training batches only step 0's ids and labels are read: the
 # other steps (10 MB) stay here, which keeps the pack under the carry limit.

@@ -47,6 +47,33 @@ internal static class Gpu
             : new Dictionary<string, double>();
     }
 
+    /// <summary>tests/fixtures/<paramref name="name"/> (reference fixtures committed with the repository); skips when it
+    /// holds none.</summary>
+    public static string RepoFixture(string name)
+    {
+        string folder = Path.Combine(RepoRoot(), "tests", "fixtures", name);
+        Assert.SkipUnless(Directory.Exists(folder) && Directory.EnumerateFiles(folder, "*.safetensors").Any(),
+            $"{folder} holds no fixture yet (environment/gpu-fixtures.sh makes it).");
+        return folder;
+    }
+
+    /// <summary>The tiny Spatial-MLLM fixture, $SPATIAL_MLLM_SHARED/fixtures/spatial-mllm-tiny (gpu-tests.sh points it at
+    /// the copy environment/gpu-pack.sh carries; default ../shared beside the repository); skips when it is not there.</summary>
+    public static string TinyFixture()
+    {
+        string shared = Environment.GetEnvironmentVariable("SPATIAL_MLLM_SHARED") is { Length: > 0 } s ? s : Path.Combine(RepoRoot(), "..", "shared");
+        string tiny = Path.GetFullPath(Path.Combine(shared, "fixtures", "spatial-mllm-tiny"));
+        Assert.SkipUnless(File.Exists(Path.Combine(tiny, "model.safetensors")), $"the tiny fixture is not at {tiny} (set SPATIAL_MLLM_SHARED).");
+        return tiny;
+    }
+
+    static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "SpatialMllm.Research.sln"))) return dir.FullName;
+        throw new InvalidOperationException("SpatialMllm.Research.sln not found above " + AppContext.BaseDirectory);
+    }
+
     static readonly object ReportLock = new();
 
     /// <summary>Appends a section to $GPU_TESTS_REPORT (when set) and prints it (xunit v3 does not capture the console).</summary>

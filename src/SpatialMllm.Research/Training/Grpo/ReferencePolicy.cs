@@ -1,5 +1,6 @@
 using SpatialMllm.Research.Lora;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Processing;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -50,18 +51,31 @@ public sealed class FrozenCopyReference : IReferencePolicy
     public static FrozenCopyReference FrozenCopy(string folder, Device device, ScalarType dtype, bool vggtFrozen) =>
         new(SpatialMllmModel.Load(folder, device, dtype), vggtFrozen);
 
+    /// <summary>Freezes <paramref name="model"/> (a copy of the base model made by the caller) and takes it over.</summary>
+    public static FrozenCopyReference Of(SpatialMllmModel model, bool vggtFrozen) => new(model, vggtFrozen);
+
     public Tensor PerTokenLogProbs(GrpoGroup group, double temperature) => LogProbsWithoutGraph(_model, group, temperature, _vggtFrozen);
+
+    /// <summary><see cref="PerTokenLogProbs(GrpoGroup, double)"/> from a rollout's parts (the benchmark's, which has no
+    /// video file to make a group from).</summary>
+    internal Tensor PerTokenLogProbs(Tensor pixelValues, GridThw grid, Tensor videoTchw, double secondPerGridT, Tensor? spatialTokens,
+        IReadOnlyList<int> promptIds, Tensor completionIds, double temperature) =>
+        LogProbsWithoutGraph(_model, pixelValues, grid, videoTchw, secondPerGridT, _vggtFrozen ? spatialTokens : null, promptIds, completionIds, temperature);
 
     /// <summary><paramref name="model"/>'s per-token log-probabilities [K, T] of the group's completions, without a graph:
     /// its own encoders over the group's frames, reusing the rollout's VGGT tokens only when <paramref name="vggtFrozen"/>
     /// (a trained VGGT's tokens are the policy's, not the reference's).</summary>
-    internal static Tensor LogProbsWithoutGraph(SpatialMllmModel model, GrpoGroup group, double temperature, bool vggtFrozen)
+    internal static Tensor LogProbsWithoutGraph(SpatialMllmModel model, GrpoGroup group, double temperature, bool vggtFrozen) =>
+        LogProbsWithoutGraph(model, group.Video.PixelValuesVideos, group.Video.Grid, group.Video.VideoTchw, group.Video.SecondPerGridT,
+            vggtFrozen ? group.SpatialTokens : null, group.PromptIds, group.CompletionIds, temperature);
+
+    static Tensor LogProbsWithoutGraph(SpatialMllmModel model, Tensor pixelValues, GridThw grid, Tensor videoTchw, double secondPerGridT,
+        Tensor? spatialTokens, IReadOnlyList<int> promptIds, Tensor completionIds, double temperature)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        var visual = model.EncodeForTraining(group.Video.PixelValuesVideos, group.Video.Grid, group.Video.VideoTchw, vggtFrozen ? group.SpatialTokens : null);
-        var (logProbs, _) = CompletionLogProbs.Compute(model, visual, group.PromptIds, group.Video.Grid, group.Video.SecondPerGridT,
-            group.CompletionIds, temperature);
+        var visual = model.EncodeForTraining(pixelValues, grid, videoTchw, spatialTokens);
+        var (logProbs, _) = CompletionLogProbs.Compute(model, visual, promptIds, grid, secondPerGridT, completionIds, temperature);
         return logProbs.MoveToOuterDisposeScope();
     }
 
