@@ -45,7 +45,6 @@ for p in visual.parameters():
 for p in visual.merger.parameters():
     p.requires_grad_(True)
 language.gradient_checkpointing_enable() if hasattr(language, "gradient_checkpointing_enable") else model.gradient_checkpointing_enable()
-model.train()
 trainable = [p for p in list(model.parameters()) + list(connector.parameters()) if p.requires_grad]
 optimizer = torch.optim.AdamW(trainable, lr=1e-6, weight_decay=0.0, fused=True)
 
@@ -58,8 +57,8 @@ ids = torch.randint(100, 150000, (1, P), device="cuda")
 ids[0, 15] = getattr(config, "vision_start_token_id", 151652)
 ids[0, 16:16 + 3128] = video_token
 ids[0, 16 + 3128] = getattr(config, "vision_end_token_id", 151653)
-positions, deltas = model.model.get_rope_index(ids, None, grid, torch.tensor([0.5], device="cuda")) if hasattr(model, "model") \
-    and hasattr(model.model, "get_rope_index") else model.get_rope_index(ids, None, grid, torch.tensor([0.5], device="cuda"))
+# Positions as qwen25vl_reference.py gives them (the M-RoPE layout costs nothing to time).
+positions, deltas = torch.arange(P, device="cuda").view(1, 1, P).expand(3, 1, P), torch.zeros(1, device="cuda", dtype=torch.long)
 mask = torch.ones(K, T, device="cuda")
 
 
@@ -85,6 +84,7 @@ def logps(m, lang, prompt_embeds, completion):
 def step(seed):
     times = {}
     start = time.perf_counter()
+    model.eval()                               # generate's mode: transformers turns the cache off under checkpointing in training
     with torch.no_grad():                      # rollout
         spatial = aggregator(frames)[0][-1]
         prompt = embed(language, visual, connector, spatial)
@@ -109,6 +109,7 @@ def step(seed):
     torch.cuda.synchronize()
     times["reference_ms"] = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
+    model.train()
     policy = logps(model, language, embed(language, visual, connector, spatial), completion)
     advantages = torch.linspace(-1, 1, K, device="cuda").unsqueeze(1)
     ratio = torch.exp(policy - policy.detach())
