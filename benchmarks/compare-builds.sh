@@ -5,6 +5,7 @@
 #          commit's SpatialMllm.Research.dll and SpatialMllm.Benchmarks.dll (built at that commit, Release) in .gpu/baseline/
 #   there: run(command: "bash benchmarks/compare-builds.sh LABEL", carry: [".gpu"])   (about 4 minutes on an H100)
 # Writes $OUT/compare-<LABEL>.md and the parts' JSON under $OUT/compare/.
+# ROUNDS=N: N rounds of each build (default 2).
 set -uo pipefail
 label=${1:-baseline}
 OUT=${OUT:-/tmp/compare-out}
@@ -12,7 +13,7 @@ source .gpu/env.sh || exit 1
 new=.gpu/SpatialMllm.Benchmarks; old=/tmp/baseline-benchmarks
 rm -rf $old && cp -r $new $old && cp .gpu/baseline/*.dll $old/ || exit 1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-for round in 1 2; do
+for round in $(seq 1 "${ROUNDS:-2}"); do
   for build in new old; do
     dir="$OUT/compare/$build-$round"; mkdir -p "$dir"
     app=$new; [ $build = old ] && app=$old
