@@ -3,7 +3,7 @@
 # (new, old, new, old), so that clocks and the machine's state weigh on both alike; then the medians side by side.
 #   here:  environment/gpu-pack.sh benchmarks/SpatialMllm.Benchmarks/SpatialMllm.Benchmarks.csproj, then the earlier
 #          commit's SpatialMllm.Research.dll and SpatialMllm.Benchmarks.dll (built at that commit, Release) in .gpu/baseline/
-#   there: run(command: "bash benchmarks/compare-builds.sh LABEL", carry: [".gpu"])   (about 4 minutes on an H100)
+#   there: run(command: "bash benchmarks/compare-builds.sh LABEL", carry: [".gpu"])   (2.6 minutes on an H100)
 # Writes $OUT/compare-<LABEL>.md and the parts' JSON under $OUT/compare/.
 # ROUNDS=N: N rounds of each build (default 2).
 set -uo pipefail
