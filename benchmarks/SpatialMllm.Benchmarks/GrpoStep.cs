@@ -17,7 +17,7 @@ namespace SpatialMllm.Benchmarks;
 /// sampled in one batch after one shared prefix), the frozen reference's log-probs (a second copy, TRL's ref_model, for
 /// β = 0.04), the policy's log-probs with a graph, the loss, the backward and the trainer's <see cref="OptimizerStep"/>.
 /// The seed's trainable set, bf16, gradient checkpointing (K × 3254 tokens with a graph do not fit 80 GB without it).
-/// No eos is sampled (random weights): every completion has T tokens. <c>benchmarks/reference/grpo_step_reference.py</c>
+/// Completions run to T tokens (the eos is a padding row of the vocabulary). <c>benchmarks/reference/grpo_step_reference.py</c>
 /// times the same step with transformers in the same call.
 /// </summary>
 internal static class GrpoStep
@@ -43,7 +43,9 @@ internal static class GrpoStep
         using var pixels = torch.randn(grid.PatchCount, 3 * 2 * 14 * 14, ScalarType.BFloat16, cuda);
         using var frames = torch.rand(Frames, 3, Height, Width, ScalarType.BFloat16, cuda);
         const double secondPerGridT = 0.5;
-        var sampling = new GenerationOptions([], completionTokens, DoSample: true, Temperature: grpo.Temperature, TopK: grpo.TopK, TopP: grpo.TopP);
+        // Generation needs an eos: the vocabulary's last row, a padding row of Qwen2.5-VL's embedding that a random model
+        // samples about once in 150k tokens, so that completions run to T tokens.
+        var sampling = new GenerationOptions([config.Text.VocabSize - 1], completionTokens, DoSample: true, Temperature: grpo.Temperature, TopK: grpo.TopK, TopP: grpo.TopP);
         double rolloutMs = 0, referenceMs = 0, policyMs = 0;
         int step = 0;
 

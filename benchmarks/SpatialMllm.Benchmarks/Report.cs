@@ -43,7 +43,7 @@ internal static class Report
         var md = new StringBuilder();
         md.AppendLine($"# Spatial-MLLM GPU benchmark — {date}, {machine}");
         md.AppendLine();
-        md.AppendLine($"GPU: {main?["gpu"] ?? sampling?["gpu"] ?? "?"}. Python reference: torch {python?["torch"] ?? "?"}, transformers {python?["transformers"] ?? "?"}.");
+        md.AppendLine($"GPU: {main?["gpu"] ?? sampling?["gpu"] ?? Load(Path.Combine(outDir, "train-step.json"))?["gpu"] ?? "?"}. Python reference: torch {python?["torch"] ?? "?"}, transformers {python?["transformers"] ?? "?"}.");
         md.AppendLine("Full-size Spatial-MLLM (Qwen2.5-VL-3B + VGGT-1B aggregator + mlp_add connector), random weights, bf16, cuda; " +
                       $"one sample of 16 frames at 476×644 (grid 8×34×46, 12512 patches, 3128 video tokens, {main?["tokens"] ?? 3190} tokens). " +
                       $"Median of {main?["runs"] ?? 5} runs after a warm-up, cuda synchronize around each run.");
@@ -56,6 +56,7 @@ internal static class Report
         Console.WriteLine($"{"stage",-26} {"ours",10} {"ref(py)",10} {"ref(issue)",10} {"ratio",7} {"target",12} {"met",4} {"peak GiB",9}");
         void Row(string key, string label, JsonNode? ours, double? py, double? pyPeak)
         {
+            if (ours is null) return; // a part this run did not take (train-steps.sh reports its rows alone)
             double? ms = ours?["ms"]?.GetValue<double>();
             double? peak = ours?["peak_gib"]?.GetValue<double>();
             double? issue = IssueReference.TryGetValue(key, out var r) ? r : null;
