@@ -22,15 +22,19 @@ ours = json.load(open(sys.argv[1])) if os.path.exists(sys.argv[1]) else {}
 ref = json.load(open(sys.argv[2])) if os.path.exists(sys.argv[2]) and os.path.getsize(sys.argv[2]) else {}
 step = ours.get("step", {})
 print(f"# One full-size GRPO step: ours vs the transformers/TRL baseline\n\nGPU: {ours.get('gpu') or ref.get('gpu')}; baseline torch {ref.get('torch')}.")
-print(f"K = {ours.get('completions')} completions of {ours.get('completion_tokens')} tokens, prompt {ours.get('prompt_tokens')} tokens "
-      f"(16 frames 476×644), beta {ours.get('beta')}, the seed's trainable set, bf16, gradient checkpointing; median of 3 after a warm-up.\n")
+def spec(key):
+    return ours.get(key, ref.get(key))
+print(f"K = {spec('completions')} completions of {spec('completion_tokens')} tokens, prompt {spec('prompt_tokens')} tokens "
+      f"(16 frames 476×644), beta {spec('beta')}, the seed's trainable set, bf16, gradient checkpointing; median of 3 after a warm-up.\n")
+if not ours:
+    print("**Ours did not run** (see the log).\n")
 print("| part | ours (ms) | baseline (ms) | ratio |\n|---|---:|---:|---:|")
 rows = [("whole step", step.get("ms"), ref.get("step_ms")), ("rollout (mean)", ours.get("rollout_ms_mean"), ref.get("rollout_ms")),
         ("reference log-probs (mean)", ours.get("reference_ms_mean"), ref.get("reference_ms")),
         ("policy log-probs + loss + backward + AdamW (mean)", ours.get("policy_update_ms_mean"), ref.get("policy_update_ms"))]
 for name, a, b in rows:
     ratio = f"{a / b:.3f}" if a and b else "—"
-    print(f"| {name} | {a if a is None else f'{a:.0f}'} | {b if b is None else f'{b:.0f}'} | {ratio} |")
+    print(f"| {name} | {'—' if a is None else f'{a:.0f}'} | {'—' if b is None else f'{b:.0f}'} | {ratio} |")
 print(f"\nPeak memory: ours {step.get('peak_gib')} GiB (NVML); baseline max_memory_reserved {ref.get('peak_reserved_gib')} GiB, NVML {ref.get('peak_nvml_gib')} GiB.")
 print("Ours: the means include the warm-up step; the baseline's parts are medians.")
 PY
