@@ -10,7 +10,8 @@ set -uo pipefail
 label=${1:-baseline}
 OUT=${OUT:-/tmp/compare-out}
 source .gpu/env.sh || exit 1
-new=.gpu/SpatialMllm.Benchmarks; old=/tmp/baseline-benchmarks
+source benchmarks/benchmark-app.sh || exit 1
+new=$(dirname "$B"); old=/tmp/baseline-benchmarks
 rm -rf $old && cp -r $new $old && cp .gpu/baseline/*.dll $old/ || exit 1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for round in $(seq 1 "${ROUNDS:-2}"); do

@@ -11,7 +11,8 @@ mkdir -p "$OUT/parts"
 source .gpu/env.sh || exit 1
 export PYTHONUNBUFFERED=1
 echo "== ours: grpo-step"
-timeout 300 dotnet .gpu/SpatialMllm.Benchmarks/SpatialMllm.Benchmarks.dll grpo-step --config .gpu/bench/config.json --out "$OUT/parts" --runs 3 \
+source benchmarks/benchmark-app.sh || exit 1
+timeout 300 dotnet $B grpo-step --config .gpu/bench/config.json --out "$OUT/parts" --runs 3 \
   || echo "grpo-step failed: exit $?"
 echo "== baseline: grpo_step_reference.py"
 timeout 300 python3 .gpu/bench/grpo_step_reference.py .gpu/bench/config.json --ref "$PWD/.gpu/ref" --runs 3 > "$OUT/parts/reference-grpo-step.json" \

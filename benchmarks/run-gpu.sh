@@ -10,7 +10,7 @@ mkdir -p "$OUT/parts"
 exec > >(tee "$OUT/run.log") 2>&1
 source .gpu/env.sh || exit 1
 export PYTHONUNBUFFERED=1
-B=".gpu/SpatialMllm.Benchmarks/SpatialMllm.Benchmarks.dll"
+source benchmarks/benchmark-app.sh || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv
 echo "== ours: main"; timeout 200 dotnet $B main --config .gpu/bench/config.json --out "$OUT/parts" --runs 5 --decode-tokens 64 --questions 8
 echo "== ours: space-aware sampling"; timeout 120 dotnet $B sampling --out "$OUT/parts" --runs 3 --frames 128

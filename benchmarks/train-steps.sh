@@ -10,7 +10,7 @@ set -uo pipefail
 machine=${1:-h100}
 OUT=${OUT:-/tmp/bench-out}
 source .gpu/env.sh || exit 1
-B=.gpu/SpatialMllm.Benchmarks/SpatialMllm.Benchmarks.dll
+source benchmarks/benchmark-app.sh || exit 1
 step() { local dir=$1; shift; mkdir -p "$OUT/parts/$dir"; echo "== ours: train-step $*"
   timeout 240 dotnet $B train-step --config .gpu/bench/config.json --out "$OUT/parts/$dir" --runs 5 "$@" || echo "train-step $* failed: exit $?"; }
 step . ; step checkpointing --gradient-checkpointing; step lora --lora; step lora-checkpointing --lora --gradient-checkpointing
