@@ -111,18 +111,59 @@ internal static class CaptionMetrics
         return previous[b.Length];
     }
 
-    /// <summary>CIDEr-D per sample and mean: document frequency over each sample's reference set, idf = ln N − ln max(1, df),
-    /// raw-count tf, cosine with clipping, Gaussian length penalty (σ = 6) on the bigram count, mean over n and
-    /// references, ×10.</summary>
+    /// <summary>CIDEr-D per sample and mean, document frequencies over the samples' reference sets (<see cref="CiderD"/>).</summary>
     public static (double Mean, double[] PerSample) Cider(IReadOnlyList<Sample> samples)
     {
-        const double sigma = 6.0;
-        var documentFrequency = new Dictionary<string, int>(StringComparer.Ordinal);
-        var refCounts = samples.Select(s => s.References.Select(r => NGramCounts(PythonText.SplitWhitespace(r))).ToList()).ToList();
-        foreach (var refs in refCounts)
-            foreach (string gram in refs.SelectMany(r => r.SelectMany(byN => byN.Keys)).Distinct())
-                documentFrequency[gram] = documentFrequency.GetValueOrDefault(gram) + 1;
-        double logCorpusSize = Math.Log(samples.Count);
+        var cider = new CiderD(samples.Select(s => s.References));
+        var scores = samples.Select(s => cider.Score(s.Hypothesis, s.References)).ToArray();
+        return (scores.Length == 0 ? 0 : scores.Sum() / scores.Length, scores);
+    }
+
+    /// <summary>
+    /// CIDEr-D with its document frequencies fixed by a corpus of reference sets: df counts the sets an n-gram occurs in,
+    /// idf = ln N − ln max(1, df) (N: the sets); raw-count tf, cosine with clipping, Gaussian length penalty (σ = 6) on the
+    /// bigram count, mean over n and references, ×10. The coco scorer takes the corpus to be the samples it scores; a
+    /// GRPO reward scores one completion at a time against the training questions' corpus.
+    /// </summary>
+    public sealed class CiderD
+    {
+        const double Sigma = 6.0;
+        readonly Dictionary<string, int> _documentFrequency = new(StringComparer.Ordinal);
+        readonly double _logCorpusSize;
+
+        public CiderD(IEnumerable<IReadOnlyList<string>> referenceSets)
+        {
+            int sets = 0;
+            foreach (var references in referenceSets)
+            {
+                sets++;
+                foreach (string gram in references.SelectMany(r => NGramCounts(PythonText.SplitWhitespace(r)).SelectMany(byN => byN.Keys)).Distinct())
+                    _documentFrequency[gram] = _documentFrequency.GetValueOrDefault(gram) + 1;
+            }
+            _logCorpusSize = Math.Log(sets);
+        }
+
+        /// <summary>The hypothesis' CIDEr-D against its references.</summary>
+        public double Score(string hypothesis, IReadOnlyList<string> references)
+        {
+            var hyp = ToVector(NGramCounts(PythonText.SplitWhitespace(hypothesis)));
+            var sum = new double[MaxN];
+            foreach (string referenceText in references)
+            {
+                var reference = ToVector(NGramCounts(PythonText.SplitWhitespace(referenceText)));
+                double delta = hyp.Length - reference.Length;
+                for (int n = 0; n < MaxN; n++)
+                {
+                    double value = 0;
+                    foreach (var (gram, weight) in hyp.Vector[n])
+                        value += Math.Min(weight, reference.Vector[n].GetValueOrDefault(gram)) * reference.Vector[n].GetValueOrDefault(gram);
+                    if (hyp.Norm[n] != 0 && reference.Norm[n] != 0) value /= hyp.Norm[n] * reference.Norm[n];
+                    value *= Math.Pow(Math.E, -(delta * delta) / (2 * Sigma * Sigma));
+                    sum[n] += value;
+                }
+            }
+            return sum.Average() / references.Count * 10.0;
+        }
 
         (Dictionary<string, double>[] Vector, double[] Norm, int Length) ToVector(Dictionary<string, int>[] counts)
         {
@@ -134,7 +175,7 @@ internal static class CaptionMetrics
                 vector[n] = new Dictionary<string, double>(StringComparer.Ordinal);
                 foreach (var (gram, tf) in counts[n])
                 {
-                    double weight = tf * (logCorpusSize - Math.Log(Math.Max(1.0, documentFrequency.GetValueOrDefault(gram))));
+                    double weight = tf * (_logCorpusSize - Math.Log(Math.Max(1.0, _documentFrequency.GetValueOrDefault(gram))));
                     vector[n][gram] = weight;
                     norm[n] += weight * weight;
                     // The reference code's "length" tests the zero-based n-gram index against 1: it counts bigrams.
@@ -144,28 +185,5 @@ internal static class CaptionMetrics
             }
             return (vector, norm, length);
         }
-
-        var scores = new double[samples.Count];
-        for (int s = 0; s < samples.Count; s++)
-        {
-            var hyp = ToVector(NGramCounts(PythonText.SplitWhitespace(samples[s].Hypothesis)));
-            var sum = new double[MaxN];
-            foreach (var refCount in refCounts[s])
-            {
-                var reference = ToVector(refCount);
-                double delta = hyp.Length - reference.Length;
-                for (int n = 0; n < MaxN; n++)
-                {
-                    double value = 0;
-                    foreach (var (gram, weight) in hyp.Vector[n])
-                        value += Math.Min(weight, reference.Vector[n].GetValueOrDefault(gram)) * reference.Vector[n].GetValueOrDefault(gram);
-                    if (hyp.Norm[n] != 0 && reference.Norm[n] != 0) value /= hyp.Norm[n] * reference.Norm[n];
-                    value *= Math.Pow(Math.E, -(delta * delta) / (2 * sigma * sigma));
-                    sum[n] += value;
-                }
-            }
-            scores[s] = sum.Average() / refCounts[s].Count * 10.0;
-        }
-        return (scores.Length == 0 ? 0 : scores.Sum() / scores.Length, scores);
     }
 }

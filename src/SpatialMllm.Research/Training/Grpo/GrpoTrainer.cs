@@ -42,7 +42,9 @@ public sealed class GrpoTrainer
 {
     readonly TrainingArguments _args;
     readonly GrpoConfig _config;
-    readonly IReadOnlyList<Reward> _rewards;
+    readonly IReadOnlyList<Reward>? _givenRewards;
+    readonly IReadOnlyList<string> _rewardNames;
+    IReadOnlyList<Reward> _rewards = [];
     readonly IReadOnlyList<double> _weights;
     readonly Action<string> _log;
     readonly TrainingRunFolder _folder;
@@ -56,19 +58,22 @@ public sealed class GrpoTrainer
         config.Validate();
         _args = args;
         _config = config;
-        _rewards = rewards ?? [.. config.RewardNames.Select(Rewards.ByName)];
-        if (_rewards.Count == 0) throw new ArgumentException("GRPO needs at least one reward function.");
-        var duplicate = _rewards.GroupBy(r => r.Name).FirstOrDefault(g => g.Count() > 1);
+        // Built-in rewards are made once the questions are loaded (CIDEr's document frequencies come from them).
+        _givenRewards = rewards;
+        _rewardNames = rewards?.Select(r => r.Name).ToList() ?? config.RewardNames;
+        if (_rewardNames.Count == 0) throw new ArgumentException("GRPO needs at least one reward function.");
+        var duplicate = _rewardNames.GroupBy(name => name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate != null) throw new ArgumentException($"Two reward functions are named '{duplicate.Key}': each needs its own name (its metrics are logged by name).");
-        _weights = config.Weights(_rewards.Count);
+        _weights = config.Weights(_rewardNames.Count);
         _log = log ?? Console.WriteLine;
         _folder = new TrainingRunFolder(args, _log, DataParallel.Single, forceNew);
     }
 
     /// <summary>
-    /// The questions of <c>dataset_use</c>: VSI-Bench-format files (<c>test.jsonl</c>, as <c>spatial-mllm synthetic</c> and
-    /// VSI-Bench give them), comma-separated, their videos at <c>{data_path}/{dataset}/{scene_name}.mp4</c> (data_path: each
-    /// file's folder when unset), each with VSI-Bench's evaluation prompt. Every video is checked first; missing ones are listed.
+    /// The questions of <c>dataset_use</c>, comma-separated files: VSI-Bench's format (<c>test.jsonl</c>, as <c>spatial-mllm
+    /// synthetic</c> and VSI-Bench give them; videos at <c>{data_path}/{dataset}/{scene_name}.mp4</c>) or ScanQA's JSON list
+    /// (<c>.json</c>; videos at <c>{data_path}/{scene_id}.mp4</c>, answers as the caption rewards' references), data_path each
+    /// file's folder when unset, each with its benchmark's evaluation prompt. Every video is checked first; missing ones are listed.
     /// </summary>
     public static IReadOnlyList<GrpoQuestion> LoadQuestions(string datasetUse, string? dataPath)
     {
@@ -77,8 +82,20 @@ public sealed class GrpoTrainer
         {
             if (percent != null)
                 throw new ArgumentException($"dataset_use '{datasetUse}': the %N sampling suffix is SFT's; GRPO trains on whole question files.");
-            var dataset = VsiBench.Load(file);
             string root = dataPath ?? Path.GetDirectoryName(Path.GetFullPath(file))!;
+            if (Path.GetExtension(file).Equals(".json", StringComparison.OrdinalIgnoreCase))
+            {
+                // ScanQA (its JSON list): the evaluation's prompt, the answers as references for the caption rewards.
+                var scanQa = ScanQa.Load(file);
+                var byId = scanQa.Questions.ToDictionary(q => q.Id);
+                foreach (var item in ScanQaVideos.Items(scanQa, root))
+                {
+                    var q = byId[item.Id];
+                    questions.Add(new GrpoQuestion($"{Path.GetFileName(file)}:{item.Id}", item.Video.Path, item.Prompt, q.Answers[0], References: q.Answers));
+                }
+                continue;
+            }
+            var dataset = VsiBench.Load(file);
             foreach (var item in VsiBenchVideos.Items(dataset, root))
             {
                 var q = dataset[int.Parse(item.Id, CultureInfo.InvariantCulture)];
@@ -92,7 +109,7 @@ public sealed class GrpoTrainer
     IReadOnlyList<string> Columns =>
     [
         "epoch", "loss", "learning_rate", "grad_norm", "reward", "reward_std",
-        .. _rewards.SelectMany(r => new[] { $"rewards/{r.Name}/mean", $"rewards/{r.Name}/std" }),
+        .. _rewardNames.SelectMany(name => new[] { $"rewards/{name}/mean", $"rewards/{name}/std" }),
         "kl", "entropy", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean",
         "completions/mean_length", "completions/min_length", "completions/max_length", "completions/clipped_ratio",
         "frac_reward_zero_std", "seconds", "rollout_seconds",
@@ -107,6 +124,7 @@ public sealed class GrpoTrainer
         if (!Directory.Exists(a.ModelNameOrPath)) throw new DirectoryNotFoundException($"model_name_or_path {a.ModelNameOrPath}: no such folder.");
         var questions = LoadQuestions(a.DatasetUse, a.DataPath);
         if (questions.Count == 0) throw new NothingToTrainException($"No question in {a.DatasetUse}", []);
+        _rewards = _givenRewards ?? [.. _config.RewardNames.Select(name => Rewards.ByName(name, questions))];
         var device = a.Device is null ? TorchRuntime.DefaultDevice : TorchRuntime.ParseDevice(a.Device);
         var dtype = (a.Bf16 ?? device.type == DeviceType.CUDA) ? ScalarType.BFloat16 : ScalarType.Float32;
         int batchesPerEpoch = (questions.Count + a.GradientAccumulationSteps - 1) / a.GradientAccumulationSteps;
@@ -128,7 +146,7 @@ public sealed class GrpoTrainer
         var fields = new SortedDictionary<string, string>(TrainingRunManifest.Describe(_args, 1, dtype).Fields.ToDictionary(), StringComparer.Ordinal)
         {
             ["method"] = "grpo",
-            ["grpo.rewards"] = string.Join(",", _rewards.Select((r, i) => $"{r.Name}×{_weights[i].ToString("R", CultureInfo.InvariantCulture)}")),
+            ["grpo.rewards"] = string.Join(",", _rewardNames.Select((name, i) => $"{name}×{_weights[i].ToString("R", CultureInfo.InvariantCulture)}")),
         };
         foreach (var (name, property) in GrpoConfig.Named)
             if (name is not ("reward_funcs" or "reward_weights"))

@@ -10,7 +10,9 @@ namespace SpatialMllm.Research.Training.Grpo;
 /// <param name="Prompt">The user's text after the video (VSI-Bench's prompt for a VSI-Bench question).</param>
 /// <param name="Solution">The ground-truth answer, as the dataset gives it.</param>
 /// <param name="VsiBench">The VSI-Bench question when the row is one (its type decides exact match or MRA); null otherwise.</param>
-public sealed record GrpoQuestion(string Id, string Video, string Prompt, string Solution, VsiBenchQuestion? VsiBench = null);
+/// <param name="References">The reference answers a caption metric compares with (ScanQA's <c>answers</c>); null otherwise.</param>
+public sealed record GrpoQuestion(string Id, string Video, string Prompt, string Solution, VsiBenchQuestion? VsiBench = null,
+    IReadOnlyList<string>? References = null);
 
 /// <summary>One sampled completion, as a reward function sees it.</summary>
 /// <param name="Text">The completion decoded without special tokens (TRL's completions text).</param>
@@ -31,12 +33,14 @@ public sealed record Reward(string Name, Func<GrpoCompletion, double?> Score)
 /// <item><c>accuracy</c>: VSI-Bench's own metric for the question (<see cref="VsiBench.ScoreAnswer"/>: exact match for
 /// multiple choice, mean relative accuracy for numbers), on the last &lt;answer&gt; block when there is one;</item>
 /// <item><c>format</c>: 1 when the whole completion is <c>&lt;think&gt;…&lt;/think&gt;&lt;answer&gt;…&lt;/answer&gt;</c>
-/// (VLM-R1's <c>re.fullmatch(r"&lt;think&gt;.*?&lt;/think&gt;\s*&lt;answer&gt;.*?&lt;/answer&gt;", content, re.DOTALL)</c>), else 0.</item>
+/// (VLM-R1's <c>re.fullmatch(r"&lt;think&gt;.*?&lt;/think&gt;\s*&lt;answer&gt;.*?&lt;/answer&gt;", content, re.DOTALL)</c>), else 0;</item>
+/// <item><c>cider</c>, <c>bleu</c>: ScanQA's CIDEr-D and BLEU-4 of the answer against the question's reference answers, as
+/// ScanQA's scorer computes them for one sample (CIDEr's document frequencies over the training questions' references).</item>
 /// </list>
 /// </summary>
 public static class Rewards
 {
-    public static IReadOnlyList<string> Names { get; } = ["accuracy", "format"];
+    public static IReadOnlyList<string> Names { get; } = ["accuracy", "format", "cider", "bleu"];
 
     /// <summary>open-r1's system prompt for the R1 format (its SYSTEM_PROMPT), sent with <see cref="GrpoConfig.ThinkFormat"/>.</summary>
     public const string ThinkSystemPrompt =
@@ -47,13 +51,32 @@ public static class Rewards
     static readonly Regex FormatPattern = new(@"\A(?:<think>.*?</think>\s*<answer>.*?</answer>)\z", RegexOptions.Singleline | RegexOptions.CultureInvariant);
     static readonly Regex AnswerBlock = new("<answer>(.*?)</answer>", RegexOptions.Singleline | RegexOptions.CultureInvariant);
 
-    /// <summary>The built-in reward of that name (<see cref="Names"/>).</summary>
-    public static Reward ByName(string name) => name switch
+    /// <summary>The built-in reward of that name (<see cref="Names"/>) for training on <paramref name="questions"/>.</summary>
+    public static Reward ByName(string name, IReadOnlyList<GrpoQuestion> questions) => name switch
     {
         "accuracy" => Accuracy(),
         "format" => Format,
+        "cider" => Cider(questions),
+        "bleu" => Bleu,
         _ => throw new ArgumentException($"Unknown reward '{name}'; built-in ones: {string.Join(", ", Names)}."),
     };
+
+    /// <summary>ScanQA's CIDEr-D of the answer (the last &lt;answer&gt; block's content when there is one) against the
+    /// question's references, its document frequencies over the references of <paramref name="corpus"/> (the questions
+    /// trained on; ScanQA's scorer takes those it scores); null for a question without references.</summary>
+    public static Reward Cider(IEnumerable<GrpoQuestion> corpus)
+    {
+        var cider = new CaptionMetrics.CiderD(corpus.Where(q => q.References is { Count: > 0 }).Select(q => q.References!));
+        return new("cider", c => c.Question.References is { Count: > 0 } references ? cider.Score(ScanQaAnswer(c.Text), references) : null);
+    }
+
+    /// <summary>BLEU-4 of the answer against the question's references, as ScanQA's scorer computes it for one sample
+    /// (BleuScorer's smoothing, brevity penalty on the closest reference length); null for a question without references.</summary>
+    public static Reward Bleu { get; } = new("bleu", c =>
+        c.Question.References is { Count: > 0 } references ? CaptionMetrics.Bleu([new(ScanQaAnswer(c.Text), references)])[3] : null);
+
+    /// <summary>The answer as ScanQA's scorer reads a prediction: Python-stripped, trailing dots removed.</summary>
+    static string ScanQaAnswer(string text) => PythonText.RStrip(PythonText.Strip(ExtractAnswer(text)), '.');
 
     /// <summary>R1 format: the completion is exactly a think block then an answer block (whitespace between them).</summary>
     public static Reward Format { get; } = new("format", c => FormatPattern.IsMatch(c.Text) ? 1.0 : 0.0);
