@@ -26,7 +26,7 @@ print(f"# One full-size GRPO step: ours vs the transformers/TRL baseline\n\nGPU:
 def spec(key):
     return ours.get(key, ref.get(key))
 print(f"K = {spec('completions')} completions of {spec('completion_tokens')} tokens, prompt {spec('prompt_tokens')} tokens "
-      f"(16 frames 476×644), beta {spec('beta')}, the seed's trainable set, bf16, gradient checkpointing; median of 3 after a warm-up.\n")
+      f"(16 frames 476×644), beta {spec('beta')}, the seed's trainable set, bf16; ours runs the prompt once for the K completions, the baseline K full sequences with gradient checkpointing; median of 3 after a warm-up.\n")
 if not ours:
     print("**Ours did not run** (see the log).\n")
 print("| part | ours (ms) | baseline (ms) | ratio |\n|---|---:|---:|---:|")

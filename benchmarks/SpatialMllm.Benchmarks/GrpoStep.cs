@@ -16,7 +16,8 @@ namespace SpatialMllm.Benchmarks;
 /// question of 16 frames at 476×644 (3190 prompt tokens): the rollout (encode without a graph, K completions of T tokens
 /// sampled in one batch after one shared prefix), the frozen reference's log-probs (a second copy, TRL's ref_model, for
 /// β = 0.04), the policy's log-probs with a graph, the loss, the backward and the trainer's <see cref="OptimizerStep"/>.
-/// The seed's trainable set, bf16, gradient checkpointing (K × 3254 tokens with a graph do not fit 80 GB without it).
+/// The seed's trainable set, bf16; the prompt run once for the K completions (<see cref="CompletionLogProbs"/>' shared
+/// prompt, the trainer's default without gradient checkpointing), where the baseline runs K full sequences with checkpointing.
 /// Completions run to T tokens (the eos is a padding row of the vocabulary). <c>benchmarks/reference/grpo_step_reference.py</c>
 /// times the same step with transformers in the same call.
 /// </summary>
@@ -31,7 +32,6 @@ internal static class GrpoStep
         var grpo = new GrpoConfig { NumGenerations = completions, MaxCompletionLength = completionTokens, Beta = 0.04 };
         torch.manual_seed(0);
         using var model = SpatialMllmModel.Create(config, cuda, ScalarType.BFloat16);
-        model.model.GradientCheckpointing = true;
         var trainable = TrainableSet.Seed.Apply(model);
         torch.manual_seed(0);
         using var reference = FrozenCopyReference.Of(SpatialMllmModel.Create(config, cuda, ScalarType.BFloat16), vggtFrozen: true);
@@ -77,7 +77,8 @@ internal static class GrpoStep
             clock.Restart();
             optimizerStep.Begin();
             var policyVisual = model.EncodeForTraining(pixels, grid, frames, spatial);
-            var (logProbs, _) = CompletionLogProbs.Compute(model, policyVisual, prompt, grid, secondPerGridT, completionIds, grpo.Temperature);
+            var (logProbs, _) = CompletionLogProbs.Compute(model, policyVisual, prompt, grid, secondPerGridT, completionIds, grpo.Temperature,
+                sharePrompt: true);
             var advantages = torch.linspace(-1, 1, completions, ScalarType.Float32, cuda);
             var loss = GrpoLoss.Compute(logProbs, mask, advantages, grpo, null, referenceLogProbs, 1, completions * completionTokens);
             loss.Loss.backward();
@@ -92,7 +93,7 @@ internal static class GrpoStep
         {
             ["gpu"] = MainStages.GpuName(), ["frames"] = Frames, ["height"] = Height, ["width"] = Width, ["prompt_tokens"] = prompt.Length,
             ["completions"] = completions, ["completion_tokens"] = completionTokens, ["beta"] = grpo.Beta, ["loss_type"] = grpo.LossType,
-            ["temperature"] = grpo.Temperature, ["trainable_params"] = trainable.Sum(p => p.Parameter.NumberOfElements), ["gradient_checkpointing"] = true,
+            ["temperature"] = grpo.Temperature, ["trainable_params"] = trainable.Sum(p => p.Parameter.NumberOfElements), ["gradient_checkpointing"] = false, ["shared_prompt"] = true,
             ["step"] = Timing.Stage(ms, peak, all),
             // Means over every step taken, warm-up included.
             ["rollout_ms_mean"] = rolloutMs / measured, ["reference_ms_mean"] = referenceMs / measured, ["policy_update_ms_mean"] = policyMs / measured,

@@ -27,6 +27,32 @@ public sealed class Qwen2KvCache : IDisposable
         _initialCapacity = capacity;
     }
 
+    bool _keepsGraph;
+
+    /// <summary>
+    /// A cache whose keys and values keep their autograd graph, for a training forward that reuses them (GRPO's K
+    /// completions attending to one forward of their shared prompt: the gradient reaches the prompt's tokens through
+    /// its keys and values). Each forward's keys/values are concatenated to the cached ones (torch.cat, as transformers'
+    /// DynamicCache does) instead of copied into preallocated buffers; <see cref="ExpandRows"/> turns one sequence into
+    /// several. Not for decoding.
+    /// </summary>
+    internal static Qwen2KvCache KeepingGraph(int numLayers) => new(numLayers, 1) { _keepsGraph = true };
+
+    /// <summary>The one cached sequence viewed as <paramref name="rows"/> (a cache from <see cref="KeepingGraph"/>).</summary>
+    internal void ExpandRows(long rows)
+    {
+        if (!_keepsGraph) throw new InvalidOperationException("Only a cache that keeps its graph expands its rows; copy a prefix with CopyPrefixFrom.");
+        for (int layer = 0; layer < _keys.Length; layer++)
+        {
+            Tensor keys = _keys[layer] ?? throw new InvalidOperationException("The cache is empty."), values = _values[layer]!;
+            if (keys.shape[0] != 1) throw new InvalidOperationException($"The cache holds {keys.shape[0]} sequences; only one expands.");
+            _keys[layer] = keys.expand(rows, -1, -1, -1).DetachFromDisposeScope();
+            _values[layer] = values.expand(rows, -1, -1, -1).DetachFromDisposeScope();
+            keys.Dispose();
+            values.Dispose();
+        }
+    }
+
     /// <summary>Tokens already cached (the position of the next token in the sequence).</summary>
     public long Length { get; private set; }
 
@@ -40,6 +66,7 @@ public sealed class Qwen2KvCache : IDisposable
     /// <summary><see cref="Update(int, Tensor, Tensor)"/> with the step's token count given (no shape query per layer).</summary>
     internal (Tensor Keys, Tensor Values) Update(int layer, Tensor keys, Tensor values, long tokens)
     {
+        if (_keepsGraph) return Concatenate(layer, keys, values);
         long end = Length + tokens;
         if (_capacity[layer] < end || !Holds(_keys[layer], keys))
         {
@@ -53,6 +80,20 @@ public sealed class Qwen2KvCache : IDisposable
             valueBuffer.narrow(2, Length, tokens).copy_(values);
         }
         return (keyBuffer.narrow(2, 0, end), valueBuffer.narrow(2, 0, end));
+    }
+
+    /// <summary><see cref="Update(int, Tensor, Tensor, long)"/> of a cache that keeps its graph: the cached and the new
+    /// keys/values concatenated along the sequence, kept, and returned as handles of the caller's scope.</summary>
+    (Tensor Keys, Tensor Values) Concatenate(int layer, Tensor keys, Tensor values)
+    {
+        Tensor? cachedKeys = _keys[layer], cachedValues = _values[layer];
+        var allKeys = cachedKeys is null ? keys.alias() : torch.cat([cachedKeys, keys], 2);
+        var allValues = cachedValues is null ? values.alias() : torch.cat([cachedValues!, values], 2);
+        _keys[layer] = allKeys.alias().DetachFromDisposeScope();
+        _values[layer] = allValues.alias().DetachFromDisposeScope();
+        cachedKeys?.Dispose();
+        cachedValues?.Dispose();
+        return (allKeys, allValues);
     }
 
     internal void Advance(long tokens) => Length += tokens;
@@ -179,6 +220,7 @@ public sealed class Qwen2KvCache : IDisposable
     /// </summary>
     internal (Tensor[] Keys, Tensor[] Values) Reserve(long tokens)
     {
+        if (_keepsGraph) throw new InvalidOperationException("A cache that keeps its graph is not for decoding.");
         long end = Length + tokens;
         for (int layer = 0; layer < _keys.Length; layer++)
         {

@@ -220,8 +220,9 @@ public sealed class GrpoTrainer
                         var visual = encoderTrains
                             ? model.EncodeForTraining(g.Video.PixelValuesVideos, g.Video.Grid, g.Video.VideoTchw, g.SpatialTokens)
                             : g.VisualTokens;
+                        // The prompt once for the K completions, unless gradient checkpointing asks for the least memory.
                         var (logProbs, entropies) = CompletionLogProbs.Compute(model, visual, g.PromptIds, g.Video.Grid, g.Video.SecondPerGridT,
-                            g.CompletionIds, c.Temperature);
+                            g.CompletionIds, c.Temperature, sharePrompt: !a.GradientCheckpointing);
                         var groupAdvantages = torch.tensor(advantages.Advantages.AsSpan(i * c.NumGenerations, c.NumGenerations).ToArray(), device: device)
                             .to(ScalarType.Float32);
                         var result = GrpoLoss.Compute(logProbs, g.CompletionMask, groupAdvantages, c, g.OldLogProbs, g.RefLogProbs,

@@ -75,7 +75,7 @@ public sealed class FrozenCopyReference : IReferencePolicy
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var visual = model.EncodeForTraining(pixelValues, grid, videoTchw, spatialTokens);
-        var (logProbs, _) = CompletionLogProbs.Compute(model, visual, promptIds, grid, secondPerGridT, completionIds, temperature);
+        var (logProbs, _) = CompletionLogProbs.Compute(model, visual, promptIds, grid, secondPerGridT, completionIds, temperature, sharePrompt: true);
         return logProbs.MoveToOuterDisposeScope();
     }
 
