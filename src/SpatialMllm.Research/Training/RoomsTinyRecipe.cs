@@ -1,8 +1,10 @@
 using System.Text.Json;
+using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runs;
 using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Scenes;
+using SpatialMllm.Research.Text;
 using TorchSharp;
 
 namespace SpatialMllm.Research.Training;
@@ -38,12 +40,16 @@ public sealed record RoomsTinyRecipe
     public IReadOnlyList<int> TrainSeeds { get; init; } = [.. Enumerable.Range(1000, 200)];
     /// <summary>Scenes the recipe never trains on and the tests never use: where it is measured.</summary>
     public IReadOnlyList<int> HeldOutSeeds { get; init; } = [.. Enumerable.Range(900_000, 100)];
+    /// <summary>The held-out room <c>spatial-mllm demo</c> shows (neither trained on nor measured nor used by the tests).</summary>
+    public int DemoSeed { get; init; } = 999_999;
     /// <summary>Questions of each type per training scene.</summary>
     public int PerType { get; init; } = 4;
     public int GeometrySteps { get; init; } = 100;
-    public int SftSteps { get; init; } = 250;
+    public int SftSteps { get; init; } = 1500;
     public double SftLearningRate { get; init; } = 3e-3;
     public int SftAccumulation { get; init; } = 8;
+    /// <summary>BPE merges learned for the tokenizer (the tiny vocabulary has room for 734 beside its 256 bytes).</summary>
+    public int TokenizerMerges { get; init; } = 700;
 
     public VggtGeometryOptions Geometry => new(TrainSeeds, Scene, FramesPerSequence: 4, Steps: GeometrySteps)
     {
@@ -64,14 +70,14 @@ public sealed record RoomsTinyRecipe
         GradientAccumulationSteps = SftAccumulation, WarmupRatio = 0.05, SaveSteps = 0, LoggingSteps = 10, Seed = (int)InitSeed,
         VideoMinFrames = Frames, VideoMaxFrames = Frames, VideoFrameFps = 2,
         VideoMinFramePixels = Scene.Width * Scene.Height, VideoMaxFramePixels = Scene.Width * Scene.Height,
-        Device = "cpu", Bf16 = false, ResumeFromCheckpoint = "none",
+        Device = "cpu", Bf16 = false, ResumeFromCheckpoint = "none", DecodedVideoCache = TrainSeeds.Count,
     };
 
-    /// <summary>
-    /// Makes the model from nothing into <paramref name="outputFolder"/> (config, tokenizer, weights and both stages'
-    /// logs), working in <paramref name="workFolder"/> (emptied first): the initial weights, stage 1, the training
-    /// questions and videos, stage 2.
-    /// </summary>
+    /// <summary>What the tokenizer's merges are learned from: the chat's fixed words and every training question and answer.</summary>
+    static IEnumerable<string> TokenizerTexts(IEnumerable<VsiBenchQuestion> questions) =>
+        new[] { ChatTemplate.DefaultSystemPrompt, "system\n", "user\n", "assistant\n" }
+            .Concat(questions.SelectMany(q => new[] { "\n" + VsiBenchPrompts.Build(q), q.GroundTruth }));
+
     /// <summary>The baseline that <see cref="Run"/> saved beside the model.</summary>
     public static IReadOnlyDictionary<string, string> ReadMeanAnswers(string modelFolder)
     {
@@ -83,6 +89,11 @@ public sealed record RoomsTinyRecipe
         }
     }
 
+    /// <summary>
+    /// Makes the model from nothing into <paramref name="outputFolder"/> (config, tokenizer, weights, both stages' logs and
+    /// the mean-answer baseline), working in <paramref name="workFolder"/> (emptied first): the training scenes and their
+    /// questions, the tokenizer's merges learned on them, the initial weights, stage 1, stage 2.
+    /// </summary>
     public void Run(string outputFolder, string workFolder, Action<string>? log = null)
     {
         log ??= Console.WriteLine;
@@ -90,21 +101,25 @@ public sealed record RoomsTinyRecipe
         string initial = Path.Combine(workFolder, "initial"), geometry = Path.Combine(workFolder, "vggt"),
             data = Path.Combine(workFolder, "data"), sft = Path.Combine(workFolder, "sft");
 
-        TinyCheckpoint.Create(initial, InitSeed);
+        log($"writing {TrainSeeds.Count} training scenes and their questions into {data}");
+        var questions = SyntheticBenchmark.Write(data, TrainSeeds, Scene, PerType);
+        log($"{questions.Count} training questions");
+        var meanAnswers = SyntheticSceneEvaluation.FitMeanAnswers(questions);
+
+        // The tokenizer's merges learned on the training conversations: prompts a few times shorter than bytes.
+        var merges = BytePairMerges.Learn(TokenizerTexts(questions), TokenizerMerges);
+        TinyCheckpoint.Create(initial, InitSeed, merges: merges);
         // Greedy decoding without transformers' repetition penalty: a penalised repeated digit ("1100") turns a number
         // the model knows into another one.
         string generation = Path.Combine(initial, "generation_config.json");
         File.WriteAllText(generation, File.ReadAllText(generation).Replace("\"repetition_penalty\": 1.05", "\"repetition_penalty\": 1.0", StringComparison.Ordinal));
         using (var model = SpatialMllmModel.Load(initial, torch.CPU, torch.ScalarType.Float32))
         {
+            log($"tokenizer: {merges.Count} merges learned; a training prompt is {model.Tokenizer.Encode(VsiBenchPrompts.Build(questions[0])).Count} tokens");
             VggtGeometryTrainer.Train(model, Geometry, geometry, log);
             CheckpointWriter.Save(model, geometry);
         }
 
-        log($"writing {TrainSeeds.Count} training scenes and their questions into {data}");
-        var questions = SyntheticBenchmark.Write(data, TrainSeeds, Scene, PerType);
-        log($"{questions.Count} training questions");
-        var meanAnswers = SyntheticSceneEvaluation.FitMeanAnswers(questions);
         new SftTrainer(SftArguments(geometry, data, sft), log).Run();
 
         Directory.CreateDirectory(outputFolder);
