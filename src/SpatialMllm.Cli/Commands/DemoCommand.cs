@@ -94,11 +94,12 @@ internal static class DemoCommand
             output.WriteLine();
             output.WriteLine($"[{q.QuestionType}] {q.Question.ReplaceLineEndings(" ")}");
             if (q.Options is { } options) output.WriteLine($"  options: {string.Join("  ", options)}");
-            output.WriteLine($"  answer: {a.Text.ReplaceLineEndings("⏎"),-8} ground truth: {q.GroundTruth,-8} score: {score:0.00}{(score >= 0.5 ? "  ✓" : "")}");
+            output.WriteLine($"  answer: {a.Text.ReplaceLineEndings("⏎"),-8} ground truth: {q.GroundTruth,-8} score: {score:0.00}{(score >= 0.9 ? "  ✓" : "")}");
         }
         output.WriteLine();
         output.WriteLine($"{questions.Count} questions encoded and answered in {clock.Elapsed.TotalMilliseconds:F0} ms on CPU " +
-                         "(score: exact match for choices, VSI-Bench's MRA for numbers; `spatial-mllm rooms-tiny evaluate` measures many rooms)");
+                         "(score: exact match for choices, VSI-Bench's MRA for numbers; ✓: the right choice, or a number within 10 %; " +
+                         "`spatial-mllm rooms-tiny evaluate` measures many rooms)");
         return 0;
     }
 }

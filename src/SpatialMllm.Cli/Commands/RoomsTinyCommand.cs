@@ -15,10 +15,19 @@ internal static class RoomsTinyCommand
     {
         var output = new Option<string>("--out") { Description = "Where the model and its logs go.", DefaultValueFactory = _ => "checkpoints/rooms-tiny" };
         var work = new Option<string>("--work") { Description = "Working folder (emptied first): initial weights, stage 1, training scenes, stage 2.", DefaultValueFactory = _ => "output/rooms-tiny" };
-        var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (CPU, deterministic).") { output, work };
+        var width = new Option<int>("--decoder-width") { Description = "The decoder's hidden size (a multiple of 64).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderHiddenSize };
+        var layers = new Option<int>("--decoder-layers") { Description = "The decoder's layers.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderLayers };
+        var steps = new Option<int>("--sft-steps") { Description = "Stage 2's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftSteps };
+        var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (CPU, deterministic).")
+            { output, work, width, layers, steps };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
-            RoomsTinyRecipe.Default.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);
+            if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1) throw new ArgumentException("--decoder-layers and --sft-steps must be at least 1.");
+            var recipe = RoomsTinyRecipe.Default with
+            {
+                DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers), SftSteps = parse.GetValue(steps),
+            };
+            recipe.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);
             return CliSupport.Ok;
         }));
 

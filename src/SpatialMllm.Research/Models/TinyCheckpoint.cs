@@ -24,9 +24,18 @@ internal static class TinyCheckpoint
     /// <summary>Writes the whole checkpoint (files and random weights drawn with <paramref name="seed"/>) into
     /// <paramref name="folder"/>; without the spatial encoder it is a plain Qwen2.5-VL (the paper's baseline layout).</summary>
     /// <param name="merges">The tokenizer's BPE merges (<see cref="Text.BytePairMerges.Learn"/>); null: a few English ones.</param>
-    internal static void Create(string folder, long seed = 1234, bool withSpatialEncoder = true, IReadOnlyList<(string Left, string Right)>? merges = null)
+    /// <param name="configure">Changes to config.json before the weights are drawn (other sizes of the same architecture).</param>
+    internal static void Create(string folder, long seed = 1234, bool withSpatialEncoder = true, IReadOnlyList<(string Left, string Right)>? merges = null,
+        Action<System.Text.Json.Nodes.JsonObject>? configure = null)
     {
         WriteConfigAndTokenizer(folder, withSpatialEncoder, merges);
+        if (configure != null)
+        {
+            string path = Path.Combine(folder, "config.json");
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+            configure(json);
+            File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
         var config = ConfigFile.Load(Path.Combine(folder, "config.json"));
         using var model = SpatialMllmModel.Create(config, torch.CPU, ScalarType.Float32);
         var tensors = model.Components()

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runs;
@@ -48,6 +49,11 @@ public sealed record RoomsTinyRecipe
     public int SftSteps { get; init; } = 1500;
     public double SftLearningRate { get; init; } = 3e-3;
     public int SftAccumulation { get; init; } = 8;
+    /// <summary>The decoder's width (the tiny fixture's: 64) and depth (2); wider, its heads widen and M-RoPE's sections
+    /// scale with them.</summary>
+    public int DecoderHiddenSize { get; init; } = 64;
+    public int DecoderLayers { get; init; } = 2;
+
     /// <summary>BPE merges learned for the tokenizer (the tiny vocabulary has room for 734 beside its 256 bytes).</summary>
     public int TokenizerMerges { get; init; } = 700;
 
@@ -72,6 +78,19 @@ public sealed record RoomsTinyRecipe
         VideoMinFramePixels = Scene.Width * Scene.Height, VideoMaxFramePixels = Scene.Width * Scene.Height,
         Device = "cpu", Bf16 = false, ResumeFromCheckpoint = "none", DecodedVideoCache = TrainSeeds.Count,
     };
+
+    /// <summary>The decoder's sizes in config.json (the tiny fixture's head count; the vision merger's output follows).</summary>
+    internal void ConfigureDecoder(JsonObject config)
+    {
+        int scale = DecoderHiddenSize / 64;
+        if (DecoderHiddenSize % 64 != 0 || scale < 1) throw new ArgumentException($"decoder width must be a multiple of 64, not {DecoderHiddenSize}");
+        config["hidden_size"] = DecoderHiddenSize;
+        config["intermediate_size"] = 2 * DecoderHiddenSize;
+        config["num_hidden_layers"] = DecoderLayers;
+        config["max_window_layers"] = DecoderLayers;
+        config["rope_scaling"]!["mrope_section"] = new JsonArray(2 * scale, 3 * scale, 3 * scale);
+        config["vision_config"]!["out_hidden_size"] = DecoderHiddenSize;
+    }
 
     /// <summary>What the tokenizer's merges are learned from: the chat's fixed words and every training question and answer.</summary>
     static IEnumerable<string> TokenizerTexts(IEnumerable<VsiBenchQuestion> questions) =>
@@ -108,7 +127,7 @@ public sealed record RoomsTinyRecipe
 
         // The tokenizer's merges learned on the training conversations: prompts a few times shorter than bytes.
         var merges = BytePairMerges.Learn(TokenizerTexts(questions), TokenizerMerges);
-        TinyCheckpoint.Create(initial, InitSeed, merges: merges);
+        TinyCheckpoint.Create(initial, InitSeed, merges: merges, configure: ConfigureDecoder);
         // Greedy decoding without transformers' repetition penalty: a penalised repeated digit ("1100") turns a number
         // the model knows into another one.
         string generation = Path.Combine(initial, "generation_config.json");

@@ -70,8 +70,8 @@ public class SftTrainerTests(ITestOutputHelper output)
             using var expected = decoding.Build(row);
             using var kept = keeping.Build(row);
             Assert.Equal(expected.InputIds, kept.InputIds);
-            Assert.True(expected.PixelValuesVideos.equal(kept.PixelValuesVideos).item<bool>(), row.Video);
-            Assert.True(expected.VideoTchw.equal(kept.VideoTchw).item<bool>(), row.Video);
+            Assert.True(expected.PixelValuesVideos.equal(kept.PixelValuesVideos).all().item<bool>(), row.Video);
+            Assert.True(expected.VideoTchw.equal(kept.VideoTchw).all().item<bool>(), row.Video);
         }
     }
 
