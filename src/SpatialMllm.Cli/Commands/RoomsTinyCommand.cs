@@ -35,10 +35,11 @@ internal static class RoomsTinyCommand
         var scenes = new Option<int>("--scenes") { Description = "Held-out scenes to answer (the recipe's first N held-out seeds).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.HeldOutSeeds.Count };
         var videos = new Option<string>("--videos") { Description = "Where the held-out scenes' videos are written.", DefaultValueFactory = _ => "output/rooms-tiny-heldout" };
         var answers = new Option<string?>("--answers") { Description = "Also write every answer as a JSON line (id, type, answer, ground truth, score, baseline)." };
-        var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.") { model, scenes, videos, answers };
+        var fusion = new Option<FusionMode>("--fusion") { Description = "Full (2D + 3D), VisionOnly (the VGGT tokens left out at answer time) or SpatialOnly.", DefaultValueFactory = _ => FusionMode.Full };
+        var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.") { model, scenes, videos, answers, fusion };
         evaluate.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
-            var recipe = RoomsTinyRecipe.Default;
+            var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(fusion) };
             int count = parse.GetValue(scenes);
             if (count < 1 || count > recipe.HeldOutSeeds.Count)
                 throw new ArgumentException($"--scenes must be 1 to {recipe.HeldOutSeeds.Count}; got {count}.");

@@ -65,7 +65,10 @@ public sealed record RoomsTinyRecipe
     /// <summary>The sampler and answer options that match training (the frame size is kept as rendered).</summary>
     public IFrameSampler Sampler => FrameSampler.Uniform(Frames);
 
-    public AnswerOptions AnswerOptions => new(MaxNewTokens: 12, ResizedSize: (Scene.Height, Scene.Width));
+    public AnswerOptions AnswerOptions => new(Fusion, MaxNewTokens: 12, ResizedSize: (Scene.Height, Scene.Width));
+
+    /// <summary>How the 2D and 3D tokens are fused when answering (an ablation at answer time; training fuses both).</summary>
+    public FusionMode Fusion { get; init; } = FusionMode.Full;
 
     /// <summary>Stage 2's arguments: the seed's SFT at a tiny model's learning rate, frames kept at the scene's size,
     /// the RoPE time axis at the 2 fps that answering assumes.</summary>
