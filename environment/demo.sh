@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on its embedded default (README): the tiny random-weight checkpoint in checkpoints/tiny and a
-# synthetic video, made if absent, then one question answered on CPU with the time of each stage.
+# The main job on its default (README): checkpoints/rooms-tiny, committed and trained on synthetic rooms by
+# environment/train-rooms-tiny.sh, answers one question of each type about a room it never saw, on CPU, each answer
+# beside its ground truth. `--model checkpoints/tiny` runs the random-weight tiny checkpoint (made if absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash environment/prerequisites.sh

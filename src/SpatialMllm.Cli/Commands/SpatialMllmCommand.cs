@@ -19,5 +19,6 @@ public static class SpatialMllmCommand
             MergeCommand.Create(),
             SyntheticCommand.Create(),
             TrainCommand.Create(),
+            RoomsTinyCommand.Create(),
         };
 }

@@ -23,9 +23,19 @@ internal static class TinyCheckpoint
 
     /// <summary>Writes the whole checkpoint (files and random weights drawn with <paramref name="seed"/>) into
     /// <paramref name="folder"/>; without the spatial encoder it is a plain Qwen2.5-VL (the paper's baseline layout).</summary>
-    internal static void Create(string folder, long seed = 1234, bool withSpatialEncoder = true)
+    /// <param name="merges">The tokenizer's BPE merges (<see cref="Text.BytePairMerges.Learn"/>); null: a few English ones.</param>
+    /// <param name="configure">Changes to config.json before the weights are drawn (other sizes of the same architecture).</param>
+    internal static void Create(string folder, long seed = 1234, bool withSpatialEncoder = true, IReadOnlyList<(string Left, string Right)>? merges = null,
+        Action<System.Text.Json.Nodes.JsonObject>? configure = null)
     {
-        WriteConfigAndTokenizer(folder, withSpatialEncoder);
+        WriteConfigAndTokenizer(folder, withSpatialEncoder, merges);
+        if (configure != null)
+        {
+            string path = Path.Combine(folder, "config.json");
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+            configure(json);
+            File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
         var config = ConfigFile.Load(Path.Combine(folder, "config.json"));
         using var model = SpatialMllmModel.Create(config, torch.CPU, ScalarType.Float32);
         var tensors = model.Components()
@@ -58,8 +68,9 @@ internal static class TinyCheckpoint
     }
 
     /// <summary>Writes config.json, generation_config.json, the processor and tokenizer files (everything but weights).</summary>
-    internal static void WriteConfigAndTokenizer(string folder, bool withSpatialEncoder = true)
+    internal static void WriteConfigAndTokenizer(string folder, bool withSpatialEncoder = true, IReadOnlyList<(string Left, string Right)>? merges = null)
     {
+        merges ??= CommonMerges;
         Directory.CreateDirectory(folder);
         var config = System.Text.Json.Nodes.JsonNode.Parse(ReadResource("tiny-config.json"))!.AsObject();
         if (!withSpatialEncoder)
@@ -83,10 +94,13 @@ internal static class TinyCheckpoint
             }
             """);
         var vocab = ByteLevelAlphabet().Select((symbol, id) => (symbol, id)).ToDictionary(p => p.symbol, p => p.id);
-        foreach (var (left, right) in CommonMerges) vocab.TryAdd(left + right, vocab.Count);
+        foreach (var (left, right) in merges) vocab.TryAdd(left + right, vocab.Count);
+        int firstSpecial = SpecialTokens.Min(t => t.Id);
+        if (vocab.Count > firstSpecial)
+            throw new ArgumentException($"{merges.Count} merges make {vocab.Count} tokens: the tiny vocabulary holds {firstSpecial} before its special tokens.", nameof(merges));
         File.WriteAllText(Path.Combine(folder, "vocab.json"), JsonSerializer.Serialize(vocab));
         File.WriteAllText(Path.Combine(folder, "merges.txt"),
-            "#version: 0.2\n" + string.Join("", CommonMerges.Select(m => $"{m.Left} {m.Right}\n")));
+            "#version: 0.2\n" + string.Join("", merges.Select(m => $"{m.Left} {m.Right}\n")));
         File.WriteAllText(Path.Combine(folder, "added_tokens.json"),
             JsonSerializer.Serialize(SpecialTokens.ToDictionary(t => t.Token, t => t.Id), new JsonSerializerOptions { WriteIndented = true }));
     }
@@ -98,14 +112,7 @@ internal static class TinyCheckpoint
         ("a", "t"), ("Ġ", "w"), ("Ġ", "o"), ("e", "n"), ("Ġ", "c"), ("i", "s"), ("o", "r"), ("Ġ", "h"), ("Ġ", "m"),
     ];
 
-    /// <summary>GPT-2's byte-to-unicode table in its own order: printable bytes map to themselves, the rest to 256+n.</summary>
-    static IEnumerable<string> ByteLevelAlphabet()
-    {
-        var printable = Enumerable.Range('!', '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®', 'ÿ' - '®' + 1)).ToList();
-        var symbols = printable.Select(b => ((char)b).ToString()).ToList();
-        int n = 0;
-        for (int b = 0; b < 256; b++)
-            if (!printable.Contains(b)) symbols.Add(((char)(256 + n++)).ToString());
-        return symbols;
-    }
+    /// <summary>GPT-2's byte alphabet in its own order: printable bytes first, then the rest (256+n).</summary>
+    static IEnumerable<string> ByteLevelAlphabet() =>
+        Text.BytePairMerges.ByteSymbols.OrderBy(symbol => symbol[0] >= 256 ? 1 : 0).ThenBy(symbol => symbol[0]);
 }

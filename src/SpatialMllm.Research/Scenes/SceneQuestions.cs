@@ -36,7 +36,8 @@ public static class SceneQuestions
     public static IReadOnlyList<VsiBenchQuestion> Generate(SyntheticScene scene, int firstId = 0, int perType = 4)
     {
         if (perType < 1) throw new ArgumentOutOfRangeException(nameof(perType), "perType must be at least 1");
-        var rng = new Random(HashCode.Combine(scene.Seed, 0x5eed));
+        // Not HashCode.Combine: its hashes are randomised per process, which gave each run other questions.
+        var rng = new Random(unchecked(scene.Seed * 1_000_003 + 0x5eed));
         var firstSeen = FirstSeenFrames(scene);
         var seen = scene.Objects.Where(o => firstSeen[o.Id] >= 0).ToList();
         // Categories every instance of which the walk shows, and the objects that are the only one of their category.

@@ -48,9 +48,12 @@ public sealed class AdamW : IDisposable
             var (expAvg, expAvgSq) = StateOf(p);
             if (decayAll || p.WeightDecay) p.Parameter.mul_(1 - lr * o.WeightDecay);
             expAvg.lerp_(grad, 1 - o.Beta1);
-            expAvgSq.mul_(o.Beta2).addcmul_(grad, grad, 1 - o.Beta2);
+            // addcmul/addcdiv's Scalars held to the end: an implicit one may be finalized while libtorch reads it (VggtBlock).
+            using var squareWeight = (1 - o.Beta2).ToScalar();
+            using var stepSize = (-lr / biasCorrection1).ToScalar();
+            expAvgSq.mul_(o.Beta2).addcmul_(grad, grad, squareWeight);
             var denom = (expAvgSq.sqrt() / biasCorrection2Sqrt).add_(o.Eps);
-            p.Parameter.addcdiv_(expAvg, denom, -lr / biasCorrection1);
+            p.Parameter.addcdiv_(expAvg, denom, stepSize);
         }
     }
 

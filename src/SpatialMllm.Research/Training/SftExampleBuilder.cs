@@ -13,8 +13,12 @@ namespace SpatialMllm.Research.Training;
 /// smart_resize within the frame pixel bounds), and the tokens with labels (<c>preprocess_qwen_2_visual</c>).
 /// </summary>
 public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcessor processor, SpecialTokenIds tokens, SftDataOptions? options = null)
+    : IDisposable
 {
     public SftDataOptions Options { get; } = options ?? new SftDataOptions();
+
+    /// <summary>Decoded frames by video path, most recently used last (<see cref="SftDataOptions.DecodedVideoCache"/>).</summary>
+    readonly LinkedList<(string Path, Tensor Frames, double Fps)> _decoded = new();
 
     /// <summary>Reads and processes the row's video and tokenizes it; throws <see cref="AnnotationException"/> naming
     /// the row for anything wrong with it (missing or unreadable video, too long).</summary>
@@ -22,15 +26,46 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
     {
         try
         {
-            var video = VideoSource.Open(row.VideoPath);
-            var (indices, fps) = FrameIndices(video.Info);
-            using var frames = video.ReadFrames(indices);
-            return Build(frames, fps, row);
+            var (frames, fps) = Decode(row.VideoPath);
+            try { return Build(frames, fps, row); }
+            finally { if (Options.DecodedVideoCache == 0) frames.Dispose(); }
         }
         catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException or InvalidOperationException or InvalidDataException)
         {
             throw new AnnotationException(row.File, row.Line, e.Message.Contains(row.VideoPath, StringComparison.Ordinal) ? e.Message : $"{row.VideoPath}: {e.Message}");
         }
+    }
+
+    /// <summary>The frames data_qwen.py samples from a video, decoded, and the fps for the time axis; from the cache of
+    /// decoded videos when it holds them (the cache owns what it holds).</summary>
+    (Tensor Frames, double Fps) Decode(string path)
+    {
+        for (var node = _decoded.First; node != null; node = node.Next)
+            if (node.Value.Path == path)
+            {
+                _decoded.Remove(node);
+                _decoded.AddLast(node);
+                return (node.Value.Frames, node.Value.Fps);
+            }
+        var video = VideoSource.Open(path);
+        var (indices, fps) = FrameIndices(video.Info);
+        var frames = video.ReadFrames(indices);
+        if (Options.DecodedVideoCache == 0) return (frames, fps);
+        frames.DetachFromDisposeScope();
+        if (_decoded.Count == Options.DecodedVideoCache)
+        {
+            _decoded.First!.Value.Frames.Dispose();
+            _decoded.RemoveFirst();
+        }
+        _decoded.AddLast((path, frames, fps));
+        return (frames, fps);
+    }
+
+    /// <summary>Frees the decoded videos kept.</summary>
+    public void Dispose()
+    {
+        foreach (var (_, frames, _) in _decoded) frames.Dispose();
+        _decoded.Clear();
     }
 
     /// <summary>An example from frames already decoded (uint8 [T, 3, H, W], e.g. made in memory): resized within the

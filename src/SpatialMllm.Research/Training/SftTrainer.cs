@@ -159,7 +159,7 @@ public sealed class SftTrainer
             optimizer.Load(Path.Combine(resume, OptimizerFile));
             _log($"resumed from {resume} at step {step}");
         }
-        var builder = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens, a.DataOptions);
+        using var builder = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens, a.DataOptions);
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         double projectorLr = a.MmProjectorLr ?? a.LearningRate;

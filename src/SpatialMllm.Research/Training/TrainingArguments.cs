@@ -60,6 +60,9 @@ public sealed record TrainingArguments
     [JsonPropertyName("video_min_frame_pixels")] public int VideoMinFramePixels { get; init; } = 293216;
     [JsonPropertyName("video_max_frame_pixels")] public int VideoMaxFramePixels { get; init; } = 324576;
     [JsonPropertyName("model_max_length")] public int ModelMaxLength { get; init; } = 8192;
+    /// <summary>Videos whose decoded frames are kept in memory for later rows of the same video (ours, not the seed's;
+    /// 0: every row decodes its video). For data with many questions per short video, such as synthetic scenes.</summary>
+    [JsonPropertyName("decoded_video_cache")] public int DecodedVideoCache { get; init; }
     /// <summary>"auto" (default): resume from the newest complete checkpoint-N in output_dir, if any, when the run there
     /// has the same model, data and settings (its <c>run.json</c>); a checkpoint folder: continue from that one whatever
     /// differs (transformers' meaning; the differences are reported); "none": start over (refused where output_dir holds
@@ -105,7 +108,11 @@ public sealed record TrainingArguments
     {
         VideoMaxFrames = VideoMaxFrames, VideoMinFrames = VideoMinFrames, BaseInterval = BaseInterval, VideoFrameFps = VideoFrameFps,
         VideoMinFramePixels = VideoMinFramePixels, VideoMaxFramePixels = VideoMaxFramePixels, ModelMaxLength = ModelMaxLength,
+        DecodedVideoCache = DecodedVideoCache,
     };
+
+    /// <summary>Most videos decoded_video_cache may keep.</summary>
+    public const int MaxDecodedVideoCache = 100_000;
 
     /// <summary>Most frames a video may be sampled to (the seed uses 16; more would not fit any model's context).</summary>
     public const int MaxVideoFrames = 1024;
@@ -262,6 +269,7 @@ public sealed record TrainingArguments
         Require(VideoMaxFramePixels is >= 1 and <= MaxFramePixels, $"video_max_frame_pixels must be 1 to {MaxFramePixels}; got {VideoMaxFramePixels}.");
         Require(VideoMinFramePixels <= VideoMaxFramePixels, $"video_min_frame_pixels ({VideoMinFramePixels}) exceeds video_max_frame_pixels ({VideoMaxFramePixels}).");
         Require(ModelMaxLength >= 1, $"model_max_length must be at least 1; got {ModelMaxLength}.");
+        Require(DecodedVideoCache is >= 0 and <= MaxDecodedVideoCache, $"decoded_video_cache must be 0 to {MaxDecodedVideoCache}; got {DecodedVideoCache}.");
         Require(LoraR >= 0, $"lora_r must be 0 (no LoRA) or a positive rank; got {LoraR}.");
         if (Lora is { } lora)
         {

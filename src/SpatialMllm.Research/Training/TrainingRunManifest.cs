@@ -29,7 +29,7 @@ internal static class TrainingRunManifest
     static readonly HashSet<string> NotRecorded =
     [
         "model_name_or_path", "dataset_use", "data_path", "bf16", "output_dir", "save_steps", "save_total_limit", "logging_steps",
-        "gradient_checkpointing", "resume_from_checkpoint", "device", "merge_lora",
+        "gradient_checkpointing", "resume_from_checkpoint", "device", "merge_lora", "decoded_video_cache",
     ];
 
     /// <summary>LoRA's settings, recorded for LoRA runs only (a run without LoRA records what it did before LoRA existed).</summary>

@@ -77,6 +77,18 @@ public class CliCommandTests
     }
 
     [Fact]
+    public void Demo_by_default_answers_a_held_out_room_beside_the_ground_truth()
+    {
+        var (code, output, error) = CliProcess.Finish(CliProcess.Start(TestPaths.RepoRoot, "demo"));
+        Assert.True(code == 0, output + error);
+        Assert.Contains("checkpoints/rooms-tiny", output);
+        Assert.Contains("seed999999", output);
+        // One question of each type the scenes make, each answer beside its ground truth; the committed weights get some right.
+        Assert.Equal(9, output.Split('\n').Count(line => line.Contains("ground truth:", StringComparison.Ordinal)));
+        Assert.Contains("✓", output);
+    }
+
+    [Fact]
     public void Tiny_checkpoint_is_deterministic_for_a_seed()
     {
         string a = TestPaths.NewTempDir("tiny-a"), b = TestPaths.NewTempDir("tiny-b");

@@ -55,6 +55,27 @@ public class SftTrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Kept_decoded_videos_give_the_examples_decoding_gives()
+    {
+        string data = Data();
+        using var model = SpatialMllmModel.Load(Path.Combine(data, "model"), torch.CPU);
+        var options = Args(data, "unused").DataOptions;
+        var (rows, _) = SftAnnotations.Load(Path.Combine(data, "train.jsonl"));
+        using var decoding = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens, options);
+        using var keeping = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens, options with { DecodedVideoCache = 1 });
+        File.Copy(rows[0].VideoPath, Path.Combine(data, "videos", "room-copy.mp4"), overwrite: true);
+        var copy = rows[1] with { Video = "videos/room-copy.mp4" };
+        foreach (var row in new[] { rows[0], rows[1], copy, rows[2], copy })
+        {
+            using var expected = decoding.Build(row);
+            using var kept = keeping.Build(row);
+            Assert.Equal(expected.InputIds, kept.InputIds);
+            Assert.True(expected.PixelValuesVideos.equal(kept.PixelValuesVideos).all().item<bool>(), row.Video);
+            Assert.True(expected.VideoTchw.equal(kept.VideoTchw).all().item<bool>(), row.Video);
+        }
+    }
+
+    [Fact]
     public void Resuming_after_a_stop_ends_with_the_same_weights_as_an_uninterrupted_run()
     {
         string data = Data();

@@ -43,7 +43,8 @@ internal static class RotaryEmbedding
         long d = x.shape[^1];
         long[] halves = [.. x.shape[..^1], 2, d / 2];
         var swapped = x.view(halves).flip(-2).view(x.shape);
-        return torch.addcmul(x * cos, swapped, signedSin, 1).MoveToOuterDisposeScope();
+        using var one = 1.ToScalar(); // held: an implicit Scalar may be finalized while addcmul reads it (VggtBlock)
+        return torch.addcmul(x * cos, swapped, signedSin, one).MoveToOuterDisposeScope();
     }
 
     /// <summary>sin [.., d] → [−sin[..d/2], sin[d/2..]] (the table <see cref="ApplyPromoted"/> takes).</summary>

@@ -48,12 +48,15 @@ public sealed class VggtBlock : nn.Module
     internal Tensor forward(Tensor x, Rope2D? rope)
     {
         using var scope = torch.NewDisposeScope();
+        // A Scalar held for the whole call: an implicit one (a literal 1) may be finalized by the GC while libtorch still
+        // reads it inside addcmul (seen as "toFloat: Expected false to be true" in a long training loop).
+        using var one = 1.ToScalar();
         // LayerScale and residual in one pass each: x + γ·branch (addcmul; the product is not rounded on its own,
         // which can move a low-precision result by one unit in its last place).
-        var h = torch.addcmul(x, attn.forward(norm1.forward(x), rope), ls1.Gamma, 1);
+        var h = torch.addcmul(x, attn.forward(norm1.forward(x), rope), ls1.Gamma, one);
         var branch = mlp.forward(norm2.forward(h));
         // In place only without a graph: norm2 keeps h for its backward.
-        h = h.requires_grad ? torch.addcmul(h, branch, ls2.Gamma, 1) : h.addcmul_(branch, ls2.Gamma, 1);
+        h = h.requires_grad ? torch.addcmul(h, branch, ls2.Gamma, one) : h.addcmul_(branch, ls2.Gamma, one);
         return h.MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,60 @@
+using System.CommandLine;
+using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Training;
+
+namespace SpatialMllm.Cli.Commands;
+
+/// <summary>
+/// <c>spatial-mllm rooms-tiny train|evaluate</c>: the default model that knows rooms (<see cref="RoomsTinyRecipe"/>) made
+/// from nothing on CPU, and measured on held-out scenes against chance and a mean-answer baseline.
+/// </summary>
+internal static class RoomsTinyCommand
+{
+    public static Command Create()
+    {
+        var output = new Option<string>("--out") { Description = "Where the model and its logs go.", DefaultValueFactory = _ => "checkpoints/rooms-tiny" };
+        var work = new Option<string>("--work") { Description = "Working folder (emptied first): initial weights, stage 1, training scenes, stage 2.", DefaultValueFactory = _ => "output/rooms-tiny" };
+        var width = new Option<int>("--decoder-width") { Description = "The decoder's hidden size (a multiple of 64).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderHiddenSize };
+        var layers = new Option<int>("--decoder-layers") { Description = "The decoder's layers.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderLayers };
+        var steps = new Option<int>("--sft-steps") { Description = "Stage 2's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftSteps };
+        var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (CPU, deterministic).")
+            { output, work, width, layers, steps };
+        train.SetAction(parse => CliSupport.Guard(parse, writer =>
+        {
+            if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1) throw new ArgumentException("--decoder-layers and --sft-steps must be at least 1.");
+            var recipe = RoomsTinyRecipe.Default with
+            {
+                DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers), SftSteps = parse.GetValue(steps),
+            };
+            recipe.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);
+            return CliSupport.Ok;
+        }));
+
+        var model = new Option<string>("--model") { Description = "The model folder.", DefaultValueFactory = _ => "checkpoints/rooms-tiny" };
+        var scenes = new Option<int>("--scenes") { Description = "Held-out scenes to answer (the recipe's first N held-out seeds).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.HeldOutSeeds.Count };
+        var videos = new Option<string>("--videos") { Description = "Where the held-out scenes' videos are written.", DefaultValueFactory = _ => "output/rooms-tiny-heldout" };
+        var answers = new Option<string?>("--answers") { Description = "Also write every answer as a JSON line (id, type, answer, ground truth, score, baseline)." };
+        var fusion = new Option<FusionMode>("--fusion") { Description = "Full (2D + 3D), VisionOnly (the VGGT tokens left out at answer time) or SpatialOnly.", DefaultValueFactory = _ => FusionMode.Full };
+        var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.") { model, scenes, videos, answers, fusion };
+        evaluate.SetAction(parse => CliSupport.Guard(parse, writer =>
+        {
+            var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(fusion) };
+            int count = parse.GetValue(scenes);
+            if (count < 1 || count > recipe.HeldOutSeeds.Count)
+                throw new ArgumentException($"--scenes must be 1 to {recipe.HeldOutSeeds.Count}; got {count}.");
+            using var spatial = SpatialMllmModel.Load(parse.GetValue(model)!, TorchRuntime.ParseDevice("cpu"));
+            var report = SyntheticSceneEvaluation.Evaluate(spatial, recipe, [.. recipe.HeldOutSeeds.Take(count)],
+                RoomsTinyRecipe.ReadMeanAnswers(parse.GetValue(model)!), parse.GetValue(videos)!);
+            writer.Write(report.FormatTable());
+            if (parse.GetValue(answers) is { } path)
+                File.WriteAllLines(path, report.Answers.Select(a => System.Text.Json.JsonSerializer.Serialize(new
+                {
+                    id = a.Question.Id, scene = a.Question.SceneName, type = a.Question.QuestionType, answer = a.Answer,
+                    ground_truth = a.Question.GroundTruth, score = a.Score, baseline = a.BaselineAnswer, baseline_score = a.BaselineScore,
+                })));
+            return CliSupport.Ok;
+        }));
+        return new Command("rooms-tiny", "The default model that knows rooms: train it from nothing, or measure it on held-out scenes.") { train, evaluate };
+    }
+}
