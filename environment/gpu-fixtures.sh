@@ -9,6 +9,7 @@ OUT=${OUT:-/tmp/gpu-fixtures-out}
 F=$PWD/.gpu/fixtures; TINY=$F/spatial-mllm-tiny
 mkdir -p "$OUT/fixtures"
 status=0
+bash environment/gpu-tiny-fixture.sh || exit 1
 python3 "$F/make_grpo_fixture.py" "$PWD/.gpu/ref" "$PWD/.gpu/tools" "$OUT/fixtures/grpo" "$TINY" > "$OUT/fixtures/grpo.log" 2>&1 || status=1
 tail -3 "$OUT/fixtures/grpo.log"
 python3 "$F/make_vggt_train_fixture.py" "$PWD/.gpu/ref" "$PWD/.gpu/tools" "$OUT/fixtures/vggt-train" --tiny "$TINY" > "$OUT/fixtures/vggt-train.log" 2>&1 || status=1

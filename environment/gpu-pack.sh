@@ -38,12 +38,13 @@ cp -r "$shared/reference/spatial-mllm" .gpu/ref
 mkdir -p .gpu/tools .gpu/bench
 cp "$shared"/tools/*.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/tools/
 cp benchmarks/run-gpu.sh benchmarks/reference/qwen25vl_reference.py benchmarks/reference/grpo_step_reference.py "$shared/data/qwen2.5-vl-3b/config.json" .gpu/bench/
-# environment/gpu-fixtures.sh: the generators and the tiny fixture they start from (VggtTrainingGpuTests reads it too, as
-# $SPATIAL_MLLM_SHARED/fixtures/spatial-mllm-tiny). Of its training batches only step 0's ids and labels are read: the
-# other steps (10 MB) stay here, which keeps the pack under the carry limit.
+# environment/gpu-fixtures.sh: the generators and the tiny fixture they start from (the GRPO and trainable-VGGT GPU tests
+# read it too, as $SPATIAL_MLLM_SHARED/fixtures/spatial-mllm-tiny). Its weights are rebuilt there from its seed
+# (environment/gpu-tiny-fixture.sh), and of its training batches only step 0's ids and labels travel: the rest (20 MB)
+# would take the call over its carry limit.
 rm -rf .gpu/fixtures && mkdir -p .gpu/fixtures/spatial-mllm-tiny
 cp environment/fixtures/*.py .gpu/fixtures/
-cp "$shared"/fixtures/spatial-mllm-tiny/{config.json,io.json,io.safetensors,model.safetensors} .gpu/fixtures/spatial-mllm-tiny/
+cp "$shared"/fixtures/spatial-mllm-tiny/{config.json,io.json,io.safetensors} .gpu/fixtures/spatial-mllm-tiny/
 python3 - "$shared/fixtures/spatial-mllm-tiny/train.safetensors" .gpu/fixtures/spatial-mllm-tiny/train.safetensors <<'PY'
 import json, struct, sys
 with open(sys.argv[1], "rb") as f:

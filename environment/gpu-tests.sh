@@ -50,6 +50,7 @@ PY
   fixtures="${fixtures:+$fixtures:}$dir"
 }
 fixtures=""
+bash environment/gpu-tiny-fixture.sh || { echo "0 passed, 1 failed"; exit 1; }
 make_fixture t16-476x644 4242 || { echo "0 passed, 1 failed"; exit 1; }
 [ -n "${GPU_TESTS_QUICK:-}" ] || make_fixture t12-644x476 777 --frames 12 --hw 644 476 || { echo "0 passed, 1 failed"; exit 1; }
 
