@@ -9,8 +9,9 @@ namespace SpatialMllm.Research.Training.Grpo;
 /// <summary>
 /// TRL's <c>_get_per_token_logps_and_entropies</c> on our model: one forward over prompt + completion for each of a
 /// question's completions (batch [K, P + T], the completions right-padded: attention is causal, so no real token sees the
-/// padding; or, the fast path, the prompt once and the K completions after its keys and values), the logits of the positions that predict the completion tokens divided by the sampling temperature,
-/// log_softmax (float32) at the completion tokens. With autograd enabled the log-probabilities carry the graph (the policy
+/// padding; or, the fast path, the prompt once and the K completions after its keys and values), the logits of the
+/// positions that predict the completion tokens divided by the sampling temperature, log_softmax (float32) at the
+/// completion tokens. With autograd enabled the log-probabilities carry the graph (the policy
 /// in the loss); under <c>torch.no_grad()</c> they are the old policy's or the reference's.
 /// <para>The prompt is embedded with the visual tokens in place of its video pads; completion tokens are embedded as
 /// plain tokens and positioned one after another from the prompt's end (text positions after the video, as generation
