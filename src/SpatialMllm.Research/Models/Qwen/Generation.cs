@@ -191,10 +191,12 @@ public static class Generation
         var device = inputsEmbeds.device;
         using var outer = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        using var generator = options.DoSample && options.RowSeeds is null && options.Seed is { } seed ? new torch.Generator(seed, device) : null;
+        // Seeded draws come from CPU generators whatever the device (TorchSharp makes no CUDA generator: see Draw), so a
+        // seed samples the same tokens on CPU and CUDA.
+        using var generator = options.DoSample && options.RowSeeds is null && options.Seed is { } seed ? new torch.Generator(seed) : null;
         // Per-row generators: rows past RowSeeds (padding, finished from the start) draw nothing.
         var rowGenerators = options.DoSample && options.RowSeeds is { } rowSeeds
-            ? rowSeeds.Take((int)Math.Min(batch, Math.Min(activeRows, rowSeeds.Count))).Select(s => new torch.Generator(s, device)).ToArray()
+            ? rowSeeds.Take((int)Math.Min(batch, Math.Min(activeRows, rowSeeds.Count))).Select(s => new torch.Generator(s)).ToArray()
             : null;
         // Prompt + output ids, preallocated: the repetition penalty reads the filled prefix each step.
         var tokens = torch.cat([inputIds.to(ScalarType.Int64, device), torch.zeros(batch, maxNew, ScalarType.Int64, device)], 1);
@@ -226,7 +228,7 @@ public static class Generation
             scores = LogitsProcessing.Process(scores, tokens.narrow(1, 0, promptLength + produced), options);
             if (options.ReturnStepScores) stepScores.Add(scores.clone().MoveToOuterDisposeScope());
             var next = !options.DoSample ? scores.argmax(-1)
-                : rowGenerators is null ? torch.multinomial(torch.softmax(scores, -1), 1, generator: generator).squeeze(1)
+                : rowGenerators is null ? Draw(torch.softmax(scores, -1), generator).squeeze(1)
                 : SampleRows(scores, rowGenerators);
             var written = torch.where(unfinished, next, torch.full_like(next, pad));
             var fed = padIsToken ? written : torch.where(unfinished, next, torch.zeros_like(next));
@@ -253,9 +255,19 @@ public static class Generation
         var probs = torch.softmax(scores, -1);
         var next = scores.argmax(-1);
         for (int b = 0; b < generators.Length; b++)
-            next[b] = torch.multinomial(probs.narrow(0, b, 1), 1, generator: generators[b]).reshape(-1)[0];
+            next[b] = Draw(probs.narrow(0, b, 1), generators[b]).reshape(-1)[0];
         return next;
     }
+
+    /// <summary>
+    /// One multinomial draw per row of <paramref name="probs"/> [B, vocab]. A seeded draw runs on the CPU: TorchSharp's
+    /// <c>Generator</c> is always a CPU generator (its native constructor ignores the device), which libtorch refuses
+    /// for a CUDA tensor; an unseeded one draws where the probabilities are, from the device's default generator.
+    /// </summary>
+    static Tensor Draw(Tensor probs, torch.Generator? generator) =>
+        generator is null || probs.device.type == DeviceType.CPU
+            ? torch.multinomial(probs, 1, generator: generator)
+            : torch.multinomial(probs.cpu(), 1, generator: generator).to(probs.device);
 
     /// <summary>Carries a tensor into the next step (the enclosing scope) and frees the one it replaces, so the loop
     /// holds O(1) tensors whatever the number of steps.</summary>

@@ -1,0 +1,41 @@
+using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Models.Qwen;
+using SpatialMllm.Research.Processing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpatialMllm.Research.GpuTests;
+
+/// <summary>
+/// Seeded sampling on CUDA (GRPO's rollouts, <c>--do_sample --seed</c>): the tiny model in float32 samples the tokens on
+/// CUDA that it samples on the CPU under the same seeds — K rows from their own seeds after one shared prefix, and one
+/// answer from one seed. The seeded draws run on CPU generators (TorchSharp makes no CUDA generator); before that a
+/// seeded draw on CUDA stopped in libtorch ("Expected a 'cuda' device type for generator but found 'cpu'").
+/// </summary>
+public sealed class SamplingGpuTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Seeded_sampling_on_cuda_draws_the_tokens_it_draws_on_the_cpu()
+    {
+        var cuda = Gpu.RequireCuda();
+        string tiny = Gpu.TinyFixture();
+        using var onCpu = SpatialMllmModel.Load(tiny, torch.CPU, ScalarType.Float32);
+        using var onCuda = SpatialMllmModel.Load(tiny, cuda, ScalarType.Float32);
+        var grid = new GridThw(2, 4, 4);
+        using var visual = torch.randn([grid.MergedTokenCount(2), onCpu.Config.Text.HiddenSize], generator: new torch.Generator(3));
+        using var cpuFeatures = VideoFeatures.FromTensors(visual, grid, 0.5);
+        using var cudaFeatures = VideoFeatures.FromTensors(visual.to(cuda), grid, 0.5);
+        var prompt = onCpu.PromptIds(cpuFeatures, "How many chairs are in this room?");
+        var sampling = new GenerationOptions(onCpu.DefaultGeneration().EosTokenIds, MaxNewTokens: 12, DoSample: true, Temperature: 1.0, TopK: 0, Seed: 5);
+
+        var cpuRows = onCpu.SampleCompletions(cpuFeatures, prompt, 4, sampling);
+        var cudaRows = onCuda.SampleCompletions(cudaFeatures, prompt, 4, sampling);
+        foreach (var (c, g) in cpuRows.Zip(cudaRows)) output.WriteLine($"cpu {string.Join(" ", c.GeneratedIds)} | cuda {string.Join(" ", g.GeneratedIds)}");
+        Assert.Equal(cpuRows.Select(a => a.GeneratedIds), cudaRows.Select(a => a.GeneratedIds));
+        Assert.True(cpuRows.Select(a => string.Join(",", a.GeneratedIds)).Distinct().Count() > 1, "the rows sample different completions");
+
+        var cpuOne = onCpu.Generate(cpuFeatures, prompt, new AnswerOptions(Generation: sampling));
+        var cudaOne = onCuda.Generate(cudaFeatures, prompt, new AnswerOptions(Generation: sampling));
+        Assert.Equal(cpuOne.GeneratedIds, cudaOne.GeneratedIds);
+    }
+}
