@@ -30,13 +30,14 @@ print(f"K = {spec('completions')} completions of {spec('completion_tokens')} tok
 if not ours:
     print("**Ours did not run** (see the log).\n")
 print("| part | ours (ms) | baseline (ms) | ratio |\n|---|---:|---:|---:|")
-rows = [("whole step", step.get("ms"), ref.get("step_ms")), ("rollout (mean)", ours.get("rollout_ms_mean"), ref.get("rollout_ms")),
-        ("reference log-probs (mean)", ours.get("reference_ms_mean"), ref.get("reference_ms")),
-        ("policy log-probs + loss + backward + AdamW (mean)", ours.get("policy_update_ms_mean"), ref.get("policy_update_ms"))]
+rows = [("whole step", step.get("ms"), ref.get("step_ms")), ("rollout", ours.get("rollout_ms"), ref.get("rollout_ms")),
+        ("rollout: of which encoding (vision + VGGT)", ours.get("rollout_encode_ms"), None),
+        ("reference log-probs", ours.get("reference_ms"), ref.get("reference_ms")),
+        ("policy log-probs + loss + backward + AdamW", ours.get("policy_update_ms"), ref.get("policy_update_ms"))]
 for name, a, b in rows:
     ratio = f"{a / b:.3f}" if a and b else "—"
     print(f"| {name} | {'—' if a is None else f'{a:.0f}'} | {'—' if b is None else f'{b:.0f}'} | {ratio} |")
 print(f"\nPeak memory: ours {step.get('peak_gib')} GiB (NVML); baseline max_memory_reserved {ref.get('peak_reserved_gib')} GiB, NVML {ref.get('peak_nvml_gib')} GiB.")
-print("Ours: the means include the warm-up step; the baseline's parts are medians.")
+print("Parts: medians over the measured steps, both sides.")
 PY
 cat "$OUT/grpo-step.md"

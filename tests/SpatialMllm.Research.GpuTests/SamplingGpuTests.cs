@@ -9,8 +9,9 @@ namespace SpatialMllm.Research.GpuTests;
 /// <summary>
 /// Seeded sampling on CUDA (GRPO's rollouts, <c>--do_sample --seed</c>): the tiny model in float32 samples the tokens on
 /// CUDA that it samples on the CPU under the same seeds — K rows from their own seeds after one shared prefix, and one
-/// answer from one seed. The seeded draws run on CPU generators (TorchSharp makes no CUDA generator); before that a
-/// seeded draw on CUDA stopped in libtorch ("Expected a 'cuda' device type for generator but found 'cpu'").
+/// answer from one seed. The seeds drive CPU generators (TorchSharp makes no CUDA generator) that draw one uniform per row
+/// and step; before that a seeded draw on CUDA stopped in libtorch ("Expected a 'cuda' device type for generator but
+/// found 'cpu'").
 /// </summary>
 public sealed class SamplingGpuTests(ITestOutputHelper output)
 {
@@ -25,8 +26,10 @@ public sealed class SamplingGpuTests(ITestOutputHelper output)
         using var visual = torch.randn([grid.MergedTokenCount(2), onCpu.Config.Text.HiddenSize], generator: new torch.Generator(3));
         using var cpuFeatures = VideoFeatures.FromTensors(visual, grid, 0.5);
         using var cudaFeatures = VideoFeatures.FromTensors(visual.to(cuda), grid, 0.5);
-        var prompt = onCpu.PromptIds(cpuFeatures, "How many chairs are in this room?");
-        var sampling = new GenerationOptions(onCpu.DefaultGeneration().EosTokenIds, MaxNewTokens: 12, DoSample: true, Temperature: 1.0, TopK: 0, Seed: 5);
+        // The tiny fixture has no tokenizer: a prompt of ids around the video, and no eos (−1), so every row runs 12 tokens.
+        var tokens = onCpu.Config.Tokens;
+        int[] prompt = [11, 12, 13, tokens.VisionStartTokenId, tokens.VideoTokenId, tokens.VisionEndTokenId, 21, 22, 23, 24];
+        var sampling = new GenerationOptions([-1], MaxNewTokens: 12, DoSample: true, Temperature: 1.0, TopK: 0, Seed: 5);
 
         var cpuRows = onCpu.SampleCompletions(cpuFeatures, prompt, 4, sampling);
         var cudaRows = onCuda.SampleCompletions(cudaFeatures, prompt, 4, sampling);

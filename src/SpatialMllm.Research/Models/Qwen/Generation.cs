@@ -191,7 +191,7 @@ public static class Generation
         var device = inputsEmbeds.device;
         using var outer = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        // Seeded draws come from CPU generators whatever the device (TorchSharp makes no CUDA generator: see Draw), so a
+        // Seeded draws come from CPU generators whatever the device (TorchSharp makes no CUDA generator: see SampleSeeded), so a
         // seed samples the same tokens on CPU and CUDA.
         using var generator = options.DoSample && options.RowSeeds is null && options.Seed is { } seed ? new torch.Generator(seed) : null;
         // Per-row generators: rows past RowSeeds (padding, finished from the start) draw nothing.
@@ -228,8 +228,8 @@ public static class Generation
             scores = LogitsProcessing.Process(scores, tokens.narrow(1, 0, promptLength + produced), options);
             if (options.ReturnStepScores) stepScores.Add(scores.clone().MoveToOuterDisposeScope());
             var next = !options.DoSample ? scores.argmax(-1)
-                : rowGenerators is null ? Draw(torch.softmax(scores, -1), generator).squeeze(1)
-                : SampleRows(scores, rowGenerators);
+                : generator is null && rowGenerators is null ? torch.multinomial(torch.softmax(scores, -1), 1).squeeze(1)
+                : SampleSeeded(scores, generator, rowGenerators);
             var written = torch.where(unfinished, next, torch.full_like(next, pad));
             var fed = padIsToken ? written : torch.where(unfinished, next, torch.zeros_like(next));
             tokens.narrow(1, promptLength + produced, 1).copy_(written.unsqueeze(1));
@@ -249,25 +249,28 @@ public static class Generation
             [.. stepScores.Select(t => t.DetachFromDisposeScope())]);
     }
 
-    /// <summary>One multinomial draw per row, each from its own generator (rows without one take their argmax: padding).</summary>
-    static Tensor SampleRows(Tensor scores, torch.Generator[] generators)
+    /// <summary>
+    /// One seeded draw per row of <paramref name="scores"/> [B, vocab] by inverse CDF: a uniform per row from the CPU
+    /// generator (<paramref name="generator"/>: B of them; <paramref name="rowGenerators"/>: one from row b's own, rows
+    /// past them take their argmax: padding), then on the scores' device the first token whose cumulative probability
+    /// reaches it. TorchSharp's <c>Generator</c> is always a CPU generator (its native constructor ignores the device),
+    /// which libtorch refuses for a CUDA tensor: drawing only the uniforms on the CPU keeps a seed's tokens the same on
+    /// CPU and CUDA, and each step to one small copy instead of a vocabulary-sized draw per row on the host.
+    /// </summary>
+    static Tensor SampleSeeded(Tensor scores, torch.Generator? generator, torch.Generator[]? rowGenerators)
     {
-        var probs = torch.softmax(scores, -1);
+        long rows = rowGenerators?.Length ?? scores.shape[0], vocab = scores.shape[1];
         var next = scores.argmax(-1);
-        for (int b = 0; b < generators.Length; b++)
-            next[b] = Draw(probs.narrow(0, b, 1), generators[b]).reshape(-1)[0];
+        if (rows == 0) return next;
+        var uniforms = rowGenerators is null
+            ? torch.rand([rows], ScalarType.Float64, generator: generator)
+            : torch.cat([.. rowGenerators.Select(g => torch.rand([1], ScalarType.Float64, generator: g))]);
+        var cdf = torch.softmax(scores.narrow(0, 0, rows), -1).to(ScalarType.Float64).cumsum(-1);   // [rows, vocab]
+        // In (0, total]: the first index whose cdf reaches it has a non-zero probability and exists.
+        var targets = uniforms.to(scores.device).neg_().add_(1).unsqueeze(1).mul_(cdf.narrow(1, vocab - 1, 1));
+        next.narrow(0, 0, rows).copy_(torch.searchsorted(cdf, targets).squeeze(1));
         return next;
     }
-
-    /// <summary>
-    /// One multinomial draw per row of <paramref name="probs"/> [B, vocab]. A seeded draw runs on the CPU: TorchSharp's
-    /// <c>Generator</c> is always a CPU generator (its native constructor ignores the device), which libtorch refuses
-    /// for a CUDA tensor; an unseeded one draws where the probabilities are, from the device's default generator.
-    /// </summary>
-    static Tensor Draw(Tensor probs, torch.Generator? generator) =>
-        generator is null || probs.device.type == DeviceType.CPU
-            ? torch.multinomial(probs, 1, generator: generator)
-            : torch.multinomial(probs.cpu(), 1, generator: generator).to(probs.device);
 
     /// <summary>Carries a tensor into the next step (the enclosing scope) and frees the one it replaces, so the loop
     /// holds O(1) tensors whatever the number of steps.</summary>
