@@ -26,19 +26,26 @@ public sealed class SamplingGpuTests(ITestOutputHelper output)
         using var visual = torch.randn([grid.MergedTokenCount(2), onCpu.Config.Text.HiddenSize], generator: new torch.Generator(3));
         using var cpuFeatures = VideoFeatures.FromTensors(visual, grid, 0.5);
         using var cudaFeatures = VideoFeatures.FromTensors(visual.to(cuda), grid, 0.5);
-        // The tiny fixture has no tokenizer: a prompt of ids around the video, and no eos (−1), so every row runs 12 tokens.
+        // The tiny fixture has no tokenizer (so no answer texts): a prompt of ids around the video, sequences compared as ids;
+        // no eos (−1), so every row runs 12 tokens.
         var tokens = onCpu.Config.Tokens;
-        int[] prompt = [11, 12, 13, tokens.VisionStartTokenId, tokens.VideoTokenId, tokens.VisionEndTokenId, 21, 22, 23, 24];
+        int[] prompt = [11, 12, 13, tokens.VisionStartTokenId, .. Enumerable.Repeat(tokens.VideoTokenId, cpuFeatures.TokenCount),
+            tokens.VisionEndTokenId, 21, 22, 23, 24];
+        int shared = onCpu.SharedPrefixLength(prompt);
         var sampling = new GenerationOptions([-1], MaxNewTokens: 12, DoSample: true, Temperature: 1.0, TopK: 0, Seed: 5);
+        long[][] Sample(SpatialMllmModel model, VideoFeatures features, GenerationOptions options, int rows)
+        {
+            using var result = model.GenerateBatch(Enumerable.Repeat(prompt, rows).ToList(), shared, features, options);
+            using var sequences = result.Sequences.cpu();
+            return [.. Enumerable.Range(0, rows).Select(b => sequences[b].data<long>().ToArray())];
+        }
 
-        var cpuRows = onCpu.SampleCompletions(cpuFeatures, prompt, 4, sampling);
-        var cudaRows = onCuda.SampleCompletions(cudaFeatures, prompt, 4, sampling);
-        foreach (var (c, g) in cpuRows.Zip(cudaRows)) output.WriteLine($"cpu {string.Join(" ", c.GeneratedIds)} | cuda {string.Join(" ", g.GeneratedIds)}");
-        Assert.Equal(cpuRows.Select(a => a.GeneratedIds), cudaRows.Select(a => a.GeneratedIds));
-        Assert.True(cpuRows.Select(a => string.Join(",", a.GeneratedIds)).Distinct().Count() > 1, "the rows sample different completions");
-
-        var cpuOne = onCpu.Generate(cpuFeatures, prompt, new AnswerOptions(Generation: sampling));
-        var cudaOne = onCuda.Generate(cudaFeatures, prompt, new AnswerOptions(Generation: sampling));
-        Assert.Equal(cpuOne.GeneratedIds, cudaOne.GeneratedIds);
+        var perRow = sampling with { RowSeeds = [5, 6, 7, 8] };
+        var cpuRows = Sample(onCpu, cpuFeatures, perRow, 4);
+        var cudaRows = Sample(onCuda, cudaFeatures, perRow, 4);
+        foreach (var (c, g) in cpuRows.Zip(cudaRows)) output.WriteLine($"cpu {string.Join(" ", c)} | cuda {string.Join(" ", g)}");
+        Assert.Equal(cpuRows, cudaRows);
+        Assert.True(cpuRows.Select(r => string.Join(",", r)).Distinct().Count() > 1, "the rows sample different completions");
+        Assert.Equal(Sample(onCpu, cpuFeatures, sampling, 1), Sample(onCuda, cudaFeatures, sampling, 1));
     }
 }
