@@ -23,6 +23,7 @@ namespace SpatialMllm.Benchmarks;
 ///   fixture  --fixture DIR --out DIR                            bf16 vs fp32 vs fixture on the tiny checkpoint
 ///   train-step --config qwen-config.json --out DIR [--runs 5] [--gradient-checkpointing] [--lora]   one SFT step (issue 15; LoRA: issue 23)
 ///   grpo-step --config qwen-config.json --out DIR [--runs 3] [--completions 8] [--completion-tokens 64]   one GRPO step (issue 24)
+///   decode-profile --config qwen-config.json --out DIR [--decode-tokens 32]   where a decoded token's time goes (issue 26)
 ///   report   --out DIR [--reference ref.json] [--machine NAME] [--results DIR] [--command CMD]
 /// </code>
 /// </summary>
@@ -30,7 +31,7 @@ internal static class Program
 {
     static int Main(string[] args)
     {
-        if (args.Length == 0) { Console.Error.WriteLine("usage: SpatialMllm.Benchmarks main|sampling|fixture|train-step|grpo-step|kernels|vggt-ops|report [options]"); return 2; }
+        if (args.Length == 0) { Console.Error.WriteLine("usage: SpatialMllm.Benchmarks main|sampling|fixture|train-step|grpo-step|decode-profile|kernels|vggt-ops|report [options]"); return 2; }
         var options = ParseOptions(args.Skip(1));
         string Opt(string name, string? fallback = null) => options.TryGetValue(name, out var v) ? v
             : fallback ?? throw new ArgumentException($"--{name} is required");
@@ -57,6 +58,7 @@ internal static class Program
             "kernels" => KernelCheck.Run(int.Parse(Opt("runs", "10"))),
             "grpo-step" => GrpoStep.Run(ConfigFile.Load(Opt("config")), int.Parse(Opt("runs", "3")), int.Parse(Opt("completions", "8")),
                 int.Parse(Opt("completion-tokens", "64")), memory),
+            "decode-profile" => DecodeProfile.Run(ConfigFile.Load(Opt("config")), int.Parse(Opt("decode-tokens", "32")), memory),
             _ => throw new ArgumentException($"unknown part '{args[0]}'"),
         };
         result["gpu_memory_source"] = memory.Available ? "NVML used (process context + caching allocator)" : "unavailable";
