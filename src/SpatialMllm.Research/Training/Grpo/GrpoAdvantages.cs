@@ -60,14 +60,14 @@ public sealed record GrpoAdvantages(double[] Advantages, double[] Rewards, doubl
         return new GrpoAdvantages(advantages, rewards, means, stds, NanMean(rewards), NanStd(rewards), zeroStd);
     }
 
-    static double NanMean(double[] x)
+    internal static double NanMean(double[] x)
     {
         var kept = x.Where(v => !double.IsNaN(v)).ToArray();
         return kept.Length == 0 ? double.NaN : kept.Average();
     }
 
     /// <summary>TRL's <c>nanstd</c>: Bessel-corrected, NaN for fewer than two values.</summary>
-    static double NanStd(double[] x)
+    internal static double NanStd(double[] x)
     {
         var kept = x.Where(v => !double.IsNaN(v)).ToArray();
         if (kept.Length < 2) return double.NaN;

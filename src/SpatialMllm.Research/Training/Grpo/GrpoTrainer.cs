@@ -44,6 +44,8 @@ public sealed class GrpoTrainer
     readonly GrpoConfig _config;
     readonly IReadOnlyList<Reward>? _givenRewards;
     readonly IReadOnlyList<string> _rewardNames;
+    /// <summary>The VSI-Bench question types of the training questions (log.csv's rewards_by_type columns), set by Run.</summary>
+    IReadOnlyList<string> _questionTypes = [];
     IReadOnlyList<Reward> _rewards = [];
     readonly IReadOnlyList<double> _weights;
     readonly Action<string> _log;
@@ -110,6 +112,7 @@ public sealed class GrpoTrainer
     [
         "epoch", "loss", "learning_rate", "grad_norm", "reward", "reward_std",
         .. _rewardNames.SelectMany(name => new[] { $"rewards/{name}/mean", $"rewards/{name}/std" }),
+        .. _questionTypes.SelectMany(type => new[] { $"rewards_by_type/{type}/mean", $"rewards_by_type/{type}/std" }),
         "kl", "entropy", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean",
         "completions/mean_length", "completions/min_length", "completions/max_length", "completions/clipped_ratio",
         "frac_reward_zero_std", "seconds", "rollout_seconds",
@@ -125,6 +128,7 @@ public sealed class GrpoTrainer
         var questions = LoadQuestions(a.DatasetUse, a.DataPath);
         if (questions.Count == 0) throw new NothingToTrainException($"No question in {a.DatasetUse}", []);
         _rewards = _givenRewards ?? [.. _config.RewardNames.Select(name => Rewards.ByName(name, questions))];
+        _questionTypes = [.. questions.Select(q => q.VsiBench?.QuestionType).OfType<string>().Distinct().Order(StringComparer.Ordinal)];
         var device = a.Device is null ? TorchRuntime.DefaultDevice : TorchRuntime.ParseDevice(a.Device);
         var dtype = (a.Bf16 ?? device.type == DeviceType.CUDA) ? ScalarType.BFloat16 : ScalarType.Float32;
         int batchesPerEpoch = (questions.Count + a.GradientAccumulationSteps - 1) / a.GradientAccumulationSteps;
@@ -328,6 +332,17 @@ public sealed class GrpoTrainer
         {
             metrics[$"rewards/{_rewards[f].Name}/mean"] = advantages.FunctionMeans[f];
             metrics[$"rewards/{_rewards[f].Name}/std"] = advantages.FunctionStds[f];
+        }
+        // The weighted reward per VSI-Bench question type (empty where this batch asked none of the type).
+        var byType = groups.SelectMany((g, i) => Enumerable.Range(0, g.Completions.Count)
+                .Select(k => (Type: g.Question.VsiBench?.QuestionType, Reward: advantages.Rewards[i * g.Completions.Count + k])))
+            .Where(x => x.Type != null).ToLookup(x => x.Type!, x => x.Reward);
+        static double? Logged(double value) => double.IsNaN(value) ? null : value;
+        foreach (string type in _questionTypes)
+        {
+            var rewards = byType[type].ToArray();
+            metrics[$"rewards_by_type/{type}/mean"] = Logged(GrpoAdvantages.NanMean(rewards));
+            metrics[$"rewards_by_type/{type}/std"] = Logged(GrpoAdvantages.NanStd(rewards));
         }
         return metrics;
     }

@@ -130,6 +130,37 @@ public class GrpoTrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void The_reward_is_logged_per_question_type()
+    {
+        string data = Data(), dir = TestPaths.NewTempDir("grpo-types");
+        var args = GrpoConfig.DefaultTrainingArguments with
+        {
+            ModelNameOrPath = Path.Combine(data, "model"), DatasetUse = Path.Combine(data, "synthetic", "test.jsonl"), OutputDir = dir,
+            GradientAccumulationSteps = 4, MaxSteps = 2, SaveSteps = 0, Device = "cpu", GradientCheckpointing = false,
+        };
+        var config = new GrpoConfig { NumGenerations = 2, MaxCompletionLength = 1, Frames = 4, Beta = 0 };
+        var types = GrpoTrainer.LoadQuestions(args.DatasetUse, null).Select(q => q.VsiBench!.QuestionType).Distinct().Order(StringComparer.Ordinal).ToList();
+        // A reward that is the question type's rank: each type's mean is its rank, its spread 0.
+        var rank = new Reward("type_rank", c => types.IndexOf(c.Question.VsiBench!.QuestionType));
+        var summary = new GrpoTrainer(args, config, [rank], output.WriteLine).Run();
+
+        Assert.True(types.Count > 1, "the synthetic questions span several types");
+        var header = File.ReadAllLines(Path.Combine(dir, SftTrainer.LogFile))[0].Split(',');
+        Assert.All(types, t => Assert.Contains($"rewards_by_type/{t}/mean", header));
+        foreach (var step in summary.Steps)
+        {
+            var asked = types.Where(t => step.Metrics[$"rewards_by_type/{t}/mean"] is not null).ToList();
+            Assert.NotEmpty(asked);
+            foreach (var t in asked)
+            {
+                Assert.Equal(types.IndexOf(t), step.Metrics[$"rewards_by_type/{t}/mean"]);
+                Assert.Equal(0, step.Metrics[$"rewards_by_type/{t}/std"]);
+            }
+            Assert.InRange(step.Metrics["reward"]!.Value, asked.Min(types.IndexOf), asked.Max(types.IndexOf));
+        }
+    }
+
+    [Fact]
     public void Grpo_with_lora_trains_the_adapters_against_the_base_model_with_its_adapters_off()
     {
         string data = Data(), dir = TestPaths.NewTempDir("grpo-lora");
