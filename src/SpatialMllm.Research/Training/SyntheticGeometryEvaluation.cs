@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Vggt;
 using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Scenes;
@@ -134,6 +135,17 @@ public static class SyntheticGeometryEvaluation
             SyntheticSceneEvaluation.Interval(unit * scenes.Average(measure), samples.Select(drawn => unit * drawn.Average(measure)));
         return new GeometryReport(scenes, sampler.Settings, Mean(s => s.Vggt.AbsRel), Mean(s => s.Vggt.Delta1, 100), Mean(s => s.Vggt.PointError),
             Mean(s => s.ConstantDepthAbsRel), Mean(s => s.ConstantDepthDelta1, 100));
+    }
+
+    /// <summary>
+    /// Writes into <paramref name="folder"/> (and returns it) the tiny model drawn from <paramref name="recipe"/>'s seed
+    /// before any training, whose VGGT is where stage 1 starts (the tests rerun stage 1's first steps from it): the
+    /// reference a trained VGGT's error is read against.
+    /// </summary>
+    public static string WriteUntrainedModel(RoomsTinyRecipe recipe, string folder)
+    {
+        TinyCheckpoint.Create(folder, recipe.InitSeed);
+        return folder;
     }
 
     /// <summary>The valid pixels' predicted and true depths, float64 on the CPU.</summary>
