@@ -113,6 +113,8 @@ echo "== [$(elapsed) s] $MODE: libtorch from $TORCH_LIB; .NET $(dotnet --list-ru
 #    notebooks/ (unchanged copies), the library's build output where their `#r` line points, checkpoints/, datasets/.
 rm -rf "$stage" && mkdir -p "$stage/notebooks" "$stage/executed" "$stage/src/SpatialMllm.Research/bin/Release/net10.0" "$stage/checkpoints"
 ln -s "$pack/lib" "$stage/src/SpatialMllm.Research/bin/Release/net10.0/linux-x64"
+# rooms-tiny's folder (in the carried tree): notebooks 02-05 read its mean-answer baseline whichever model they measure.
+cp -r checkpoints/rooms-tiny "$stage/checkpoints/"
 export SPATIAL_MLLM_SHARED=$pack/shared
 
 # 6. Each notebook, one kernel each, timed; 07-fine-tune and 08-reinforcement-learning on the tiny checkpoint in float32 (see the top).

@@ -36,17 +36,35 @@ internal static class RoomsTinyCommand
         var videos = new Option<string>("--videos") { Description = "Where the held-out scenes' videos are written.", DefaultValueFactory = _ => "output/rooms-tiny-heldout" };
         var answers = new Option<string?>("--answers") { Description = "Also write every answer as a JSON line (id, type, answer, ground truth, score, baseline)." };
         var fusion = new Option<FusionMode>("--fusion") { Description = "Full (2D + 3D), VisionOnly (the VGGT tokens left out at answer time) or SpatialOnly.", DefaultValueFactory = _ => FusionMode.Full };
-        var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.") { model, scenes, videos, answers, fusion };
+        var sampler = new Option<string>("--sampler")
+        {
+            Description = "The frames answered from, as many as the recipe's: uniform (as trained) or space-aware (greedy voxel coverage on the model's own VGGT point maps).",
+            DefaultValueFactory = _ => "uniform",
+        }.AcceptOnlyFromAmong("uniform", "space-aware");
+        var geometry = new Option<bool>("--geometry") { Description = "Also measure VGGT's depth (AbsRel, δ<1.25 after median scaling) and point error against the renderer's truth, on the frames answered from." };
+        var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.")
+            { model, scenes, videos, answers, fusion, sampler, geometry };
         evaluate.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
             var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(fusion) };
             int count = parse.GetValue(scenes);
             if (count < 1 || count > recipe.HeldOutSeeds.Count)
                 throw new ArgumentException($"--scenes must be 1 to {recipe.HeldOutSeeds.Count}; got {count}.");
-            using var spatial = SpatialMllmModel.Load(parse.GetValue(model)!, TorchRuntime.ParseDevice("cpu"));
-            var report = SyntheticSceneEvaluation.Evaluate(spatial, recipe, [.. recipe.HeldOutSeeds.Take(count)],
-                RoomsTinyRecipe.ReadMeanAnswers(parse.GetValue(model)!), parse.GetValue(videos)!);
+            string folder = parse.GetValue(model)!;
+            int[] seeds = [.. recipe.HeldOutSeeds.Take(count)];
+            using var spatial = SpatialMllmModel.Load(folder, TorchRuntime.ParseDevice("cpu"));
+            var frames = SyntheticSceneEvaluation.Sampler(parse.GetValue(sampler)!, recipe, folder);
+            using var ownedSampler = frames as IDisposable;   // the space-aware sampler's VGGT
+            var report = SyntheticSceneEvaluation.Evaluate(spatial, recipe, seeds, RoomsTinyRecipe.ReadMeanAnswers(folder), parse.GetValue(videos)!,
+                sampler: frames);
             writer.Write(report.FormatTable());
+            if (parse.GetValue(geometry))
+            {
+                var vggt = spatial.spatial_encoder?.vggt_model
+                    ?? throw new ArgumentException($"--geometry: {folder} has no spatial encoder (VGGT) to measure.");
+                writer.WriteLine();
+                writer.Write(SyntheticGeometryEvaluation.Evaluate(vggt, recipe.Scene, seeds, frames).FormatTable());
+            }
             if (parse.GetValue(answers) is { } path)
                 File.WriteAllLines(path, report.Answers.Select(a => System.Text.Json.JsonSerializer.Serialize(new
                 {

@@ -52,6 +52,70 @@ public sealed class Chart : IHtmlDisplay
         return chart;
     }
 
+    /// <summary>
+    /// <see cref="GroupedBar"/> with an interval on every bar (e.g. a 95 % bootstrap interval), drawn as an error bar
+    /// from Low to High around the bar's Value. A NaN value leaves a gap.
+    /// </summary>
+    public static Chart GroupedBarWithIntervals(IEnumerable<string> categories,
+        params (string Name, IEnumerable<(double Value, double Low, double High)> Bars)[] series)
+    {
+        var chart = GroupedBar(categories, [.. series.Select(s => (s.Name, s.Bars.Select(b => b.Value)))]);
+        foreach (var (trace, (_, bars)) in chart.traces.Zip(series))
+            trace!["error_y"] = new JsonObject
+            {
+                ["type"] = "data", ["symmetric"] = false, ["visible"] = true,
+                ["array"] = Numbers(bars.Select(b => b.High - b.Value)), ["arrayminus"] = Numbers(bars.Select(b => b.Value - b.Low)),
+            };
+        return chart;
+    }
+
+    /// <summary>
+    /// Maps [H, W] (depth maps, errors) as heatmaps in a grid of <paramref name="columns"/>, each titled, row 0 at the top
+    /// as in an image, on one shared colour scale (Viridis) from <paramref name="min"/> to <paramref name="max"/> (default:
+    /// the finite values' range over all maps). Non-finite values are gaps.
+    /// </summary>
+    public static Chart Heatmaps(int columns, string colourTitle, IReadOnlyList<(string Title, Tensor Map)> panels, double? min = null, double? max = null)
+    {
+        if (panels.Count == 0 || columns < 1) throw new ArgumentException($"Give at least one map and one column (got {panels.Count} maps, {columns} columns).");
+        var chart = new Chart();
+        int rows = (panels.Count + columns - 1) / columns;
+        double low = double.PositiveInfinity, high = double.NegativeInfinity;
+        var annotations = new JsonArray();
+        for (int i = 0; i < panels.Count; i++)
+        {
+            var (title, map) = panels[i];
+            if (map.dim() != 2) throw new ArgumentException($"Map '{title}' must be [H, W], got [{string.Join(", ", map.shape)}].");
+            float[] values;
+            using (NewDisposeScope()) values = map.detach().cpu().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+            int width = (int)map.shape[1];
+            foreach (float v in values.Where(float.IsFinite)) (low, high) = (Math.Min(low, v), Math.Max(high, v));
+            string suffix = i == 0 ? "" : (i + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            chart.traces.Add(new JsonObject
+            {
+                ["type"] = "heatmap", ["name"] = title, ["coloraxis"] = "coloraxis", ["xaxis"] = "x" + suffix, ["yaxis"] = "y" + suffix,
+                ["z"] = new JsonArray([.. values.Chunk(width).Select(row => (JsonNode)Numbers(row.Select(v => (double)v)))]),
+            });
+            chart.Axis("xaxis" + suffix)["showticklabels"] = false;
+            var y = chart.Axis("yaxis" + suffix);
+            (y["autorange"], y["showticklabels"], y["scaleanchor"]) = ("reversed", false, "x" + suffix);
+            annotations.Add(new JsonObject
+            {
+                ["text"] = title, ["showarrow"] = false, ["xref"] = $"x{suffix} domain", ["yref"] = $"y{suffix} domain",
+                ["x"] = 0.5, ["y"] = 1, ["xanchor"] = "center", ["yanchor"] = "bottom",
+            });
+        }
+        chart.layout["grid"] = new JsonObject { ["rows"] = rows, ["columns"] = columns, ["pattern"] = "independent" };
+        chart.layout["coloraxis"] = new JsonObject
+        {
+            ["colorscale"] = "Viridis", ["cmin"] = min ?? (double.IsFinite(low) ? low : 0), ["cmax"] = max ?? (double.IsFinite(high) ? high : 1),
+            ["colorbar"] = new JsonObject { ["title"] = new JsonObject { ["text"] = colourTitle } },
+        };
+        chart.layout["annotations"] = annotations;
+        chart.layout["showlegend"] = false;
+        (chart.width, chart.height) = (Math.Min(1100, 60 + 240 * columns), 60 + 200 * rows);
+        return chart;
+    }
+
     /// <summary>One line (with markers) per series over shared x values, e.g. voxel coverage against the number of frames.</summary>
     public static Chart Line(IEnumerable<double> x, params (string Name, IEnumerable<double> Y)[] series)
     {

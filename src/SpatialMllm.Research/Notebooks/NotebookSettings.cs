@@ -15,6 +15,7 @@ public static class NotebookSettings
     public const string DTypeVariable = "SPATIAL_MLLM_DTYPE";
     public const string ModelVariable = "SPATIAL_MLLM_MODEL";
     public const string VideoVariable = "SPATIAL_MLLM_VIDEO";
+    public const string HeldOutRoomsVariable = "SPATIAL_MLLM_HELD_OUT_ROOMS";
 
     /// <summary>$SPATIAL_MLLM_DEVICE, else <paramref name="value"/>: "cpu", "cuda", "cuda:1", or "auto" (CUDA when visible).</summary>
     public static torch.Device Device(string value = "auto") => TorchRuntime.ParseDevice(FromEnvironment(DeviceVariable) ?? value);
@@ -27,6 +28,12 @@ public static class NotebookSettings
 
     /// <summary>$SPATIAL_MLLM_VIDEO, else <paramref name="value"/>: a video file.</summary>
     public static string Video(string value) => FromEnvironment(VideoVariable) ?? value;
+
+    /// <summary>$SPATIAL_MLLM_HELD_OUT_ROOMS, else <paramref name="value"/>: how many held-out rooms a notebook measures
+    /// (few in CI, all of <c>RoomsTinyRecipe.HeldOutSeeds</c> for a real run).</summary>
+    public static int HeldOutRooms(int value) => FromEnvironment(HeldOutRoomsVariable) is { } text
+        ? int.TryParse(text, out int rooms) && rooms > 0 ? rooms : throw new ArgumentException($"${HeldOutRoomsVariable} must be a positive number of rooms, not '{text}'")
+        : value;
 
     static string? FromEnvironment(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
 }

@@ -19,12 +19,18 @@ public static class FrameSampler
 
     /// <summary>
     /// Space-aware sampling with the VGGT of <paramref name="modelDir"/> (loaded on first use, on <paramref name="device"/>;
-    /// null: CUDA when visible). Dispose the sampler to release the model.
+    /// null: CUDA when visible). VGGT sees the candidates resized to <paramref name="inputWidth"/> (VGGT-1B's 518 as
+    /// the paper's sampler; a VGGT trained on smaller frames, e.g. rooms-tiny's 112, at its training width). Dispose the
+    /// sampler to release the model.
     /// </summary>
-    public static SpaceAwareSampler SpaceAware(int k, string modelDir, int candidates = 128, TorchSharp.torch.Device? device = null)
+    public static SpaceAwareSampler SpaceAware(int k, string modelDir, int candidates = 128, TorchSharp.torch.Device? device = null,
+        int inputWidth = VggtSamplingPreprocessor.TargetSize)
     {
+        VggtSamplingPreprocessor.CheckTargetWidth(inputWidth);
         string fullPath = Path.GetFullPath(modelDir);
-        return new SpaceAwareSampler(k, candidates, () => PointMapPredictors.FromModelFolder(fullPath, device), fullPath, ownsPredictor: true);
+        // The width is part of the sampler's settings (and so of the cache key) when it is not the paper's.
+        string id = inputWidth == VggtSamplingPreprocessor.TargetSize ? fullPath : $"{fullPath},width={inputWidth}";
+        return new SpaceAwareSampler(k, candidates, () => PointMapPredictors.FromModelFolder(fullPath, device, inputWidth), id, ownsPredictor: true);
     }
 
     /// <summary>Space-aware sampling with a given point-map predictor; <paramref name="predictorId"/> names it in the settings and cache key.</summary>

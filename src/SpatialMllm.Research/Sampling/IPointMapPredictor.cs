@@ -19,5 +19,5 @@ internal interface IPointMapPredictor
     /// scene's ground truth) answers directly.
     /// </summary>
     (Tensor WorldPoints, Tensor Confidence) PredictFrames(VideoSource video, IReadOnlyList<int> frames) =>
-        Predict(CandidateFrames.Decode(video, frames, VggtSamplingPreprocessor.Preprocess));
+        Predict(CandidateFrames.Decode(video, frames, f => VggtSamplingPreprocessor.Preprocess(f)));
 }

@@ -138,7 +138,7 @@ public sealed class SyntheticScene
     }
 
     /// <summary>
-    /// Space-aware sampling (the selector of <see cref="FrameSampler.SpaceAware(int, string, int, TorchSharp.torch.Device?)"/>) on this scene's true
+    /// Space-aware sampling (the selector of <see cref="FrameSampler.SpaceAware(int, string, int, TorchSharp.torch.Device?, int)"/>) on this scene's true
     /// point maps instead of VGGT's: runs on the CPU, and its coverage curves count real voxels of the room. Select on
     /// <see cref="AsVideoSource"/> or on the mp4 from <see cref="WriteVideo"/>.
     /// </summary>

@@ -2,11 +2,14 @@ using System.Globalization;
 using System.Text;
 using SpatialMllm.Research.Evaluation;
 using SpatialMllm.Research.Models;
+using SpatialMllm.Research.Sampling;
 using SpatialMllm.Research.Scenes;
+using TorchSharp;
 
 namespace SpatialMllm.Research.Training;
 
-/// <summary>A score with its 95 % bootstrap interval (percentiles of the resampled scores), on 0–100.</summary>
+/// <summary>A score with its 95 % bootstrap interval (percentiles of the resampled scores), on 0–100 (or, for a
+/// geometry error, in that measure's own unit).</summary>
 public sealed record ScoreInterval(double Value, double Low, double High)
 {
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Value,5:F1} [{Low,5:F1}, {High,5:F1}]");
@@ -30,10 +33,18 @@ public sealed record HeldOutAnswer(VsiBenchQuestion Question, string Answer, dou
 public sealed record HeldOutReport(IReadOnlyList<int> Seeds, IReadOnlyList<HeldOutTypeScore> Types, ScoreInterval Overall,
     ScoreInterval BaselineOverall, ScoreInterval Gain, IReadOnlyList<HeldOutAnswer> Answers)
 {
+    /// <summary>The sampler's settings (<see cref="IFrameSampler.Settings"/>) the answers were given from; empty when not recorded.</summary>
+    public string Sampler { get; init; } = "";
+
+    /// <summary>Per scene (in <see cref="Seeds"/>' order), the frames the model answered from; empty when not recorded.</summary>
+    public IReadOnlyList<IReadOnlyList<int>> Frames { get; init; } = [];
+
     public string FormatTable()
     {
         var s = new StringBuilder();
         s.AppendLine(CultureInfo.InvariantCulture, $"held-out scenes: {Seeds.Count} (seeds {Seeds.Min()}–{Seeds.Max()}), {Answers.Count} questions; 95 % bootstrap intervals over scenes");
+        if (Sampler.Length > 0)
+            s.AppendLine(CultureInfo.InvariantCulture, $"frames: {Sampler}, {Frames.Average(f => f.Count):0.##} a scene on average");
         s.AppendLine($"{"question type",-28} {"n",4} {"metric",6}  {"model",-20} {"mean answer",-20} {"chance",6}  beats");
         foreach (var t in Types)
             s.AppendLine(CultureInfo.InvariantCulture,
@@ -43,6 +54,12 @@ public sealed record HeldOutReport(IReadOnlyList<int> Seeds, IReadOnlyList<HeldO
         return s.ToString();
     }
 }
+
+/// <summary>One question type's (or the overall) difference between two reports on the same scenes, on 0–100.</summary>
+public sealed record HeldOutDifference(string Type, ScoreInterval Difference);
+
+/// <summary>What <see cref="SyntheticSceneEvaluation.Compare"/> measured: one report minus another, per type and overall.</summary>
+public sealed record HeldOutComparison(IReadOnlyList<HeldOutDifference> Types, ScoreInterval Overall);
 
 /// <summary>
 /// A model measured honestly on synthetic scenes it never saw: each scene's VSI-Bench-style questions
@@ -64,17 +81,24 @@ public static class SyntheticSceneEvaluation
         FitMeanAnswers(recipe.TrainSeeds.SelectMany(seed => SyntheticScene.Create(seed, recipe.Scene).Questions(perType: recipe.PerType)));
 
     /// <summary>Answers every question of the scenes of <paramref name="seeds"/> (videos written into
-    /// <paramref name="videoFolder"/>) with <paramref name="model"/> as <paramref name="recipe"/> trains it to answer.</summary>
+    /// <paramref name="videoFolder"/>) with <paramref name="model"/> as <paramref name="recipe"/> trains it to answer: its
+    /// frames (<see cref="RoomsTinyRecipe.Sampler"/>, unless <paramref name="sampler"/> chooses them otherwise) and its
+    /// answer options (<see cref="RoomsTinyRecipe.AnswerOptions"/>, whose fusion an answer-time ablation changes).</summary>
     public static HeldOutReport Evaluate(SpatialMllmModel model, RoomsTinyRecipe recipe, IReadOnlyList<int> seeds,
-        IReadOnlyDictionary<string, string> meanAnswers, string videoFolder, Action<string>? log = null, int resamples = 1000)
+        IReadOnlyDictionary<string, string> meanAnswers, string videoFolder, Action<string>? log = null, int resamples = 1000,
+        IFrameSampler? sampler = null)
     {
+        sampler ??= recipe.Sampler;
         var answers = new List<HeldOutAnswer>();
+        var frames = new List<IReadOnlyList<int>>();
         foreach (int seed in seeds)
         {
             var scene = SyntheticScene.Create(seed, recipe.Scene);
             var questions = scene.Questions(firstId: answers.Count, perType: recipe.PerType);
             string video = scene.WriteVideo(Path.Combine(videoFolder, SyntheticBenchmark.VideoPath(scene)));
-            using var features = model.EncodeVideo(video, recipe.Sampler, recipe.AnswerOptions);
+            using var decoded = model.DecodeVideo(video, sampler, recipe.AnswerOptions);
+            using var features = model.EncodeDecoded(decoded, recipe.AnswerOptions);
+            frames.Add(decoded.Selection.Indices);
             var replies = model.AnswerAll(features, [.. questions.Select(VsiBenchPrompts.Build)], recipe.AnswerOptions);
             foreach (var (q, reply) in questions.Zip(replies))
             {
@@ -82,10 +106,26 @@ public static class SyntheticSceneEvaluation
                     $"the baseline has no answer for {q.QuestionType} (its training questions have none of that type)", nameof(meanAnswers));
                 answers.Add(new HeldOutAnswer(q, reply.Text, VsiBench.ScoreAnswer(q, reply.Text).Score, baseline, VsiBench.ScoreAnswer(q, baseline).Score));
             }
-            log?.Invoke($"{scene.SceneName}: {questions.Count} questions answered");
+            log?.Invoke($"{scene.SceneName}: {questions.Count} questions answered from frames {string.Join(",", decoded.Selection.Indices)}");
         }
-        return Score(seeds, answers, resamples);
+        return Score(seeds, answers, resamples) with { Sampler = sampler.Settings, Frames = frames };
     }
+
+    /// <summary>
+    /// The sampler <c>rooms-tiny evaluate --sampler</c> names, at <paramref name="recipe"/>'s frame count: "uniform" (the
+    /// recipe's, as it trains) or "space-aware" (the paper's greedy voxel coverage over all of a scene's frames, on the
+    /// point maps of <paramref name="modelFolder"/>'s own VGGT, which sees them at the size it was trained on). Dispose it
+    /// to release a VGGT it loaded.
+    /// </summary>
+    public static IFrameSampler Sampler(string name, RoomsTinyRecipe recipe, string modelFolder) => name switch
+    {
+        "uniform" => recipe.Sampler,
+        "space-aware" => FrameSampler.SpaceAware(recipe.Frames, modelFolder, candidates: recipe.Scene.Frames, device: torch.CPU,
+            inputWidth: recipe.Scene.Width / VggtPatch * VggtPatch),
+        _ => throw new ArgumentException($"the sampler is uniform or space-aware, not '{name}'", nameof(name)),
+    };
+
+    const int VggtPatch = 14;
 
     /// <summary>Aggregates answered questions into per-type and overall scores with bootstrap intervals over scenes.</summary>
     public static HeldOutReport Score(IReadOnlyList<int> seeds, IReadOnlyList<HeldOutAnswer> answers, int resamples = 1000)
@@ -93,21 +133,13 @@ public static class SyntheticSceneEvaluation
         var byScene = answers.GroupBy(a => a.Question.SceneName).Select(g => g.ToList()).ToList();
         var (modelTypes, modelAll) = Aggregate(answers, a => a.Score);
         var (baseTypes, baseAll) = Aggregate(answers, a => a.BaselineScore);
-        var samples = new List<(Dictionary<string, double> Model, double ModelAll, Dictionary<string, double> Base, double BaseAll)>();
-        var rng = new Random(0);
-        for (int r = 0; r < resamples; r++)
+        var samples = Resample(byScene, resamples).Select(drawn =>
         {
-            var drawn = Enumerable.Range(0, byScene.Count).SelectMany(_ => byScene[rng.Next(byScene.Count)]).ToList();
-            var (m, mAll) = Aggregate(drawn, a => a.Score);
-            var (b, bAll) = Aggregate(drawn, a => a.BaselineScore);
-            samples.Add((m, mAll, b, bAll));
-        }
-        ScoreInterval Interval(double value, IEnumerable<double> resampled)
-        {
-            var sorted = resampled.Order().ToArray();
-            return sorted.Length == 0 ? new(value, value, value)
-                : new(value, sorted[(int)Math.Floor(0.025 * (sorted.Length - 1))], sorted[(int)Math.Ceiling(0.975 * (sorted.Length - 1))]);
-        }
+            var flat = drawn.SelectMany(scene => scene).ToList();
+            var (m, mAll) = Aggregate(flat, a => a.Score);
+            var (b, bAll) = Aggregate(flat, a => a.BaselineScore);
+            return (Model: m, ModelAll: mAll, Base: b, BaseAll: bAll);
+        }).ToList();
         var types = VsiBenchQuestionTypes.All.Where(modelTypes.ContainsKey).Select(type =>
         {
             var ofType = answers.Where(a => a.Question.QuestionType == type).ToList();
@@ -119,6 +151,49 @@ public static class SyntheticSceneEvaluation
         }).ToList();
         return new HeldOutReport(seeds, types, Interval(modelAll, samples.Select(s => s.ModelAll)), Interval(baseAll, samples.Select(s => s.BaseAll)),
             Interval(modelAll - baseAll, samples.Select(s => s.ModelAll - s.BaseAll)), answers);
+    }
+
+    /// <summary>
+    /// <paramref name="a"/> minus <paramref name="b"/>, per question type and overall, with 95 % intervals of the paired
+    /// difference: both answered the same scenes' questions (two fusions, samplers or models), and each resample draws
+    /// scenes once for both, so what the scenes share cancels.
+    /// </summary>
+    public static HeldOutComparison Compare(HeldOutReport a, HeldOutReport b, int resamples = 1000)
+    {
+        var scenesA = a.Answers.GroupBy(x => x.Question.SceneName).ToDictionary(g => g.Key, g => g.ToList());
+        var scenesB = b.Answers.GroupBy(x => x.Question.SceneName).ToDictionary(g => g.Key, g => g.ToList());
+        if (!scenesA.Keys.Order().SequenceEqual(scenesB.Keys.Order()))
+            throw new ArgumentException($"the reports answered different scenes ({scenesA.Count} and {scenesB.Count}; " +
+                $"{scenesA.Keys.Except(scenesB.Keys).Concat(scenesB.Keys.Except(scenesA.Keys)).FirstOrDefault()} is in one only): a paired difference needs the same ones");
+        var pairs = scenesA.Keys.Order(StringComparer.Ordinal).Select(scene => (A: scenesA[scene], B: scenesB[scene])).ToList();
+        var (typesA, allA) = Aggregate(a.Answers, x => x.Score);
+        var (typesB, allB) = Aggregate(b.Answers, x => x.Score);
+        var samples = Resample(pairs, resamples).Select(drawn =>
+        {
+            var (ta, oa) = Aggregate(drawn.SelectMany(p => p.A).ToList(), x => x.Score);
+            var (tb, ob) = Aggregate(drawn.SelectMany(p => p.B).ToList(), x => x.Score);
+            return (Types: ta.Keys.Intersect(tb.Keys).ToDictionary(t => t, t => ta[t] - tb[t]), Overall: oa - ob);
+        }).ToList();
+        var types = VsiBenchQuestionTypes.All.Where(t => typesA.ContainsKey(t) && typesB.ContainsKey(t)).Select(t => new HeldOutDifference(t,
+            Interval(typesA[t] - typesB[t], samples.Where(s => s.Types.ContainsKey(t)).Select(s => s.Types[t])))).ToList();
+        return new HeldOutComparison(types, Interval(allA - allB, samples.Select(s => s.Overall)));
+    }
+
+    /// <summary>Bootstrap resamples of <paramref name="units"/> (scenes): each draws as many units as there are, with
+    /// replacement, from a fixed seed, so the same units give the same intervals.</summary>
+    internal static IEnumerable<List<T>> Resample<T>(IReadOnlyList<T> units, int resamples)
+    {
+        var rng = new Random(0);
+        for (int r = 0; r < resamples; r++)
+            yield return [.. Enumerable.Range(0, units.Count).Select(_ => units[rng.Next(units.Count)])];
+    }
+
+    /// <summary>The 2.5th and 97.5th percentiles of <paramref name="resampled"/> around <paramref name="value"/>.</summary>
+    internal static ScoreInterval Interval(double value, IEnumerable<double> resampled)
+    {
+        var sorted = resampled.Order().ToArray();
+        return sorted.Length == 0 ? new(value, value, value)
+            : new(value, sorted[(int)Math.Floor(0.025 * (sorted.Length - 1))], sorted[(int)Math.Ceiling(0.975 * (sorted.Length - 1))]);
     }
 
     /// <summary>Per-type means and VSI-Bench's overall through the scorer's own aggregation, on 0–100.</summary>

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.RegularExpressions;
 using SpatialMllm.Research.Display;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Tests.Display;
 
@@ -44,6 +45,27 @@ public class ChartRenderingTests
         // Point clouds: WebGL canvases; integer frames as a legend of four colours, the float depth as a colour bar.
         Assert.True(Regex.Matches(dom, "<canvas").Count >= 2);
         foreach (int frame in new[] { 0, 1, 2, 3 }) Assert.Contains($"data-unformatted=\"frame {frame}\"", dom);
+        Assert.Matches("class=\"[^\"]*colorbar\"", dom);
+    }
+
+    [Fact]
+    public void Interval_bars_and_heatmap_grids_draw_offline_in_headless_chromium()
+    {
+        using var depth = torch.arange(12, dtype: ScalarType.Float32).view(3, 4);
+        Chart[] charts =
+        [
+            Chart.GroupedBarWithIntervals(["count", "size"], ("model", [(50.0, 40.0, 60.0), (30.0, 25.0, 35.0)]), ("baseline", [(45.0, 44.0, 46.0), (double.NaN, double.NaN, double.NaN)])),
+            Chart.Heatmaps(2, "metres", [("truth", depth), ("VGGT", depth.flip(1)), ("error", depth / 11)]),
+        ];
+        string page = string.Concat(charts.Select((c, i) => c.ToHtml(PlotlySource.Embedded, carryPlotly: i == 0, PlotlyScript.CdnUrl)));
+
+        string dom = RenderedDom(page);
+
+        Assert.DoesNotContain("spatial-mllm-chart-message", dom);
+        Assert.Equal(2, Regex.Matches(dom, "class=\"plot-container plotly\"").Count);
+        Assert.Equal(3, Regex.Matches(dom, "<path class=\"yerror\"").Count);    // the NaN bar has none
+        Assert.Equal(3, Regex.Matches(dom, "<g class=\"hm\"><image").Count);  // one picture per map
+        foreach (string title in new[] { "truth", "VGGT", "error" }) Assert.Contains($"data-unformatted=\"{title}\"", dom);
         Assert.Matches("class=\"[^\"]*colorbar\"", dom);
     }
 

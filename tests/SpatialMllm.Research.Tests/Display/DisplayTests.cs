@@ -138,6 +138,25 @@ public class DisplayTests
         Assert.Equal(count, byFrame.EnumerateArray().Sum(t => t.GetProperty("x").GetArrayLength()));
         Assert.Equal(JsonValueKind.String, byFrame[3].GetProperty("marker").GetProperty("color").ValueKind);
 
+        // Intervals: error bars from Low to High around each value, as plotly's asymmetric "data" error bars.
+        var intervals = Parse(Chart.GroupedBarWithIntervals(["a", "b"], ("m", [(50.0, 40.0, 65.0), (double.NaN, double.NaN, double.NaN)]))).GetProperty("data")[0];
+        var errorY = intervals.GetProperty("error_y");
+        Assert.Equal((15.0, 10.0), (errorY.GetProperty("array")[0].GetDouble(), errorY.GetProperty("arrayminus")[0].GetDouble()));
+        Assert.Equal(JsonValueKind.Null, errorY.GetProperty("array")[1].ValueKind);
+
+        // Heatmaps: one trace per map on its own axes, rows top to bottom as given, one colour scale over all maps.
+        using var map = torch.tensor(new float[] { 1, 2, float.NaN, 4, 5, 6 }).view(2, 3);
+        var heat = Parse(Chart.Heatmaps(2, "m", [("one", map), ("two", map * 2), ("three", map * 3)]));
+        var traces = heat.GetProperty("data");
+        Assert.Equal(["x", "x2", "x3"], traces.EnumerateArray().Select(t => t.GetProperty("xaxis").GetString()));
+        Assert.Equal([1.0, 2.0], traces[0].GetProperty("z")[0].EnumerateArray().Take(2).Select(v => v.GetDouble()));
+        Assert.Equal(JsonValueKind.Null, traces[0].GetProperty("z")[0][2].ValueKind);
+        Assert.Equal(4.0, traces[0].GetProperty("z")[1][0].GetDouble());
+        var layout = heat.GetProperty("layout");
+        Assert.Equal((2, 2), (layout.GetProperty("grid").GetProperty("rows").GetInt32(), layout.GetProperty("grid").GetProperty("columns").GetInt32()));
+        Assert.Equal((1.0, 18.0), (layout.GetProperty("coloraxis").GetProperty("cmin").GetDouble(), layout.GetProperty("coloraxis").GetProperty("cmax").GetDouble()));
+        Assert.Equal("reversed", layout.GetProperty("yaxis3").GetProperty("autorange").GetString());
+
         // Categorical bars keep a category axis, also after axis titles are set.
         var categories = Parse(Chart.Bar(["4", "4 ✓"], [1.0, 2.0]).WithAxisTitles(x: "frame", y: "voxels")).GetProperty("layout").GetProperty("xaxis");
         Assert.Equal(("category", "frame"), (categories.GetProperty("type").GetString(), categories.GetProperty("title").GetProperty("text").GetString()));

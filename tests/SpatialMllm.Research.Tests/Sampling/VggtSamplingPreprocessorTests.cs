@@ -55,4 +55,18 @@ public class VggtSamplingPreprocessorTests
         Assert.Equal(1f, processed[0, .., 343.., ..].min().item<float>());
         Assert.Equal(0f, processed[1].max().item<float>());
     }
+
+    [Fact]
+    public void A_vggt_trained_on_small_frames_sees_them_at_its_own_width()
+    {
+        // 112×84 at target width 112: already that size, so the resize is the identity; 168×126 scales by 2/3 to 112×84.
+        using var scope = torch.NewDisposeScope();
+        Tensor frames = torch.randint(0, 256, [2, 3, 84, 112], dtype: ScalarType.Byte);
+        Tensor processed = VggtSamplingPreprocessor.Preprocess(frames, targetWidth: 112);
+        Assert.Equal(new long[] { 2, 3, 84, 112 }, processed.shape);
+        Assert.Equal(frames.data<byte>().ToArray(), (processed * 255).round().to(ScalarType.Byte).data<byte>().ToArray());
+        Assert.Equal(84, VggtSamplingPreprocessor.ResizedHeight(168, 126, targetWidth: 112));
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => VggtSamplingPreprocessor.Preprocess(frames, targetWidth: 100));
+        Assert.Contains("multiple of its 14-pixel patch, not 100", error.Message);
+    }
 }
