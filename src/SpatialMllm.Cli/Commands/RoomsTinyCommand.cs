@@ -18,14 +18,21 @@ internal static class RoomsTinyCommand
         var width = new Option<int>("--decoder-width") { Description = "The decoder's hidden size (a multiple of 64).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderHiddenSize };
         var layers = new Option<int>("--decoder-layers") { Description = "The decoder's layers.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderLayers };
         var steps = new Option<int>("--sft-steps") { Description = "Stage 2's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftSteps };
+        var scenesTrained = new Option<int>("--train-scenes") { Description = "Training scenes (seeds from 1000).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.TrainSeeds.Count };
+        var geometrySteps = new Option<int>("--geometry-steps") { Description = "Stage 1's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.GeometrySteps };
+        var lr = new Option<double>("--sft-lr") { Description = "Stage 2's learning rate.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftLearningRate };
+        var tuneVision = new Option<bool>("--tune-vision") { Description = "Stage 2 trains the vision tower too.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftTuneVision };
+        var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftTuneSpatialEncoder };
         var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (CPU, deterministic).")
-            { output, work, width, layers, steps };
+            { output, work, width, layers, steps, scenesTrained, geometrySteps, lr, tuneVision, tuneVggt };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
             if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1) throw new ArgumentException("--decoder-layers and --sft-steps must be at least 1.");
             var recipe = RoomsTinyRecipe.Default with
             {
                 DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers), SftSteps = parse.GetValue(steps),
+                TrainSeeds = [.. Enumerable.Range(1000, parse.GetValue(scenesTrained))], GeometrySteps = parse.GetValue(geometrySteps),
+                SftLearningRate = parse.GetValue(lr), SftTuneVision = parse.GetValue(tuneVision), SftTuneSpatialEncoder = parse.GetValue(tuneVggt),
             };
             recipe.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);
             return CliSupport.Ok;
