@@ -17,8 +17,9 @@ namespace SpatialMllm.Research.Training;
 /// <list type="number">
 /// <item>VGGT taught geometry from the renderer's exact depth, poses and world points with VGGT's own losses
 /// (<see cref="VggtGeometryTrainer"/>, <see cref="Geometry"/>);</item>
-/// <item>the seed's SFT (<see cref="SftTrainer"/>: decoder, merger and connector; vision tower and VGGT frozen) on the
-/// VSI-Bench-style questions of every type that <see cref="SyntheticBenchmark"/> writes for <see cref="TrainSeeds"/>.</item>
+/// <item>the seed's SFT (<see cref="SftTrainer"/>) on the VSI-Bench-style questions of every type that
+/// <see cref="SyntheticBenchmark"/> writes for <see cref="TrainSeeds"/>; unlike the seed, the vision tower and VGGT train
+/// too (<see cref="SftTuneVision"/>, <see cref="SftTuneSpatialEncoder"/>): the seed's were pretrained, ours were not.</item>
 /// </list>
 /// Scenes are small (<see cref="Scene"/>: 16 frames of 112×84), answered from <see cref="Frames"/> uniform frames at that
 /// size (<see cref="AnswerOptions"/>); <see cref="HeldOutSeeds"/> are never trained on (nor used by the tests) and
@@ -48,10 +49,11 @@ public sealed record RoomsTinyRecipe
     public int GeometrySteps { get; init; } = 100;
     public int SftSteps { get; init; } = 1500;
     public double SftLearningRate { get; init; } = 3e-3;
-    /// <summary>Stage 2 trains the vision tower too (the seed's <c>tune_mm_vision</c>): ours was never pretrained.</summary>
-    public bool SftTuneVision { get; init; }
-    /// <summary>Stage 2 trains VGGT too (<c>tune_mm_spatial_encoder</c>).</summary>
-    public bool SftTuneSpatialEncoder { get; init; }
+    /// <summary>Stage 2 trains the vision tower too (the seed's <c>tune_mm_vision</c>, off in its recipe): frozen, ours
+    /// would stay as randomly drawn.</summary>
+    public bool SftTuneVision { get; init; } = true;
+    /// <summary>Stage 2 trains VGGT too (<c>tune_mm_spatial_encoder</c>), after stage 1's geometry.</summary>
+    public bool SftTuneSpatialEncoder { get; init; } = true;
     public int SftAccumulation { get; init; } = 8;
     /// <summary>The decoder's width (the tiny fixture's: 64) and depth (2); wider, its heads widen and M-RoPE's sections
     /// scale with them.</summary>
