@@ -11,6 +11,9 @@ namespace SpatialMllm.Cli.Commands;
 /// </summary>
 internal static class RoomsTinyCommand
 {
+    /// <summary>Training seeds run from 1000; this many keeps them below the held-out and test seeds (900,000 on).</summary>
+    const int MaxTrainScenes = 100_000;
+
     public static Command Create()
     {
         var output = new Option<string>("--out") { Description = "Where the model and its logs go.", DefaultValueFactory = _ => "checkpoints/rooms-tiny" };
@@ -27,7 +30,11 @@ internal static class RoomsTinyCommand
             { output, work, width, layers, steps, scenesTrained, geometrySteps, lr, tuneVision, tuneVggt };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
-            if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1) throw new ArgumentException("--decoder-layers and --sft-steps must be at least 1.");
+            if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1 || parse.GetValue(geometrySteps) < 1)
+                throw new ArgumentException("--decoder-layers, --sft-steps and --geometry-steps must be at least 1.");
+            if (parse.GetValue(scenesTrained) is < 1 or > MaxTrainScenes)
+                throw new ArgumentException($"--train-scenes must be 1 to {MaxTrainScenes} (seeds from 1000, clear of the held-out ones); got {parse.GetValue(scenesTrained)}.");
+            if (!(parse.GetValue(lr) > 0)) throw new ArgumentException($"--sft-lr must be positive; got {parse.GetValue(lr)}.");
             var recipe = RoomsTinyRecipe.Default with
             {
                 DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers), SftSteps = parse.GetValue(steps),

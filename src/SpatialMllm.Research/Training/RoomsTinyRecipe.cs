@@ -128,9 +128,9 @@ public sealed record RoomsTinyRecipe
         log ??= Console.WriteLine;
         var work = OnOneThread(() =>
         {
-            var work = PrepareAndTeachGeometry(workFolder, log);
-            new SftTrainer(SftArguments(work.Geometry, work.Data, work.Sft), log).Run();
-            return work;
+            var prepared = PrepareAndTeachGeometry(workFolder, log);
+            new SftTrainer(SftArguments(prepared.Geometry, prepared.Data, prepared.Sft), log).Run();
+            return prepared;
         });
 
         Directory.CreateDirectory(outputFolder);
