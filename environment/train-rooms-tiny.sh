@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes checkpoints/rooms-tiny from nothing on CPU (README: "A default model that knows rooms"): the tiny architecture
 # drawn from a fixed seed, VGGT taught geometry on synthetic scenes, SFT on their questions; then measures it on
-# held-out scenes. Writes train.log and evaluation.txt beside the weights. Deterministic on CPU (seeded).
+# held-out scenes. Writes train.log and evaluation.txt beside the weights. Deterministic on CPU (seeded, trained on one
+# libtorch thread: the same weights on any core count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash environment/prerequisites.sh

@@ -11,6 +11,9 @@ namespace SpatialMllm.Cli.Commands;
 /// </summary>
 internal static class RoomsTinyCommand
 {
+    /// <summary>Training seeds run from 1000; this many keeps them below the held-out and test seeds (900,000 on).</summary>
+    const int MaxTrainScenes = 100_000;
+
     public static Command Create()
     {
         var output = new Option<string>("--out") { Description = "Where the model and its logs go.", DefaultValueFactory = _ => "checkpoints/rooms-tiny" };
@@ -18,14 +21,25 @@ internal static class RoomsTinyCommand
         var width = new Option<int>("--decoder-width") { Description = "The decoder's hidden size (a multiple of 64).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderHiddenSize };
         var layers = new Option<int>("--decoder-layers") { Description = "The decoder's layers.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderLayers };
         var steps = new Option<int>("--sft-steps") { Description = "Stage 2's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftSteps };
+        var scenesTrained = new Option<int>("--train-scenes") { Description = "Training scenes (seeds from 1000).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.TrainSeeds.Count };
+        var geometrySteps = new Option<int>("--geometry-steps") { Description = "Stage 1's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.GeometrySteps };
+        var lr = new Option<double>("--sft-lr") { Description = "Stage 2's learning rate.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftLearningRate };
+        var tuneVision = new Option<bool>("--tune-vision") { Description = "Stage 2 trains the vision tower too.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftTuneVision };
+        var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftTuneSpatialEncoder };
         var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (CPU, deterministic).")
-            { output, work, width, layers, steps };
+            { output, work, width, layers, steps, scenesTrained, geometrySteps, lr, tuneVision, tuneVggt };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
-            if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1) throw new ArgumentException("--decoder-layers and --sft-steps must be at least 1.");
+            if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1 || parse.GetValue(geometrySteps) < 1)
+                throw new ArgumentException("--decoder-layers, --sft-steps and --geometry-steps must be at least 1.");
+            if (parse.GetValue(scenesTrained) is < 1 or > MaxTrainScenes)
+                throw new ArgumentException($"--train-scenes must be 1 to {MaxTrainScenes} (seeds from 1000, clear of the held-out ones); got {parse.GetValue(scenesTrained)}.");
+            if (!(parse.GetValue(lr) > 0)) throw new ArgumentException($"--sft-lr must be positive; got {parse.GetValue(lr)}.");
             var recipe = RoomsTinyRecipe.Default with
             {
                 DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers), SftSteps = parse.GetValue(steps),
+                TrainSeeds = [.. Enumerable.Range(1000, parse.GetValue(scenesTrained))], GeometrySteps = parse.GetValue(geometrySteps),
+                SftLearningRate = parse.GetValue(lr), SftTuneVision = parse.GetValue(tuneVision), SftTuneSpatialEncoder = parse.GetValue(tuneVggt),
             };
             recipe.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);
             return CliSupport.Ok;

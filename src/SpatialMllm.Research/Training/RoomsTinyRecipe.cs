@@ -17,8 +17,9 @@ namespace SpatialMllm.Research.Training;
 /// <list type="number">
 /// <item>VGGT taught geometry from the renderer's exact depth, poses and world points with VGGT's own losses
 /// (<see cref="VggtGeometryTrainer"/>, <see cref="Geometry"/>);</item>
-/// <item>the seed's SFT (<see cref="SftTrainer"/>: decoder, merger and connector; vision tower and VGGT frozen) on the
-/// VSI-Bench-style questions of every type that <see cref="SyntheticBenchmark"/> writes for <see cref="TrainSeeds"/>.</item>
+/// <item>the seed's SFT (<see cref="SftTrainer"/>) on the VSI-Bench-style questions of every type that
+/// <see cref="SyntheticBenchmark"/> writes for <see cref="TrainSeeds"/>; unlike the seed, the vision tower and VGGT train
+/// too (<see cref="SftTuneVision"/>, <see cref="SftTuneSpatialEncoder"/>): the seed's were pretrained, ours were not.</item>
 /// </list>
 /// Scenes are small (<see cref="Scene"/>: 16 frames of 112×84), answered from <see cref="Frames"/> uniform frames at that
 /// size (<see cref="AnswerOptions"/>); <see cref="HeldOutSeeds"/> are never trained on (nor used by the tests) and
@@ -48,6 +49,11 @@ public sealed record RoomsTinyRecipe
     public int GeometrySteps { get; init; } = 100;
     public int SftSteps { get; init; } = 1500;
     public double SftLearningRate { get; init; } = 3e-3;
+    /// <summary>Stage 2 trains the vision tower too (the seed's <c>tune_mm_vision</c>, off in its recipe): frozen, ours
+    /// would stay as randomly drawn.</summary>
+    public bool SftTuneVision { get; init; } = true;
+    /// <summary>Stage 2 trains VGGT too (<c>tune_mm_spatial_encoder</c>), after stage 1's geometry.</summary>
+    public bool SftTuneSpatialEncoder { get; init; } = true;
     public int SftAccumulation { get; init; } = 8;
     /// <summary>The decoder's width (the tiny fixture's: 64) and depth (2); wider, its heads widen and M-RoPE's sections
     /// scale with them.</summary>
@@ -80,6 +86,7 @@ public sealed record RoomsTinyRecipe
         VideoMinFrames = Frames, VideoMaxFrames = Frames, VideoFrameFps = 2,
         VideoMinFramePixels = Scene.Width * Scene.Height, VideoMaxFramePixels = Scene.Width * Scene.Height,
         Device = "cpu", Bf16 = false, ResumeFromCheckpoint = "none", DecodedVideoCache = TrainSeeds.Count,
+        TuneMmVision = SftTuneVision, TuneMmSpatialEncoder = SftTuneSpatialEncoder,
     };
 
     /// <summary>The decoder's sizes in config.json (the tiny fixture's head count; the vision merger's output follows).</summary>
@@ -119,6 +126,56 @@ public sealed record RoomsTinyRecipe
     public void Run(string outputFolder, string workFolder, Action<string>? log = null)
     {
         log ??= Console.WriteLine;
+        var work = OnOneThread(() =>
+        {
+            var prepared = PrepareAndTeachGeometry(workFolder, log);
+            new SftTrainer(SftArguments(prepared.Geometry, prepared.Data, prepared.Sft), log).Run();
+            return prepared;
+        });
+
+        Directory.CreateDirectory(outputFolder);
+        foreach (string file in Directory.EnumerateFiles(work.Sft).Where(f => CheckpointWriter.IsModelFile(Path.GetFileName(f))))
+            AtomicFile.Copy(file, Path.Combine(outputFolder, Path.GetFileName(file)));
+        AtomicFile.Copy(Path.Combine(work.Geometry, SftTrainer.LogFile), Path.Combine(outputFolder, GeometryLogFile));
+        AtomicFile.Copy(Path.Combine(work.Sft, SftTrainer.LogFile), Path.Combine(outputFolder, SftLogFile));
+        AtomicFile.WriteAllText(Path.Combine(outputFolder, MeanAnswersFile), JsonSerializer.Serialize(
+            new SortedDictionary<string, string>(work.MeanAnswers.ToDictionary(), StringComparer.Ordinal), new JsonSerializerOptions { WriteIndented = true }));
+        log($"rooms-tiny written to {outputFolder}");
+    }
+
+    /// <summary>
+    /// <see cref="Run"/>'s path up to stage 2's <paramref name="steps"/>-th step, in <paramref name="workFolder"/> (emptied
+    /// first), nothing saved: what a check of the reproduction compares with the committed <see cref="SftLogFile"/>.
+    /// </summary>
+    public IReadOnlyList<TrainingStepLog> FirstSftSteps(string workFolder, int steps, Action<string>? log = null)
+    {
+        log ??= Console.WriteLine;
+        return OnOneThread(() =>
+        {
+            var work = PrepareAndTeachGeometry(workFolder, log);
+            return new SftTrainer(SftArguments(work.Geometry, work.Data, work.Sft), log).Run(stopAfter: steps).Steps;
+        });
+    }
+
+    /// <summary>
+    /// Trains with libtorch on one thread (restored after): a matmul's sums are split by the thread count, so the same
+    /// code on 2 or 8 cores would draw other weights; on one thread every machine gives the committed ones (and a
+    /// model this small gains little from more).
+    /// </summary>
+    internal static T OnOneThread<T>(Func<T> train)
+    {
+        int threads = torch.get_num_threads();
+        torch.set_num_threads(1);
+        try { return train(); }
+        finally { torch.set_num_threads(threads); }
+    }
+
+    /// <summary>Where <see cref="Run"/> works: the training data, stage 1's model (stage 2's start), stage 2's output.</summary>
+    sealed record WorkFolders(string Data, string Geometry, string Sft, IReadOnlyDictionary<string, string> MeanAnswers);
+
+    /// <summary>The training scenes and questions, the tokenizer learned on them, the initial weights and stage 1.</summary>
+    WorkFolders PrepareAndTeachGeometry(string workFolder, Action<string> log)
+    {
         if (Directory.Exists(workFolder)) Directory.Delete(workFolder, recursive: true);
         string initial = Path.Combine(workFolder, "initial"), geometry = Path.Combine(workFolder, "vggt"),
             data = Path.Combine(workFolder, "data"), sft = Path.Combine(workFolder, "sft");
@@ -126,7 +183,6 @@ public sealed record RoomsTinyRecipe
         log($"writing {TrainSeeds.Count} training scenes and their questions into {data}");
         var questions = SyntheticBenchmark.Write(data, TrainSeeds, Scene, PerType);
         log($"{questions.Count} training questions");
-        var meanAnswers = SyntheticSceneEvaluation.FitMeanAnswers(questions);
 
         // The tokenizer's merges learned on the training conversations: prompts a few times shorter than bytes.
         var merges = BytePairMerges.Learn(TokenizerTexts(questions), TokenizerMerges);
@@ -141,16 +197,6 @@ public sealed record RoomsTinyRecipe
             VggtGeometryTrainer.Train(model, Geometry, geometry, log);
             CheckpointWriter.Save(model, geometry);
         }
-
-        new SftTrainer(SftArguments(geometry, data, sft), log).Run();
-
-        Directory.CreateDirectory(outputFolder);
-        foreach (string file in Directory.EnumerateFiles(sft).Where(f => CheckpointWriter.IsModelFile(Path.GetFileName(f))))
-            AtomicFile.Copy(file, Path.Combine(outputFolder, Path.GetFileName(file)));
-        AtomicFile.Copy(Path.Combine(geometry, SftTrainer.LogFile), Path.Combine(outputFolder, GeometryLogFile));
-        AtomicFile.Copy(Path.Combine(sft, SftTrainer.LogFile), Path.Combine(outputFolder, SftLogFile));
-        AtomicFile.WriteAllText(Path.Combine(outputFolder, MeanAnswersFile), JsonSerializer.Serialize(
-            new SortedDictionary<string, string>(meanAnswers.ToDictionary(), StringComparer.Ordinal), new JsonSerializerOptions { WriteIndented = true }));
-        log($"rooms-tiny written to {outputFolder}");
+        return new WorkFolders(data, geometry, sft, SyntheticSceneEvaluation.FitMeanAnswers(questions));
     }
 }

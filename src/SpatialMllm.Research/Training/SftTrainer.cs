@@ -99,8 +99,9 @@ public sealed class SftTrainer
     /// <summary>Trains to the end (or until <paramref name="cancel"/> fires between steps, as a kill would, without
     /// saving) and saves the final model into output_dir. Throws <see cref="OutputLockedException"/> while another run
     /// writes output_dir, <see cref="RunManifestMismatchException"/> for a resume that differs, and
-    /// <see cref="NothingToTrainException"/> when no example can be trained.</summary>
-    public TrainingSummary Run(CancellationToken cancel = default)
+    /// <see cref="NothingToTrainException"/> when no example can be trained. <paramref name="stopAfter"/> ends the run after
+    /// that many steps, unsaved (the schedule stays that of all the steps), as a check of a run's first steps does.</summary>
+    public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null)
     {
         var a = _args;
         using var outputLock = _folder.Lock();
@@ -118,7 +119,7 @@ public sealed class SftTrainer
         _stepsTaken = 0;
         try
         {
-            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel);
+            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel, stopAfter);
         }
         catch (Exception e) when (plan.StartedEmpty && _parallel.IsMain && (e is NothingToTrainException || _stepsTaken == 0))
         {
@@ -143,7 +144,7 @@ public sealed class SftTrainer
     }
 
     TrainingSummary Train(List<SftRow> rows, OutputPlan plan, SkippedRows skipped, Device device, ScalarType dtype, int stepsPerEpoch,
-        int totalSteps, CancellationToken cancel)
+        int totalSteps, CancellationToken cancel, int? stopAfter)
     {
         var a = _args;
         string? resume = plan.Resume;
@@ -172,7 +173,7 @@ public sealed class SftTrainer
         var steps = new List<TrainingStepLog>();
         int startStep = step;
         long trained = 0;
-        while (step < totalSteps && !cancel.IsCancellationRequested)
+        while (step < totalSteps && !cancel.IsCancellationRequested && (stopAfter is null || step - startStep < stopAfter))
         {
             var clock = Stopwatch.StartNew();
             optimizerStep.Begin();
