@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Research.Modules;
 
@@ -130,7 +131,7 @@ public sealed class LoraLayer
     public Tensor AddUpdate(Tensor output, Tensor x)
     {
         using var update = Update(x);
-        return output.add_(update);
+        return output.add_(update, HeldScalars.One);
     }
 
     /// <summary>PEFT's <c>get_delta_weight</c>: <c>lora_B.weight @ lora_A.weight · scaling</c> [out, in], computed in
@@ -152,7 +153,7 @@ public sealed class LoraLayer
         if (!_enabled) throw new InvalidOperationException($"The LoRA adapter on {Name} is disabled: enable it before merging.");
         using var noGrad = torch.no_grad();
         using var delta = get_delta_weight();
-        base_layer.weight!.add_(delta);
+        base_layer.weight!.add_(delta, HeldScalars.One);
         merged = true;
     }
 

@@ -1,6 +1,7 @@
 using SpatialMllm.Research.Configs;
 using TorchSharp;
 using static TorchSharp.torch;
+using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Research.Models.Qwen;
 
@@ -39,7 +40,7 @@ public sealed class Qwen2DecoderLayer : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         // Residuals added in place into the fresh branch outputs (a + x = x + a bit for bit).
-        var h = self_attn.Forward(input_layernorm.forward(x), cos, sin, signedSin, cache, implementation).add_(x);
-        return mlp.forward(post_attention_layernorm.forward(h)).add_(h).MoveToOuterDisposeScope();
+        var h = self_attn.Forward(input_layernorm.forward(x), cos, sin, signedSin, cache, implementation).add_(x, HeldScalars.One);
+        return mlp.forward(post_attention_layernorm.forward(h)).add_(h, HeldScalars.One).MoveToOuterDisposeScope();
     }
 }

@@ -94,7 +94,7 @@ internal sealed class Qwen2FusedAttention(Qwen2Attention attention)
         var qk = qkv.narrow(-1, 0, qWidth + kvWidth).view(batch, length, heads + kvHeads, headDim).transpose(1, 2);
         var swapped = qk.view(batch, heads + kvHeads, length, 2, headDim / 2).flip(-2).view(batch, heads + kvHeads, length, headDim);
         var rotated = qk * cos;
-        rotated.add_(swapped.mul_(signedSin));
+        rotated.add_(swapped.mul_(signedSin), HeldScalars.One);
         var q = rotated.narrow(1, 0, heads);
         var k = rotated.narrow(1, heads, kvHeads);
         var v = qkv.narrow(-1, qWidth + kvWidth, kvWidth).view(batch, length, kvHeads, headDim).transpose(1, 2);

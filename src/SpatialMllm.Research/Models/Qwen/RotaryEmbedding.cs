@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Research.Models.Qwen;
 
@@ -43,8 +44,7 @@ internal static class RotaryEmbedding
         long d = x.shape[^1];
         long[] halves = [.. x.shape[..^1], 2, d / 2];
         var swapped = x.view(halves).flip(-2).view(x.shape);
-        using var one = 1.ToScalar(); // held: an implicit Scalar may be finalized while addcmul reads it (VggtBlock)
-        return torch.addcmul(x * cos, swapped, signedSin, one).MoveToOuterDisposeScope();
+        return torch.addcmul(x * cos, swapped, signedSin, HeldScalars.One).MoveToOuterDisposeScope();   // not a literal 1: see HeldScalars
     }
 
     /// <summary>sin [.., d] → [−sin[..d/2], sin[d/2..]] (the table <see cref="ApplyPromoted"/> takes).</summary>

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Research.Models.Vggt;
 
@@ -77,7 +78,7 @@ internal sealed class Rope2D : IDisposable
         long quarter = shape[^1] / 4;
         var swapped = x.reshape([.. shape[..^1], 2, 2, quarter]).flip(-2).view(shape);
         var rotated = x * _cos;
-        rotated.add_(swapped.mul_(_signedSin));
+        rotated.add_(swapped.mul_(_signedSin), HeldScalars.One);
         return rotated.MoveToOuterDisposeScope();
     }
 

@@ -2,6 +2,7 @@ using SpatialMllm.Research.Modules;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using SpatialMllm.Research.Runtime;
 
 namespace SpatialMllm.Research.Models.Vggt;
 
@@ -48,9 +49,7 @@ public sealed class VggtBlock : nn.Module
     internal Tensor forward(Tensor x, Rope2D? rope)
     {
         using var scope = torch.NewDisposeScope();
-        // A Scalar held for the whole call: an implicit one (a literal 1) may be finalized by the GC while libtorch still
-        // reads it inside addcmul (seen as "toFloat: Expected false to be true" in a long training loop).
-        using var one = 1.ToScalar();
+        var one = HeldScalars.One;   // not a literal 1: see HeldScalars
         // LayerScale and residual in one pass each: x + γ·branch (addcmul; the product is not rounded on its own,
         // which can move a low-precision result by one unit in its last place).
         var h = torch.addcmul(x, attn.forward(norm1.forward(x), rope), ls1.Gamma, one);
