@@ -5,6 +5,7 @@ using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Models.Qwen;
 using SpatialMllm.Research.Processing;
 using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Runtime.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,7 +15,8 @@ namespace SpatialMllm.Benchmarks;
 /// Where a decoded token's time goes (issue 26), without a profiler: the full-size decoder in bf16 after a 3190-token
 /// prompt, and parts of its step captured alone as CUDA graphs and replayed back to back —
 /// <list type="bullet">
-/// <item>the whole step (greedy generation, per token as the main benchmark measures it);</item>
+/// <item>the whole step (greedy generation, per token as the main benchmark measures it), with the decode kernels and
+/// with the TorchScript step they replace;</item>
 /// <item>the weights alone: the step's GEMVs at batch 1 on the model's own weights (36 × q/k/v fused, o, gate, up, down,
 /// and the head) — what streaming 6.2 GB costs with cuBLAS as called now, against the card's bandwidth;</item>
 /// <item>the same with gate and up as one weight (one GEMV instead of two);</item>
@@ -55,12 +57,22 @@ def attention(q: Tensor, keys: List[Tensor], values: List[Tensor], mask: Tensor)
         using var deltas = torch.zeros([1], ScalarType.Int64, cuda);
         var greedy = new GenerationOptions([-1], MaxNewTokens: 1);
         void Gen(int n) { using var r = Generation.Generate(model.Language, ids, embeds, positions, deltas, greedy with { MaxNewTokens = n }); }
-        var (t1, _, _) = Timing.Measure("prefill + 1 token", 3, () => Gen(1), memory);
-        var (tn, _, _) = Timing.Measure($"prefill + {decodeTokens + 1} tokens", 3, () => Gen(decodeTokens + 1), memory);
-        double step = (tn - t1) / decodeTokens;
-        Console.WriteLine($"  whole decode step                          {step,9:F3} ms");
+        double WholeStep(string label)
+        {
+            var (t1, _, _) = Timing.Measure($"prefill + 1 token ({label})", 3, () => Gen(1), memory);
+            var (tn, _, _) = Timing.Measure($"prefill + {decodeTokens + 1} tokens ({label})", 3, () => Gen(decodeTokens + 1), memory);
+            double ms = (tn - t1) / decodeTokens;
+            Console.WriteLine($"  whole decode step, {label,-30} {ms,9:F3} ms");
+            return ms;
+        }
+        // The captured step with the decode kernels (Qwen2DecodeKernels), then the TorchScript step it replaces.
+        double step = WholeStep("decode kernels");
+        CompiledCudaModule.Enabled = false;
+        double scripted = WholeStep("TorchScript step");
+        CompiledCudaModule.Enabled = true;
         result["prompt_tokens"] = promptLength;
         result["step_ms"] = step;
+        result["step_torchscript_ms"] = scripted;
 
         // The GEMVs alone, on the model's weights.
         var layers = model.Language.model.layers;

@@ -91,6 +91,113 @@ public sealed class FusedKernelGpuTests
         AssertClose($"rms_norm [3190, {hidden}]", formula, fused, dtype);
     }
 
+    /// <summary>
+    /// The bf16 decode step's GEMVs (Qwen2DecodeKernels) against the eager ops they replace, at Qwen2.5-VL-3B's shapes and
+    /// 1 or 3 tokens: QKV with input_layernorm and bias, o_proj and down_proj with the residual, gate/up with SwiGLU, the
+    /// head with the final norm. Only each dot product's order of sums differs, so an output may round to the bf16
+    /// neighbour of the eager one: one unit in the last place of the linear's output (two after a residual add or a bias
+    /// cuBLAS may add after its own rounding, three through SwiGLU's roundings).
+    /// </summary>
+    [Theory, InlineData(1), InlineData(3)]
+    public void Decode_gemv_kernels_equal_the_eager_ops_within_their_rounding(int tokens)
+    {
+        var cuda = Gpu.RequireCuda();
+        RequireFusedKernels();
+        const int hidden = 2048, intermediate = 11008, qkvWidth = 2560, vocab = 151936;
+        const double eps = 1e-6;
+        var bf16 = ScalarType.BFloat16;
+        Assert.True(Qwen2DecodeKernels.Serve(cuda, bf16, tokens, hidden, intermediate, 128), $"the decode kernels do not serve the 3B model here: {Qwen2DecodeKernels.FailureReason}");
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(4);
+        Tensor Weight(long rows, long k) => torch.randn(rows, k, bf16, cuda).mul_(1 / Math.Sqrt(k));
+        var x = torch.randn(tokens, hidden, bf16, cuda).mul_(4);
+        var norm = torch.randn(hidden, bf16, cuda).mul_(0.2).add_(1);
+        Tensor Normed(Tensor t) { var t32 = t.to(ScalarType.Float32); return norm * (t32 * t32.pow(2).mean([-1], keepdim: true).add(eps).rsqrt()).to(bf16); }
+
+        var qkvWeight = Weight(qkvWidth, hidden);
+        var qkvBias = torch.randn(qkvWidth, bf16, cuda);
+        AssertWithinRounding("QKV with input_layernorm and bias", nn.functional.linear(Normed(x), qkvWeight, qkvBias), null,
+            Qwen2DecodeKernels.Linear(x, qkvWeight, bias: qkvBias, normWeight: norm, eps: eps), roundings: 2);
+
+        var attended = torch.randn(tokens, hidden, bf16, cuda);
+        var o = Weight(hidden, hidden);
+        var oLinear = nn.functional.linear(attended, o);
+        AssertWithinRounding("o_proj with the residual", oLinear, oLinear + x, Qwen2DecodeKernels.Linear(attended, o, residual: x), roundings: 2);
+
+        Tensor gate = Weight(intermediate, hidden), up = Weight(intermediate, hidden);
+        var n = Normed(x);
+        var swiglu = nn.functional.silu(nn.functional.linear(n, gate)) * nn.functional.linear(n, up);
+        AssertWithinRounding("gate/up with post_attention_layernorm and SwiGLU", swiglu, null, Qwen2DecodeKernels.SwiGlu(x, gate, up, norm, eps), roundings: 3);
+
+        var gated = torch.randn(tokens, intermediate, bf16, cuda);
+        var down = Weight(hidden, intermediate);
+        var downLinear = nn.functional.linear(gated, down);
+        AssertWithinRounding("down_proj with the residual", downLinear, downLinear + x, Qwen2DecodeKernels.Linear(gated, down, residual: x), roundings: 2);
+
+        var head = Weight(vocab, hidden);
+        AssertWithinRounding("head with the final norm", nn.functional.linear(Normed(x), head), null, Qwen2DecodeKernels.Linear(x, head, normWeight: norm, eps: eps));
+    }
+
+    /// <summary>The decode step's M-RoPE of q and k and its cache write (Qwen2DecodeKernels.RotateAndCache) against the
+    /// script's ops: the same roundings, so the same bits; v lands in the cache unchanged; other slots stay.</summary>
+    [Theory, InlineData(1), InlineData(3)]
+    public void Decode_rope_cache_kernel_equals_the_eager_ops(int tokens)
+    {
+        var cuda = Gpu.RequireCuda();
+        RequireFusedKernels();
+        const int heads = 16, kvHeads = 2, d = 128, capacity = 40, slot = 37;
+        var bf16 = ScalarType.BFloat16;
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(5);
+        var qkv = torch.randn(tokens, (heads + 2 * kvHeads) * d, bf16, cuda).mul_(3);
+        var angles = torch.rand(tokens, d, ScalarType.Float32, cuda).mul_(1000);
+        var cos = angles.cos().to(bf16);
+        var signedSin = RotaryEmbedding.SignedSin(angles.sin().to(bf16));
+        var keys = torch.randn(tokens, kvHeads, capacity, d, bf16, cuda);
+        var values = torch.randn(tokens, kvHeads, capacity, d, bf16, cuda);
+        Tensor keysBefore = keys.clone(), valuesBefore = values.clone();
+        var position = torch.tensor(new long[] { slot }, ScalarType.Int64, cuda);
+
+        var q = Qwen2DecodeKernels.RotateAndCache(qkv, cos, signedSin, position, keys, values, heads, kvHeads, d);
+
+        // The script: rotated = qk·cos, then += flip(qk)·signedSin, each rounded to bf16.
+        var qk = qkv.narrow(1, 0, (heads + kvHeads) * d).view(tokens, heads + kvHeads, d);
+        var swapped = qk.view(tokens, heads + kvHeads, 2, d / 2).flip(-2).view(tokens, heads + kvHeads, d);
+        var rotated = (qk * cos.unsqueeze(1)).add_(swapped * signedSin.unsqueeze(1));
+        Assert.True(q.view(tokens, heads, d).equal(rotated.narrow(1, 0, heads)).item<bool>(), "q differs from the script's RoPE");
+        Assert.True(keys.select(2, slot).equal(rotated.narrow(1, heads, kvHeads)).item<bool>(), "the cached k differs from the script's RoPE");
+        Assert.True(values.select(2, slot).equal(qkv.narrow(1, (heads + kvHeads) * d, kvHeads * d).view(tokens, kvHeads, d)).item<bool>(), "the cached v differs from v");
+        var others = torch.arange(capacity, device: cuda).ne(slot);
+        Assert.True(keys.index_select(2, others.nonzero().flatten()).equal(keysBefore.index_select(2, others.nonzero().flatten())).item<bool>(), "other key slots changed");
+        Assert.True(values.index_select(2, others.nonzero().flatten()).equal(valuesBefore.index_select(2, others.nonzero().flatten())).item<bool>(), "other value slots changed");
+        Gpu.Report($"decode RoPE + cache write, {tokens} token(s)", ["bit-equal to the script's ops"]);
+    }
+
+    /// <summary>
+    /// <paramref name="actual"/> against the eager result <paramref name="linear"/> (then <paramref name="final"/> = after
+    /// the residual add, when there is one): within <paramref name="roundings"/> bf16 units in the last place of the
+    /// linear's magnitude, element by element. Magnitudes count from 1/64 of the output's RMS: a sum that cancels to
+    /// nearly zero keeps the fp32 error of its large terms, whichever the order.
+    /// </summary>
+    static void AssertWithinRounding(string what, Tensor linear, Tensor? final, Tensor actual, int roundings = 1)
+    {
+        var expected = final ?? linear;
+        Assert.Equal(expected.shape, actual.shape);
+        using var scope = torch.NewDisposeScope();
+        var e = expected.to(ScalarType.Float64, CPU);
+        var a = actual.to(ScalarType.Float64, CPU);
+        var l = linear.to(ScalarType.Float64, CPU);
+        double floor = Math.Max(l.pow(2).mean().sqrt().item<double>() / 64, 1e-30);
+        var magnitude = torch.maximum(torch.maximum(e.abs(), a.abs()), l.abs()).clamp_min(floor);
+        var ulp = torch.exp2(torch.floor(torch.log2(magnitude)) - 7);
+        double worst = ((a - e).abs() / ulp).max().item<double>();
+        long equal = actual.eq(expected).sum().item<long>(), total = expected.numel();
+        Gpu.Report($"decode kernel: {what}", [$"max diff {worst:F2} ulp; equal elements {equal}/{total}"]);
+        Assert.True(worst <= roundings, $"{what}: {worst:F2} ulp from the eager ops (at most {roundings} allowed)");
+    }
+
     /// <summary>On a GPU machine the kernels must compile and load: a silent fallback would leave them untested.</summary>
     static void RequireFusedKernels()
     {

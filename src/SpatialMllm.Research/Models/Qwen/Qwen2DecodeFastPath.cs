@@ -84,6 +84,23 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         x = torch.linear(gated, weights[o + 7]).add_(h)
     return torch.linear(rms_norm(x, weights[1], eps), weights[2])
 
+def rotary_tables(rope_deltas: Tensor, position: Tensor, inv_freq: Tensor, s0: int, s1: int, s2: int, like: Tensor) -> Tensor:
+    batch = rope_deltas.size(0)
+    positions = (rope_deltas + position).view(1, batch, 1).expand(3, batch, 1)
+    freqs = positions.float().unsqueeze(-1) * inv_freq
+    mixed = torch.cat([freqs[0].narrow(-1, 0, s0), freqs[1].narrow(-1, s0, s1), freqs[2].narrow(-1, s0 + s1, s2)], -1)
+    emb = torch.cat([mixed, mixed], -1).view(batch, -1)
+    cos = emb.cos().to(like.dtype)
+    sin = emb.sin().to(like.dtype)
+    half = emb.size(1) // 2
+    return torch.stack([cos, torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1)])
+
+def visible_slots(position: Tensor, key_mask: Tensor, batch: int, capacity: int) -> Tensor:
+    return torch.arange(capacity, device=position.device).le(position).view(1, 1, 1, -1).logical_and(key_mask.narrow(1, 0, capacity).view(batch, 1, 1, capacity))
+
+def attend(q: Tensor, keys: Tensor, values: Tensor, visible: Tensor) -> Tensor:
+    return torch.scaled_dot_product_attention(q, keys, values, attn_mask=visible, enable_gqa=True).reshape(q.size(0), -1)
+
 """;
 
     static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Source));
@@ -150,20 +167,22 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         var weights = PackWeights();
         var rotary = _model.rotary_emb;
         var invFreq = rotary.InverseFrequencies(ids.device);
-        Tensor Run(Tensor stepIds, Tensor stepDeltas, Tensor position) =>
+        Func<Tensor, Tensor, Tensor, Tensor> Run = (stepIds, stepDeltas, position) =>
             (Tensor)Unit.Value.invoke("decode_step", stepIds, stepDeltas, position, weights, keys, values, keyMask, invFreq,
                 (long)rotary.Section[0], (long)rotary.Section[1], (long)rotary.Section[2],
                 (long)config.NumAttentionHeads, (long)config.NumKeyValueHeads, (long)config.HeadDim, config.RmsNormEps);
+        bool kernels = graph && Qwen2DecodeKernels.Serve(ids.device, weights[0].dtype, ids.shape[0], config.HiddenSize, config.IntermediateSize, config.HeadDim);
+        if (kernels) Run = (stepIds, stepDeltas, position) => KernelStep(stepIds, stepDeltas, position, weights, keys, values, keyMask, invFreq);
 
         Tensor logits;
         if (graph)
         {
             Tensor[] read = [.. weights, invFreq, .. keys, .. values, keyMask];
-            if (cache.DecodeGraph is not CapturedStep captured || !captured.Reads(read))
+            if (cache.DecodeGraph is not CapturedStep captured || !captured.Reads(read) || captured.UsesKernels != kernels)
             {
                 cache.DecodeGraph?.Dispose();
                 cache.DecodeGraph = null;
-                cache.DecodeGraph = captured = CapturedStep.Capture(Run, ids, ropeDeltas, cache.Length, read);
+                cache.DecodeGraph = captured = CapturedStep.Capture(Run, ids, ropeDeltas, cache.Length, read, kernels);
             }
             cache.DecodeGraphChecked = true;
             logits = captured.Step(ids, ropeDeltas, cache.Length);
@@ -175,6 +194,38 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         }
         cache.Advance(1);
         return logits;
+    }
+
+    /// <summary>
+    /// The script's step as the bf16 CUDA kernels compute it (<see cref="Qwen2DecodeKernels"/>; only ever captured into the
+    /// decode graph, where its ~250 launches are replayed at once): per layer the QKV GEMV with input_layernorm fused in,
+    /// RoPE with the cache write, the same SDPA as the script, o_proj with the residual, gate/up with
+    /// post_attention_layernorm and SwiGLU, down_proj with the residual. Same arguments and result as the script.
+    /// </summary>
+    Tensor KernelStep(Tensor ids, Tensor ropeDeltas, Tensor position, Tensor[] weights, Tensor[] keys, Tensor[] values, Tensor keyMask, Tensor invFreq)
+    {
+        using var scope = torch.NewDisposeScope();
+        var config = _model.Config;
+        var section = _model.rotary_emb.Section;
+        int heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads, d = config.HeadDim;
+        double eps = config.RmsNormEps;
+        long batch = ids.shape[0], capacity = keys[0].shape[2];
+        var unit = Unit.Value;
+        var x = weights[0].index_select(0, ids.flatten());   // [B, hidden]
+        var tables = (Tensor)unit.invoke("rotary_tables", ropeDeltas, position, invFreq, (long)section[0], (long)section[1], (long)section[2], x);
+        Tensor cos = tables[0], signedSin = tables[1];   // [B, d] each
+        var visible = (Tensor)unit.invoke("visible_slots", position, keyMask, batch, capacity);
+        for (int i = 0; i < keys.Length; i++)
+        {
+            int o = SharedTensors + PerLayer * i;
+            var qkv = Qwen2DecodeKernels.Linear(x, weights[o + 1], bias: weights[o + 2], normWeight: weights[o], eps: eps);
+            var q = Qwen2DecodeKernels.RotateAndCache(qkv, cos, signedSin, position, keys[i], values[i], heads, kvHeads, d);   // [B, heads, 1, d]
+            var merged = ((Tensor)unit.invoke("attend", q, keys[i], values[i], visible)).contiguous();   // [B, heads·d]
+            var h = Qwen2DecodeKernels.Linear(merged, weights[o + 3], residual: x);
+            var gated = Qwen2DecodeKernels.SwiGlu(h, weights[o + 5], weights[o + 6], weights[o + 4], eps);
+            x = Qwen2DecodeKernels.Linear(gated, weights[o + 7], residual: h);
+        }
+        return Qwen2DecodeKernels.Linear(x, weights[2], normWeight: weights[1], eps: eps).view(batch, 1, -1).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -215,10 +266,15 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         readonly Tensor _logits;       // [B, 1, vocab]: what each replay overwrites
         readonly IntPtr[] _captured;   // where the tensors it reads and writes lie: weights, keys, values
 
-        CapturedStep(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, IntPtr[] captured)
+        CapturedStep(CudaGraph graph, Tensor ids, Tensor ropeDeltas, Tensor position, Tensor logits, IntPtr[] captured, bool usesKernels)
         {
             (_graph, _ids, _ropeDeltas, _position, _logits, _captured) = (graph, ids, ropeDeltas, position, logits, captured);
+            UsesKernels = usesKernels;
         }
+
+        /// <summary>Whether the captured step is <see cref="KernelStep"/> rather than the script (kernels turned off, or
+        /// unavailable for a batch size, capture anew).</summary>
+        public bool UsesKernels { get; }
 
         /// <summary>
         /// Captures <paramref name="step"/> (ids, rope deltas, position → logits) over fresh input tensors shaped like
@@ -226,7 +282,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         /// writes besides those inputs (weights, tables, cache buffers); they must outlive the graph.
         /// </summary>
         public static CapturedStep Capture(Func<Tensor, Tensor, Tensor, Tensor> step, Tensor ids, Tensor ropeDeltas, long position,
-            IEnumerable<Tensor> tensors)
+            IEnumerable<Tensor> tensors, bool usesKernels)
         {
             var device = ids.device;
             var idsInput = ids.to(ScalarType.Int64).clone().DetachFromDisposeScope();
@@ -237,7 +293,7 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
                 // Warm-up runs write this step's own keys/values at this slot, as the replay then does again.
                 var (graph, logits) = CudaGraph.Capture(device, () => step(idsInput, deltasInput, positionInput));
                 return new CapturedStep(graph, idsInput, deltasInput, positionInput, logits.DetachFromDisposeScope(),
-                    tensors.Select(Location).ToArray());
+                    tensors.Select(Location).ToArray(), usesKernels);
             }
             catch
             {

@@ -75,10 +75,10 @@ internal sealed unsafe class CompiledCudaModule
 
     /// <summary>Launches <paramref name="function"/> (from <see cref="TryGetFunction"/>) on libtorch's current stream of
     /// <paramref name="device"/>, so it is ordered with (and captured into CUDA graphs with) libtorch's own work.</summary>
-    public static void Launch(int device, IntPtr function, string kernel, uint blocks, uint threadsPerBlock, void** arguments)
+    public static void Launch(int device, IntPtr function, string kernel, uint blocks, uint threadsPerBlock, void** arguments, uint sharedBytes = 0)
     {
         using var context = CudaDriver.EnterPrimaryContext(device);
-        CudaDriver.Launch(function, kernel, blocks, threadsPerBlock, CurrentStream(device), arguments);
+        CudaDriver.Launch(function, kernel, blocks, threadsPerBlock, CurrentStream(device), arguments, sharedBytes);
     }
 
     /// <summary>Blocks for <paramref name="items"/> work items at <paramref name="perBlock"/> a block.</summary>

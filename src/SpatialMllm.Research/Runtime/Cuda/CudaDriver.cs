@@ -104,10 +104,11 @@ internal static unsafe class CudaDriver
         return function;
     }
 
-    /// <summary>Launches a 1-D grid of 1-D blocks on <paramref name="stream"/>; <paramref name="arguments"/> points at one
-    /// pointer per kernel parameter, each to that parameter's value.</summary>
-    public static void Launch(IntPtr function, string name, uint blocks, uint threadsPerBlock, IntPtr stream, void** arguments) =>
-        Check(Entries.LaunchKernel(function, blocks, 1, 1, threadsPerBlock, 1, 1, 0, stream, arguments, null), $"cuLaunchKernel({name})");
+    /// <summary>Launches a 1-D grid of 1-D blocks with <paramref name="sharedBytes"/> of dynamic shared memory on
+    /// <paramref name="stream"/>; <paramref name="arguments"/> points at one pointer per kernel parameter, each to that
+    /// parameter's value.</summary>
+    public static void Launch(IntPtr function, string name, uint blocks, uint threadsPerBlock, IntPtr stream, void** arguments, uint sharedBytes = 0) =>
+        Check(Entries.LaunchKernel(function, blocks, 1, 1, threadsPerBlock, 1, 1, sharedBytes, stream, arguments, null), $"cuLaunchKernel({name})");
 
     static void Check(int result, string call)
     {
