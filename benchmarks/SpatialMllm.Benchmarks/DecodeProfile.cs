@@ -35,6 +35,7 @@ def attention(q: Tensor, keys: List[Tensor], values: List[Tensor], mask: Tensor)
     for i in range(len(keys)):
         out = torch.scaled_dot_product_attention(q, keys[i], values[i], attn_mask=mask, enable_gqa=True)
     return out
+
 """));
 
     public static JsonObject Run(SpatialMllmConfig qwenConfig, int decodeTokens, GpuMemoryMonitor memory)
@@ -97,6 +98,40 @@ def attention(q: Tensor, keys: List[Tensor], values: List[Tensor], mask: Tensor)
         result["weight_gb"] = bytes / 1e9;
         result["gemv_bandwidth_tb_s"] = bytes / (gemvs * 1e-3) / 1e12;
         Console.WriteLine($"  {bytes / 1e9:F2} GB streamed: {bytes / (gemvs * 1e-3) / 1e12:F2} TB/s");
+
+        // The decode kernels' GEMVs (Qwen2DecodeKernels) on the same weights, with what they fuse (norms, bias, residuals,
+        // SwiGLU): the whole set, then each shape 36 times beside cuBLAS's linear of it.
+        using var x2 = x.view(1, -1);
+        using var hidden2 = hidden.view(1, -1);
+        var normWeight = layers[0].input_layernorm.Weight;
+        double eps = text.RmsNormEps;
+        double ours = Replay("decode kernels' GEMVs alone (+ norms, SwiGLU, residuals)", () =>
+        {
+            foreach (var w in weights)
+            {
+                Qwen2DecodeKernels.Linear(x2, w.Qkv.Weight, bias: w.Qkv.Bias, normWeight: normWeight, eps: eps).Dispose();
+                Qwen2DecodeKernels.Linear(x2, w.O, residual: x2).Dispose();
+                Qwen2DecodeKernels.SwiGlu(x2, w.Mlp.Gate, w.Mlp.Up, normWeight, eps).Dispose();
+                Qwen2DecodeKernels.Linear(hidden2, w.Mlp.Down, residual: x2).Dispose();
+            }
+            return Qwen2DecodeKernels.Linear(x2, head, normWeight: model.Language.model.norm.Weight, eps: eps);
+        }, result);
+        Console.WriteLine($"  {bytes / (ours * 1e-3) / 1e12:F2} TB/s");
+        result["kernel_gemv_bandwidth_tb_s"] = bytes / (ours * 1e-3) / 1e12;
+        // Each layer's own weight, so that none is read from L2.
+        void PerShape(string name, Action<int> cublas, Action<int> kernel)
+        {
+            Replay($"36 × {name}: cuBLAS", () => { for (int i = 0; i < weights.Count; i++) cublas(i); return torch.zeros(1, device: cuda); }, result);
+            Replay($"36 × {name}: decode kernel", () => { for (int i = 0; i < weights.Count; i++) kernel(i); return torch.zeros(1, device: cuda); }, result);
+        }
+        PerShape("qkv", i => nn.functional.linear(x, weights[i].Qkv.Weight, weights[i].Qkv.Bias).Dispose(),
+            i => Qwen2DecodeKernels.Linear(x2, weights[i].Qkv.Weight, bias: weights[i].Qkv.Bias, normWeight: normWeight, eps: eps).Dispose());
+        PerShape("o_proj", i => nn.functional.linear(x, weights[i].O).Dispose(),
+            i => Qwen2DecodeKernels.Linear(x2, weights[i].O, residual: x2).Dispose());
+        PerShape("gate + up", i => { nn.functional.linear(x, weights[i].Mlp.Gate).Dispose(); nn.functional.linear(x, weights[i].Mlp.Up).Dispose(); },
+            i => Qwen2DecodeKernels.SwiGlu(x2, weights[i].Mlp.Gate, weights[i].Mlp.Up, normWeight, eps).Dispose());
+        PerShape("down_proj", i => nn.functional.linear(hidden, weights[i].Mlp.Down).Dispose(),
+            i => Qwen2DecodeKernels.Linear(hidden2, weights[i].Mlp.Down, residual: x2).Dispose());
 
         // Gate and up as one weight: one GEMV of twice the rows.
         var gateUp = weights.Select(w => torch.cat([w.Mlp.Gate, w.Mlp.Up], 0)).ToList();

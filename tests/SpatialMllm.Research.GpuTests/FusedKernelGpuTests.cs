@@ -166,12 +166,12 @@ public sealed class FusedKernelGpuTests
         var qk = qkv.narrow(1, 0, (heads + kvHeads) * d).view(tokens, heads + kvHeads, d);
         var swapped = qk.view(tokens, heads + kvHeads, 2, d / 2).flip(-2).view(tokens, heads + kvHeads, d);
         var rotated = (qk * cos.unsqueeze(1)).add_(swapped * signedSin.unsqueeze(1));
-        Assert.True(q.view(tokens, heads, d).equal(rotated.narrow(1, 0, heads)).item<bool>(), "q differs from the script's RoPE");
-        Assert.True(keys.select(2, slot).equal(rotated.narrow(1, heads, kvHeads)).item<bool>(), "the cached k differs from the script's RoPE");
-        Assert.True(values.select(2, slot).equal(qkv.narrow(1, (heads + kvHeads) * d, kvHeads * d).view(tokens, kvHeads, d)).item<bool>(), "the cached v differs from v");
+        Assert.True(q.view(tokens, heads, d).eq(rotated.narrow(1, 0, heads)).all().item<bool>(), "q differs from the script's RoPE");
+        Assert.True(keys.select(2, slot).eq(rotated.narrow(1, heads, kvHeads)).all().item<bool>(), "the cached k differs from the script's RoPE");
+        Assert.True(values.select(2, slot).eq(qkv.narrow(1, (heads + kvHeads) * d, kvHeads * d).view(tokens, kvHeads, d)).all().item<bool>(), "the cached v differs from v");
         var others = torch.arange(capacity, device: cuda).ne(slot);
-        Assert.True(keys.index_select(2, others.nonzero().flatten()).equal(keysBefore.index_select(2, others.nonzero().flatten())).item<bool>(), "other key slots changed");
-        Assert.True(values.index_select(2, others.nonzero().flatten()).equal(valuesBefore.index_select(2, others.nonzero().flatten())).item<bool>(), "other value slots changed");
+        Assert.True(keys.index_select(2, others.nonzero().flatten()).eq(keysBefore.index_select(2, others.nonzero().flatten())).all().item<bool>(), "other key slots changed");
+        Assert.True(values.index_select(2, others.nonzero().flatten()).eq(valuesBefore.index_select(2, others.nonzero().flatten())).all().item<bool>(), "other value slots changed");
         Gpu.Report($"decode RoPE + cache write, {tokens} token(s)", ["bit-equal to the script's ops"]);
     }
 

@@ -27,8 +27,9 @@ internal static unsafe class Qwen2DecodeKernels
     const int ThreadsPerBlock = 256, WarpsPerBlock = ThreadsPerBlock / 32, ElementsPerLoad = 8;
     /// <summary>Static shared memory a block may have without opting in; a normalised input is staged there.</summary>
     const int SharedMemoryBytes = 48 * 1024;
-    /// <summary>Blocks of a GEMV at most: each block's warps then loop over rows (a normalised input is staged once per block).</summary>
-    const int MaxBlocks = 1024;
+    /// <summary>Blocks of a GEMV over a normalised input at most (the head's 152k rows): each block stages the input
+    /// once, and its warps then loop over rows. Other GEMVs give each warp one row.</summary>
+    const int MaxNormalisingBlocks = 4096;
 
     static readonly CompiledCudaModule Module = new("qwen_decode", CudaSources.Read("decode_kernels.cu"));
 
@@ -118,8 +119,9 @@ internal static unsafe class Qwen2DecodeKernels
         int device = x.device_index;
         if (!Module.TryGetFunction(device, kernel, out var function))
             throw new InvalidOperationException($"The decode kernels are unavailable: {Module.FailureReason}");
-        uint blocks = (uint)Math.Min(MaxBlocks, (rows + WarpsPerBlock - 1) / WarpsPerBlock);
-        CompiledCudaModule.Launch(device, function, kernel, blocks, ThreadsPerBlock, arguments, checked((uint)sharedBytes));
+        long blocks = (rows + WarpsPerBlock - 1) / WarpsPerBlock;
+        if (sharedBytes > 0) blocks = Math.Min(blocks, MaxNormalisingBlocks);
+        CompiledCudaModule.Launch(device, function, kernel, checked((uint)blocks), ThreadsPerBlock, arguments, checked((uint)sharedBytes));
     }
 
     static IntPtr Address(Tensor t) => TensorAddress.Of(t);

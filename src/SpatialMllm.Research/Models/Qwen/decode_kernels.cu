@@ -68,20 +68,23 @@ __device__ const bf16* StageInput(const bf16* x, int tokens, int k, const bf16* 
     return staged;
 }
 
-// out[t, n] = Σ_k w[n, k] · input[t, k] for n in [0, rows) and each of the tokens; a warp per row, 8 weights a lane per
-// load. Returns the row's sums in acc (every lane holds them).
-__device__ __forceinline__ void RowDot(const bf16* w, int k, const bf16* input, int tokens, float acc[MAX_TOKENS])
+// Σ_k w_r[k] · input[t, k] for R weight rows w_r at once (a row, or the gate and up rows of one output) and each of the
+// tokens; a warp per row group, 8 weights a lane per 16-byte load, 8 loads a lane in flight (a 2048-wide row is then
+// read in one go). Leaves the sums in acc on every lane.
+template <int R>
+__device__ __forceinline__ void RowDot(const bf16* const (&w)[R], int k, const bf16* input, int tokens, float (&acc)[R][MAX_TOKENS])
 {
     const int lane = threadIdx.x & 31;
     #pragma unroll
-    for (int t = 0; t < MAX_TOKENS; t++) acc[t] = 0.f;
-    #pragma unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma unroll
+        for (int t = 0; t < MAX_TOKENS; t++) acc[r][t] = 0.f;
+    #pragma unroll 8
     for (int i = lane * 8; i < k; i += 32 * 8)
     {
-        Bf16x8 weights = LoadWeights8(w + i);
-        float wf[8];
+        Bf16x8 weights[R];
         #pragma unroll
-        for (int j = 0; j < 8; j++) wf[j] = Bf16ToFloat(weights.x[j]);
+        for (int r = 0; r < R; r++) weights[r] = LoadWeights8(w[r] + i);
         #pragma unroll
         for (int t = 0; t < MAX_TOKENS; t++)
         {
@@ -89,12 +92,29 @@ __device__ __forceinline__ void RowDot(const bf16* w, int k, const bf16* input, 
             {
                 Bf16x8 xs = Load8(input + t * k + i);
                 #pragma unroll
-                for (int j = 0; j < 8; j++) acc[t] = fmaf(wf[j], Bf16ToFloat(xs.x[j]), acc[t]);
+                for (int j = 0; j < 8; j++)
+                {
+                    const float xv = Bf16ToFloat(xs.x[j]);
+                    #pragma unroll
+                    for (int r = 0; r < R; r++) acc[r][t] = fmaf(Bf16ToFloat(weights[r].x[j]), xv, acc[r][t]);
+                }
             }
         }
     }
     #pragma unroll
-    for (int t = 0; t < MAX_TOKENS; t++) acc[t] = WarpSum(acc[t]);
+    for (int r = 0; r < R; r++)
+        #pragma unroll
+        for (int t = 0; t < MAX_TOKENS; t++) if (t < tokens) acc[r][t] = WarpSum(acc[r][t]);
+}
+
+// Token `lane`'s sum of row r (the sums are the same on every lane after the reduction; registers are indexed statically).
+template <int R>
+__device__ __forceinline__ float LaneSum(const float (&acc)[R][MAX_TOKENS], int r, int lane)
+{
+    float sum = 0.f;
+    #pragma unroll
+    for (int t = 0; t < MAX_TOKENS; t++) if (t == lane) sum = acc[r][t];
+    return sum;
 }
 
 // y[t, n] = bf16(w[n]·input[t] + bias[n]) (+ residual[t, n], rounded again: linear then add_), input = x or its RMSNorm.
@@ -108,14 +128,13 @@ extern "C" __global__ void __launch_bounds__(256) qwen_decode_gemv_bf16(
     const int lane = threadIdx.x & 31;
     for (int n = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5); n < rows; n += gridDim.x * WARPS_PER_BLOCK)
     {
-        float acc[MAX_TOKENS];
-        RowDot(w + (long long)n * k, k, in, tokens, acc);
+        const bf16* const row[1] = { w + (long long)n * k };
+        float acc[1][MAX_TOKENS];
+        RowDot<1>(row, k, in, tokens, acc);
         if (lane < tokens)
         {
-            // Lane t writes token t's result (acc is the same on every lane after the reduction).
-            float sum = 0.f;
-            #pragma unroll
-            for (int t = 0; t < MAX_TOKENS; t++) if (t == lane) sum = acc[t];
+            // Lane t writes token t's result.
+            float sum = LaneSum<1>(acc, 0, lane);
             if (bias != nullptr) sum += Bf16ToFloat(bias[n]);
             float value = Bf16ToFloat(FloatToBf16(sum));
             if (residual != nullptr) value = value + Bf16ToFloat(residual[(long long)lane * rows + n]);
@@ -134,15 +153,12 @@ extern "C" __global__ void __launch_bounds__(256) qwen_decode_swiglu_bf16(
     const int lane = threadIdx.x & 31;
     for (int n = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5); n < rows; n += gridDim.x * WARPS_PER_BLOCK)
     {
-        float g[MAX_TOKENS], u[MAX_TOKENS];
-        RowDot(gate + (long long)n * k, k, in, tokens, g);
-        RowDot(up + (long long)n * k, k, in, tokens, u);
+        const bf16* const rows2[2] = { gate + (long long)n * k, up + (long long)n * k };
+        float acc[2][MAX_TOKENS];
+        RowDot<2>(rows2, k, in, tokens, acc);
         if (lane < tokens)
         {
-            float gv = 0.f, uv = 0.f;
-            #pragma unroll
-            for (int t = 0; t < MAX_TOKENS; t++) if (t == lane) { gv = g[t]; uv = u[t]; }
-            gv = Bf16ToFloat(FloatToBf16(gv));
+            float gv = Bf16ToFloat(FloatToBf16(LaneSum<2>(acc, 0, lane))), uv = LaneSum<2>(acc, 1, lane);
             float activated = Bf16ToFloat(FloatToBf16(gv / (1.f + expf(-gv))));
             y[(long long)lane * rows + n] = FloatToBf16(activated * Bf16ToFloat(FloatToBf16(uv)));
         }
