@@ -95,11 +95,12 @@ def rotary_tables(rope_deltas: Tensor, position: Tensor, inv_freq: Tensor, s0: i
     half = emb.size(1) // 2
     return torch.stack([cos, torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1)])
 
-def visible_slots(position: Tensor, key_mask: Tensor, batch: int, capacity: int) -> Tensor:
-    return torch.arange(capacity, device=position.device).le(position).view(1, 1, 1, -1).logical_and(key_mask.narrow(1, 0, capacity).view(batch, 1, 1, capacity))
+def slot_bias(position: Tensor, key_mask: Tensor, batch: int, capacity: int, like: Tensor) -> Tensor:
+    visible = torch.arange(capacity, device=position.device).le(position).view(1, 1, 1, -1).logical_and(key_mask.narrow(1, 0, capacity).view(batch, 1, 1, capacity))
+    return torch.zeros([batch, 1, 1, capacity], dtype=like.dtype, device=like.device).masked_fill_(visible.logical_not(), float("-inf"))
 
-def attend(q: Tensor, keys: Tensor, values: Tensor, visible: Tensor) -> Tensor:
-    return torch.scaled_dot_product_attention(q, keys, values, attn_mask=visible, enable_gqa=True).reshape(q.size(0), -1)
+def attend(q: Tensor, keys: Tensor, values: Tensor, slot_bias: Tensor) -> Tensor:
+    return torch.scaled_dot_product_attention(q, keys, values, attn_mask=slot_bias, enable_gqa=True).reshape(q.size(0), -1)
 
 """;
 
@@ -214,13 +215,14 @@ def attend(q: Tensor, keys: Tensor, values: Tensor, visible: Tensor) -> Tensor:
         var x = weights[0].index_select(0, ids.flatten());   // [B, hidden]
         var tables = (Tensor)unit.invoke("rotary_tables", ropeDeltas, position, invFreq, (long)section[0], (long)section[1], (long)section[2], x);
         Tensor cos = tables[0], signedSin = tables[1];   // [B, d] each
-        var visible = (Tensor)unit.invoke("visible_slots", position, keyMask, batch, capacity);
+        // The mask as the additive bias SDPA makes of a boolean one (0 or −inf), made once for all layers.
+        var slotBias = (Tensor)unit.invoke("slot_bias", position, keyMask, batch, capacity, x);
         for (int i = 0; i < keys.Length; i++)
         {
             int o = SharedTensors + PerLayer * i;
             var qkv = Qwen2DecodeKernels.Linear(x, weights[o + 1], bias: weights[o + 2], normWeight: weights[o], eps: eps);
             var q = Qwen2DecodeKernels.RotateAndCache(qkv, cos, signedSin, position, keys[i], values[i], heads, kvHeads, d);   // [B, heads, 1, d]
-            var merged = ((Tensor)unit.invoke("attend", q, keys[i], values[i], visible)).contiguous();   // [B, heads·d]
+            var merged = ((Tensor)unit.invoke("attend", q, keys[i], values[i], slotBias)).contiguous();   // [B, heads·d]
             var h = Qwen2DecodeKernels.Linear(merged, weights[o + 3], residual: x);
             var gated = Qwen2DecodeKernels.SwiGlu(h, weights[o + 5], weights[o + 6], weights[o + 4], eps);
             x = Qwen2DecodeKernels.Linear(gated, weights[o + 7], residual: h);
