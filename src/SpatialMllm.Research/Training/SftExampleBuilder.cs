@@ -18,7 +18,7 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
     public SftDataOptions Options { get; } = options ?? new SftDataOptions();
 
     /// <summary>Decoded frames by video path, most recently used last (<see cref="SftDataOptions.DecodedVideoCache"/>).</summary>
-    readonly LinkedList<(string Path, Tensor Frames, double Fps)> _decoded = new();
+    readonly LinkedList<(string Path, Tensor Frames, double Fps, IReadOnlyList<int> Indices)> _decoded = new();
 
     /// <summary>Reads and processes the row's video and tokenizes it; throws <see cref="AnnotationException"/> naming
     /// the row for anything wrong with it (missing or unreadable video, too long).</summary>
@@ -26,8 +26,8 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
     {
         try
         {
-            var (frames, fps) = Decode(row.VideoPath);
-            try { return Build(frames, fps, row); }
+            var (frames, fps, indices) = Decode(row.VideoPath);
+            try { return Build(frames, fps, row) with { VideoPath = row.VideoPath, FrameIndices = indices }; }
             finally { if (Options.DecodedVideoCache == 0) frames.Dispose(); }
         }
         catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException or InvalidOperationException or InvalidDataException)
@@ -38,33 +38,33 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
 
     /// <summary>The frames data_qwen.py samples from a video, decoded, and the fps for the time axis; from the cache of
     /// decoded videos when it holds them (the cache owns what it holds).</summary>
-    (Tensor Frames, double Fps) Decode(string path)
+    (Tensor Frames, double Fps, IReadOnlyList<int> Indices) Decode(string path)
     {
         for (var node = _decoded.First; node != null; node = node.Next)
             if (node.Value.Path == path)
             {
                 _decoded.Remove(node);
                 _decoded.AddLast(node);
-                return (node.Value.Frames, node.Value.Fps);
+                return (node.Value.Frames, node.Value.Fps, node.Value.Indices);
             }
         var video = VideoSource.Open(path);
         var (indices, fps) = FrameIndices(video.Info);
         var frames = video.ReadFrames(indices);
-        if (Options.DecodedVideoCache == 0) return (frames, fps);
+        if (Options.DecodedVideoCache == 0) return (frames, fps, indices);
         frames.DetachFromDisposeScope();
         if (_decoded.Count == Options.DecodedVideoCache)
         {
             _decoded.First!.Value.Frames.Dispose();
             _decoded.RemoveFirst();
         }
-        _decoded.AddLast((path, frames, fps));
-        return (frames, fps);
+        _decoded.AddLast((path, frames, fps, indices));
+        return (frames, fps, indices);
     }
 
     /// <summary>Frees the decoded videos kept.</summary>
     public void Dispose()
     {
-        foreach (var (_, frames, _) in _decoded) frames.Dispose();
+        foreach (var (_, frames, _, _) in _decoded) frames.Dispose();
         _decoded.Clear();
     }
 

@@ -62,13 +62,18 @@ public sealed class SftTrainer
     readonly Action<string> _log;
     readonly DataParallel _parallel;
     readonly TrainingRunFolder _folder;
+    readonly SftAuxiliaryLoss? _auxiliaryLoss;
 
     /// <param name="forceNew">Start over even where output_dir holds an earlier run, whose files are first moved into
     /// <c>earlier-run.bak-TIME</c> inside output_dir (<c>--force-new</c>; nothing is deleted).</param>
-    public SftTrainer(TrainingArguments args, Action<string>? log = null, DataParallel? parallel = null, bool forceNew = false)
+    /// <param name="auxiliaryLoss">Added to each batch's SFT loss (logged beside it on the console; log.csv keeps the SFT
+    /// loss alone); null: the seed's objective.</param>
+    public SftTrainer(TrainingArguments args, Action<string>? log = null, DataParallel? parallel = null, bool forceNew = false,
+        SftAuxiliaryLoss? auxiliaryLoss = null)
     {
         args.Validate();
         _args = args;
+        _auxiliaryLoss = auxiliaryLoss;
         _parallel = parallel ?? DataParallel.Single;
         _log = _parallel.IsMain ? log ?? Console.WriteLine : _ => { };
         _folder = new TrainingRunFolder(args, _log, _parallel, forceNew);
@@ -133,7 +138,7 @@ public sealed class SftTrainer
     (int PerEpoch, int Total) Steps(int rows)
     {
         var a = _args;
-        long microPerStep = (long)a.GradientAccumulationSteps * _parallel.WorldSize;
+        long microPerStep = (long)a.GradientAccumulationSteps * _parallel.WorldSize * a.PerDeviceTrainBatchSize;
         int perEpoch = (int)Math.Max(1, (rows + microPerStep - 1) / microPerStep);
         if (a.MaxSteps > 0) return (perEpoch, a.MaxSteps);
         double total = Math.Ceiling(a.NumTrainEpochs * perEpoch);
@@ -167,7 +172,7 @@ public sealed class SftTrainer
         var optimizerStep = new OptimizerStep(trainable, optimizer, a.MaxGradNorm);
         int world = _parallel.WorldSize;
         _log($"{rows.Count} examples, {trainable.Count} trainable tensors ({trainable.Sum(p => p.Parameter.NumberOfElements):N0} parameters), " +
-             $"{totalSteps} steps of {a.GradientAccumulationSteps} × {world} examples, on {device} {dtype}");
+             $"{totalSteps} steps of {a.GradientAccumulationSteps} × {(a.PerDeviceTrainBatchSize > 1 ? $"{a.PerDeviceTrainBatchSize} × " : "")}{world} examples, on {device} {dtype}");
 
         using var logs = _parallel.IsMain ? new TrainingLogWriter(a.OutputDir, resumedStep: step) : null;
         var steps = new List<TrainingStepLog>();
@@ -177,29 +182,38 @@ public sealed class SftTrainer
         {
             var clock = Stopwatch.StartNew();
             optimizerStep.Begin();
-            double lossSum = 0; long tokens = 0; int counted = 0, skippedNow = 0;
+            double lossSum = 0, auxiliarySum = 0; long tokens = 0; int counted = 0, skippedNow = 0;
+            int batchSize = a.PerDeviceTrainBatchSize, examplesPerStep = a.GradientAccumulationSteps * batchSize;
             for (int micro = 0; micro < a.GradientAccumulationSteps; micro++)
             {
-                long slot = ((long)step * a.GradientAccumulationSteps + micro) * world + _parallel.Rank;
-                var row = RowAt(rows, slot, a.Seed);
                 using var scope = torch.NewDisposeScope();
-                SftExample example;
-                try { example = builder.Build(row); }
-                catch (AnnotationException e)
+                var batch = new List<SftExample>(batchSize);
+                try
                 {
-                    skipped.Add(e);
-                    skippedNow++;
-                    continue;
+                    for (int j = 0; j < batchSize; j++)
+                    {
+                        long slot = (((long)step * a.GradientAccumulationSteps + micro) * world + _parallel.Rank) * batchSize + j;
+                        try { batch.Add(builder.Build(RowAt(rows, slot, a.Seed))); }
+                        catch (AnnotationException e)
+                        {
+                            skipped.Add(e);
+                            skippedNow++;
+                        }
+                    }
+                    if (batch.Count == 0) continue;
+                    var (loss, auxiliary) = optimizerStep.Accumulate(model, batch, examplesPerStep, _auxiliaryLoss);
+                    lossSum += loss * batch.Count;
+                    auxiliarySum += (auxiliary ?? 0) * batch.Count;
+                    counted += batch.Count;
+                    tokens += batch.Sum(e => e.InputIds.Length);
                 }
-                using (example)
+                finally
                 {
-                    lossSum += optimizerStep.Accumulate(model, example, a.GradientAccumulationSteps);
-                    counted++;
-                    tokens += example.InputIds.Length;
+                    foreach (var example in batch) example.Dispose();
                 }
             }
             // Means over the ranks of the loss sum, tokens, skipped and trained examples (× world size: the totals).
-            var means = _parallel.Average(lossSum, tokens, skippedNow, counted);
+            var means = _parallel.Average(lossSum, tokens, skippedNow, counted, auxiliarySum);
             int examples = (int)Math.Round(means[3] * world);
             double factor = schedule.Factor(step);
             double? meanLoss = null, norm = null;
@@ -224,7 +238,7 @@ public sealed class SftTrainer
                     $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  no update: all {entry.SkippedRows} example(s) of the step were skipped"));
             else if (a.LoggingSteps > 0 && (step % a.LoggingSteps == 0 || step == totalSteps))
                 _log(string.Create(CultureInfo.InvariantCulture,
-                    $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  loss {meanLoss:F4}  lr {entry.LearningRate:E2}  grad_norm {norm:F3}  {entry.TokensPerSecond:N0} tok/s  {seconds:F2} s"));
+                    $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  loss {meanLoss:F4}{(_auxiliaryLoss is null ? "" : $"  auxiliary {means[4] / means[3]:F4}")}  lr {entry.LearningRate:E2}  grad_norm {norm:F3}  {entry.TokensPerSecond:N0} tok/s  {seconds:F2} s"));
             // An epoch's worth of steps visits every row: if none could be trained by then, none can.
             if (trained == 0 && (step - startStep >= stepsPerEpoch || step == totalSteps))
                 throw new NothingToTrainException(
