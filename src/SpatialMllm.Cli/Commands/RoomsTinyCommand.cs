@@ -41,17 +41,20 @@ internal static class RoomsTinyCommand
         var accumulation = new Option<int>("--sft-accumulation") { Description = "Stage 2's forwards per optimizer step (a step trains accumulation × batch examples).", DefaultValueFactory = _ => d.SftAccumulation };
         var warmup = new Option<double>("--sft-warmup") { Description = "Stage 2's warm-up as a fraction of its steps (then cosine decay).", DefaultValueFactory = _ => d.SftWarmupRatio };
         var geometryWeight = new Option<double>("--sft-geometry-weight") { Description = "Adds this × VGGT's geometry loss on each SFT batch's frames (renderer's ground truth) to the SFT loss; 0: SFT alone.", DefaultValueFactory = _ => d.SftGeometryWeight };
+        var timeLimit = new Option<double?>("--time-limit") { Description = "Seconds: when the run has taken this long, stage 2 stops and the model is saved as it is (its schedule cut short; the log says where)." };
         var tuneVision = new Option<bool>("--tune-vision") { Description = "Stage 2 trains the vision tower too.", DefaultValueFactory = _ => d.SftTuneVision };
         var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => d.SftTuneSpatialEncoder };
         var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (on the CPU deterministic; --device cuda for scale).")
             { output, work, device, width, layers, visionWidth, vggtWidth, fusion, scenesTrained, perType, geometrySteps, geometryBatch, geometryLr,
-              steps, lr, batch, accumulation, warmup, geometryWeight, tuneVision, tuneVggt };
+              steps, lr, batch, accumulation, warmup, geometryWeight, timeLimit, tuneVision, tuneVggt };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
             if (parse.GetValue(scenesTrained) is < 1 or > MaxTrainScenes)
                 throw new ArgumentException($"--train-scenes must be 1 to {MaxTrainScenes} (seeds from 1000, clear of the held-out ones); got {parse.GetValue(scenesTrained)}.");
             if (parse.GetValue(fusion) == FusionMode.SpatialOnly)
                 throw new ArgumentException("--fusion trains Full (2D + 3D) or VisionOnly (2D only); SpatialOnly is an answer-time ablation (rooms-tiny evaluate --fusion).");
+            if (parse.GetValue(timeLimit) is double limit && !(limit > 0 && limit < 1e7))
+                throw new ArgumentException($"--time-limit must be a positive number of seconds (below 10^7); got {limit}.");
             var recipe = d with
             {
                 Device = parse.GetValue(device)!, DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers),
@@ -61,6 +64,7 @@ internal static class RoomsTinyCommand
                 SftSteps = parse.GetValue(steps), SftLearningRate = parse.GetValue(lr), SftBatchSize = parse.GetValue(batch),
                 SftAccumulation = parse.GetValue(accumulation), SftWarmupRatio = parse.GetValue(warmup), SftGeometryWeight = parse.GetValue(geometryWeight),
                 SftTuneVision = parse.GetValue(tuneVision), SftTuneSpatialEncoder = parse.GetValue(tuneVggt),
+                TimeLimit = parse.GetValue(timeLimit) is double seconds ? TimeSpan.FromSeconds(seconds) : null,
             };
             recipe.Validate();
             recipe.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);

@@ -75,6 +75,9 @@ public sealed record RoomsTinyRecipe
     public bool WithSpatialEncoder { get; init; } = true;
     /// <summary>Where both stages train: "cpu" (deterministic on one thread), "cuda" or "cuda:N" (float32).</summary>
     public string Device { get; init; } = "cpu";
+    /// <summary>When the whole run (from the scenes on) has taken this long, stage 2 stops and the model is saved as it is
+    /// then, its schedule cut short (the log says at which step): a sweep's guarantee of weights. Null: no limit.</summary>
+    public TimeSpan? TimeLimit { get; init; }
     /// <summary>The decoder's width (the tiny fixture's: 64) and depth (2); wider, its heads widen and M-RoPE's sections
     /// scale with them.</summary>
     public int DecoderHiddenSize { get; init; } = 64;
@@ -135,6 +138,7 @@ public sealed record RoomsTinyRecipe
         Require(SftBatchSize is >= 1 and <= TrainingArguments.MaxBatchSize, $"--sft-batch must be 1 to {TrainingArguments.MaxBatchSize}; got {SftBatchSize}.");
         Require(SftWarmupRatio is >= 0 and <= 1, $"--sft-warmup must be a fraction of the steps in [0, 1]; got {SftWarmupRatio}.");
         Require(SftGeometryWeight >= 0 && double.IsFinite(SftGeometryWeight), $"--sft-geometry-weight must be 0 or more; got {SftGeometryWeight}.");
+        Require(TimeLimit is null || TimeLimit > TimeSpan.Zero, $"--time-limit must be a positive number of seconds; got {TimeLimit?.TotalSeconds}.");
         Require(SftGeometryWeight == 0 || (SftTuneSpatialEncoder && WithSpatialEncoder),
             "--sft-geometry-weight needs VGGT in the model and training (--fusion Full, --tune-vggt true): its loss would change nothing.");
         try { TorchSharp.torch.Device device = Runtime.TorchRuntime.ParseDevice(Device); }
@@ -192,11 +196,13 @@ public sealed record RoomsTinyRecipe
     {
         Validate();
         log ??= Console.WriteLine;
+        using var timeLimit = TimeLimit is { } limit ? new CancellationTokenSource(limit) : null;
         var work = Train(() =>
         {
             var prepared = PrepareAndTeachGeometry(workFolder, log);
             using var geometry = SftGeometryLoss();
-            new SftTrainer(SftArguments(prepared.Geometry, prepared.Data, prepared.Sft), log, auxiliaryLoss: geometry is null ? null : geometry.Loss).Run();
+            new SftTrainer(SftArguments(prepared.Geometry, prepared.Data, prepared.Sft), log, auxiliaryLoss: geometry is null ? null : geometry.Loss)
+                .Run(timeLimit?.Token ?? default, saveWhenCancelled: true);
             return prepared;
         });
 

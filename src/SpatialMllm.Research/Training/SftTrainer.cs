@@ -105,8 +105,10 @@ public sealed class SftTrainer
     /// saving) and saves the final model into output_dir. Throws <see cref="OutputLockedException"/> while another run
     /// writes output_dir, <see cref="RunManifestMismatchException"/> for a resume that differs, and
     /// <see cref="NothingToTrainException"/> when no example can be trained. <paramref name="stopAfter"/> ends the run after
-    /// that many steps, unsaved (the schedule stays that of all the steps), as a check of a run's first steps does.</summary>
-    public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null)
+    /// that many steps, unsaved (the schedule stays that of all the steps), as a check of a run's first steps does.
+    /// <paramref name="saveWhenCancelled"/>: a run stopped by <paramref name="cancel"/> saves the model as it is then
+    /// (a time limit's run: the schedule cut short, which the log says).</summary>
+    public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null, bool saveWhenCancelled = false)
     {
         var a = _args;
         using var outputLock = _folder.Lock();
@@ -124,7 +126,7 @@ public sealed class SftTrainer
         _stepsTaken = 0;
         try
         {
-            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel, stopAfter);
+            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel, stopAfter, saveWhenCancelled);
         }
         catch (Exception e) when (plan.StartedEmpty && _parallel.IsMain && (e is NothingToTrainException || _stepsTaken == 0))
         {
@@ -149,7 +151,7 @@ public sealed class SftTrainer
     }
 
     TrainingSummary Train(List<SftRow> rows, OutputPlan plan, SkippedRows skipped, Device device, ScalarType dtype, int stepsPerEpoch,
-        int totalSteps, CancellationToken cancel, int? stopAfter)
+        int totalSteps, CancellationToken cancel, int? stopAfter, bool saveWhenCancelled)
     {
         var a = _args;
         string? resume = plan.Resume;
@@ -166,6 +168,13 @@ public sealed class SftTrainer
             _log($"resumed from {resume} at step {step}");
         }
         using var builder = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens, a.DataOptions);
+        var videos = rows.Select(r => r.VideoPath).Distinct().ToList();
+        if (a.DecodedVideoCache >= videos.Count)
+        {
+            var clock = Stopwatch.StartNew();
+            int decoded = builder.Prefetch(videos);
+            _log($"{decoded} videos decoded and processed ahead in {clock.Elapsed.TotalSeconds:F1} s");
+        }
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         double projectorLr = a.MmProjectorLr ?? a.LearningRate;
@@ -251,7 +260,9 @@ public sealed class SftTrainer
                 }, _args);
         }
         string? final = null;
-        if (step >= totalSteps && _parallel.IsMain)
+        bool stoppedEarly = step < totalSteps && cancel.IsCancellationRequested && saveWhenCancelled && step > startStep;
+        if (stoppedEarly) _log($"stopped at step {step} of {totalSteps} (cancelled): the model is saved as it is, its schedule cut short");
+        if ((step >= totalSteps || stoppedEarly) && _parallel.IsMain)
         {
             run.SaveFinal(a.OutputDir, a.MergeLora, _log);
             final = a.OutputDir;

@@ -63,8 +63,9 @@ public sealed record TrainingArguments
     [JsonPropertyName("video_min_frame_pixels")] public int VideoMinFramePixels { get; init; } = 293216;
     [JsonPropertyName("video_max_frame_pixels")] public int VideoMaxFramePixels { get; init; } = 324576;
     [JsonPropertyName("model_max_length")] public int ModelMaxLength { get; init; } = 8192;
-    /// <summary>Videos whose decoded frames are kept in memory for later rows of the same video (ours, not the seed's;
-    /// 0: every row decodes its video). For data with many questions per short video, such as synthetic scenes.</summary>
+    /// <summary>Videos kept in memory decoded and processed (float patches: about 8 × their uint8 frames) for later rows
+    /// of the same video (ours, not the seed's; 0: every row decodes its video), decoded ahead in parallel when the data's
+    /// videos all fit. For data with many questions per short video, such as synthetic scenes.</summary>
     [JsonPropertyName("decoded_video_cache")] public int DecodedVideoCache { get; init; }
     /// <summary>"auto" (default): resume from the newest complete checkpoint-N in output_dir, if any, when the run there
     /// has the same model, data and settings (its <c>run.json</c>); a checkpoint folder: continue from that one whatever
