@@ -41,7 +41,7 @@ internal static class RoomsTinyCommand
         var accumulation = new Option<int>("--sft-accumulation") { Description = "Stage 2's forwards per optimizer step (a step trains accumulation × batch examples).", DefaultValueFactory = _ => d.SftAccumulation };
         var warmup = new Option<double>("--sft-warmup") { Description = "Stage 2's warm-up as a fraction of its steps (then cosine decay).", DefaultValueFactory = _ => d.SftWarmupRatio };
         var geometryWeight = new Option<double>("--sft-geometry-weight") { Description = "Adds this × VGGT's geometry loss on each SFT batch's frames (renderer's ground truth) to the SFT loss; 0: SFT alone.", DefaultValueFactory = _ => d.SftGeometryWeight };
-        var timeLimit = new Option<double?>("--time-limit") { Description = "Seconds: when the run has taken this long, stage 2 stops and the model is saved as it is (its schedule cut short; the log says where)." };
+        var timeLimit = new Option<double?>("--time-limit") { Description = "Seconds for the whole run: stage 2 plans fewer steps when --sft-steps would not fit at its first steps' pace (its schedule ends there), and stops at the limit saving the model as it is." };
         var tuneVision = new Option<bool>("--tune-vision") { Description = "Stage 2 trains the vision tower too.", DefaultValueFactory = _ => d.SftTuneVision };
         var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => d.SftTuneSpatialEncoder };
         var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (on the CPU deterministic; --device cuda for scale).")

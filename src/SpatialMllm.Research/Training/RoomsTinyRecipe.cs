@@ -75,8 +75,9 @@ public sealed record RoomsTinyRecipe
     public bool WithSpatialEncoder { get; init; } = true;
     /// <summary>Where both stages train: "cpu" (deterministic on one thread), "cuda" or "cuda:N" (float32).</summary>
     public string Device { get; init; } = "cpu";
-    /// <summary>When the whole run (from the scenes on) has taken this long, stage 2 stops and the model is saved as it is
-    /// then, its schedule cut short (the log says at which step): a sweep's guarantee of weights. Null: no limit.</summary>
+    /// <summary>The whole run's time (from the scenes on): stage 2 plans fewer steps than <see cref="SftSteps"/> when they
+    /// would not fit at the pace of its first steps (its cosine schedule then ends there), and at the limit it stops and
+    /// saves the model as it is (the log says so): a sweep's guarantee of weights. Null: no limit.</summary>
     public TimeSpan? TimeLimit { get; init; }
     /// <summary>The decoder's width (the tiny fixture's: 64) and depth (2); wider, its heads widen and M-RoPE's sections
     /// scale with them.</summary>
@@ -197,12 +198,14 @@ public sealed record RoomsTinyRecipe
         Validate();
         log ??= Console.WriteLine;
         using var timeLimit = TimeLimit is { } limit ? new CancellationTokenSource(limit) : null;
+        // Saving and copying the model take seconds: the planned steps end a little before the limit.
+        DateTime? fitTo = TimeLimit is { } total ? DateTime.UtcNow + total - TimeSpan.FromSeconds(Math.Min(15, total.TotalSeconds / 10)) : null;
         var work = Train(() =>
         {
             var prepared = PrepareAndTeachGeometry(workFolder, log);
             using var geometry = SftGeometryLoss();
             new SftTrainer(SftArguments(prepared.Geometry, prepared.Data, prepared.Sft), log, auxiliaryLoss: geometry is null ? null : geometry.Loss)
-                .Run(timeLimit?.Token ?? default, saveWhenCancelled: true);
+                .Run(timeLimit?.Token ?? default, saveWhenCancelled: true, fitTo: fitTo);
             return prepared;
         });
 

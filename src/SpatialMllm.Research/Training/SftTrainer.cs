@@ -107,8 +107,10 @@ public sealed class SftTrainer
     /// <see cref="NothingToTrainException"/> when no example can be trained. <paramref name="stopAfter"/> ends the run after
     /// that many steps, unsaved (the schedule stays that of all the steps), as a check of a run's first steps does.
     /// <paramref name="saveWhenCancelled"/>: a run stopped by <paramref name="cancel"/> saves the model as it is then
-    /// (a time limit's run: the schedule cut short, which the log says).</summary>
-    public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null, bool saveWhenCancelled = false)
+    /// (a time limit's run: the schedule cut short, which the log says). <paramref name="fitTo"/>: a time by which the run
+    /// should end; after <see cref="FitCalibrationSteps"/> steps, fewer steps are planned (the cosine schedule recomputed
+    /// for them from there on) when the planned ones would not fit at the speed measured so far.</summary>
+    public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null, bool saveWhenCancelled = false, DateTime? fitTo = null)
     {
         var a = _args;
         using var outputLock = _folder.Lock();
@@ -126,7 +128,7 @@ public sealed class SftTrainer
         _stepsTaken = 0;
         try
         {
-            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel, stopAfter, saveWhenCancelled);
+            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel, stopAfter, saveWhenCancelled, fitTo);
         }
         catch (Exception e) when (plan.StartedEmpty && _parallel.IsMain && (e is NothingToTrainException || _stepsTaken == 0))
         {
@@ -151,7 +153,7 @@ public sealed class SftTrainer
     }
 
     TrainingSummary Train(List<SftRow> rows, OutputPlan plan, SkippedRows skipped, Device device, ScalarType dtype, int stepsPerEpoch,
-        int totalSteps, CancellationToken cancel, int? stopAfter, bool saveWhenCancelled)
+        int totalSteps, CancellationToken cancel, int? stopAfter, bool saveWhenCancelled, DateTime? fitTo)
     {
         var a = _args;
         string? resume = plan.Resume;
@@ -176,6 +178,7 @@ public sealed class SftTrainer
             _log($"{decoded} videos decoded and processed ahead in {clock.Elapsed.TotalSeconds:F1} s");
         }
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
+        Stopwatch? calibration = null;
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         double projectorLr = a.MmProjectorLr ?? a.LearningRate;
         var optimizerStep = new OptimizerStep(trainable, optimizer, a.MaxGradNorm);
@@ -235,6 +238,19 @@ public sealed class SftTrainer
             }
             step++;
             _stepsTaken++;
+            if (fitTo is not null && step - startStep == FitCalibrationSteps / 4) calibration = Stopwatch.StartNew();
+            if (fitTo is { } end && step - startStep == FitCalibrationSteps && calibration is not null)
+            {
+                // The steps after the first quarter (allocations, kernel choices) set the pace.
+                double perStep = calibration.Elapsed.TotalSeconds / (FitCalibrationSteps - FitCalibrationSteps / 4);
+                long fits = step + (long)Math.Floor((end - DateTime.UtcNow).TotalSeconds / perStep);
+                if (fits < totalSteps)
+                {
+                    totalSteps = (int)Math.Max(step + 1, fits);
+                    schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
+                    _log(string.Create(CultureInfo.InvariantCulture, $"{perStep:F3} s a step: {totalSteps} steps fit the time left; the schedule now ends there"));
+                }
+            }
             trained += examples;
             if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
             double seconds = clock.Elapsed.TotalSeconds;
@@ -284,6 +300,9 @@ public sealed class SftTrainer
         }
         return rows[_order[slot % rows.Count]];
     }
+
+    /// <summary>Steps whose pace decides how many fit a run's time (<c>fitTo</c>).</summary>
+    public const int FitCalibrationSteps = 40;
 
     int[]? _order;
     int _orderEpoch;
