@@ -2,12 +2,13 @@ using System.CommandLine;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runtime;
 using SpatialMllm.Research.Training;
+using TorchSharp;
 
 namespace SpatialMllm.Cli.Commands;
 
 /// <summary>
 /// <c>spatial-mllm rooms-tiny train|evaluate</c>: the default model that knows rooms (<see cref="RoomsTinyRecipe"/>) made
-/// from nothing on CPU, and measured on held-out scenes against chance and a mean-answer baseline.
+/// from nothing (on CPU deterministic, on a GPU at scale), and measured on held-out scenes against chance and a mean-answer baseline.
 /// </summary>
 internal static class RoomsTinyCommand
 {
@@ -16,31 +17,56 @@ internal static class RoomsTinyCommand
 
     public static Command Create()
     {
+        var d = RoomsTinyRecipe.Default;
         var output = new Option<string>("--out") { Description = "Where the model and its logs go.", DefaultValueFactory = _ => "checkpoints/rooms-tiny" };
         var work = new Option<string>("--work") { Description = "Working folder (emptied first): initial weights, stage 1, training scenes, stage 2.", DefaultValueFactory = _ => "output/rooms-tiny" };
-        var width = new Option<int>("--decoder-width") { Description = "The decoder's hidden size (a multiple of 64).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderHiddenSize };
-        var layers = new Option<int>("--decoder-layers") { Description = "The decoder's layers.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.DecoderLayers };
-        var steps = new Option<int>("--sft-steps") { Description = "Stage 2's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftSteps };
-        var scenesTrained = new Option<int>("--train-scenes") { Description = "Training scenes (seeds from 1000).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.TrainSeeds.Count };
-        var geometrySteps = new Option<int>("--geometry-steps") { Description = "Stage 1's optimizer steps.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.GeometrySteps };
-        var lr = new Option<double>("--sft-lr") { Description = "Stage 2's learning rate.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftLearningRate };
-        var tuneVision = new Option<bool>("--tune-vision") { Description = "Stage 2 trains the vision tower too.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftTuneVision };
-        var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => RoomsTinyRecipe.Default.SftTuneSpatialEncoder };
-        var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (CPU, deterministic).")
-            { output, work, width, layers, steps, scenesTrained, geometrySteps, lr, tuneVision, tuneVggt };
+        var device = new Option<string>("--device") { Description = "cpu (deterministic, one thread: the committed weights), cuda or cuda:N (float32).", DefaultValueFactory = _ => d.Device };
+        var width = new Option<int>("--decoder-width") { Description = "The decoder's hidden size (a multiple of 64).", DefaultValueFactory = _ => d.DecoderHiddenSize };
+        var layers = new Option<int>("--decoder-layers") { Description = "The decoder's layers.", DefaultValueFactory = _ => d.DecoderLayers };
+        var visionWidth = new Option<int>("--vision-width") { Description = "The vision tower's hidden size (a multiple of 16; heads of 16 channels).", DefaultValueFactory = _ => d.VisionHiddenSize };
+        var vggtWidth = new Option<int>("--vggt-width") { Description = "VGGT's embedding size (a multiple of 16; heads of 16 channels).", DefaultValueFactory = _ => d.VggtEmbedDim };
+        var fusion = new Option<FusionMode>("--fusion")
+        {
+            Description = "Full: the 2D + 3D model (VGGT and the connector); VisionOnly: the paper's 2D-only baseline, a plain Qwen2.5-VL trained on its own (no stage 1).",
+            DefaultValueFactory = _ => FusionMode.Full,
+        };
+        var scenesTrained = new Option<int>("--train-scenes") { Description = "Training scenes (seeds from 1000).", DefaultValueFactory = _ => d.TrainSeeds.Count };
+        var perType = new Option<int>("--per-type") { Description = "Questions of each type per training scene (at most; fewer where a scene has fewer).", DefaultValueFactory = _ => d.PerType };
+        var geometrySteps = new Option<int>("--geometry-steps") { Description = "Stage 1's optimizer steps.", DefaultValueFactory = _ => d.GeometrySteps };
+        var geometryBatch = new Option<int>("--geometry-batch") { Description = "Stage 1's scenes per step (one batched VGGT forward).", DefaultValueFactory = _ => d.GeometryBatch };
+        var geometryLr = new Option<double>("--geometry-lr") { Description = "Stage 1's learning rate.", DefaultValueFactory = _ => d.GeometryLearningRate };
+        var steps = new Option<int>("--sft-steps") { Description = "Stage 2's optimizer steps.", DefaultValueFactory = _ => d.SftSteps };
+        var lr = new Option<double>("--sft-lr") { Description = "Stage 2's learning rate.", DefaultValueFactory = _ => d.SftLearningRate };
+        var batch = new Option<int>("--sft-batch") { Description = "Stage 2's examples per forward (per_device_train_batch_size; far faster on a GPU than accumulation).", DefaultValueFactory = _ => d.SftBatchSize };
+        var accumulation = new Option<int>("--sft-accumulation") { Description = "Stage 2's forwards per optimizer step (a step trains accumulation × batch examples).", DefaultValueFactory = _ => d.SftAccumulation };
+        var warmup = new Option<double>("--sft-warmup") { Description = "Stage 2's warm-up as a fraction of its steps (then cosine decay).", DefaultValueFactory = _ => d.SftWarmupRatio };
+        var geometryWeight = new Option<double>("--sft-geometry-weight") { Description = "Adds this × VGGT's geometry loss on each SFT batch's frames (renderer's ground truth) to the SFT loss; 0: SFT alone.", DefaultValueFactory = _ => d.SftGeometryWeight };
+        var timeLimit = new Option<double?>("--time-limit") { Description = "Seconds for the whole run: stage 2 plans fewer steps when --sft-steps would not fit at its first steps' pace (its schedule ends there), and stops at the limit saving the model as it is." };
+        var tuneVision = new Option<bool>("--tune-vision") { Description = "Stage 2 trains the vision tower too.", DefaultValueFactory = _ => d.SftTuneVision };
+        var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => d.SftTuneSpatialEncoder };
+        var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (on the CPU deterministic; --device cuda for scale).")
+            { output, work, device, width, layers, visionWidth, vggtWidth, fusion, scenesTrained, perType, geometrySteps, geometryBatch, geometryLr,
+              steps, lr, batch, accumulation, warmup, geometryWeight, timeLimit, tuneVision, tuneVggt };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
-            if (parse.GetValue(layers) < 1 || parse.GetValue(steps) < 1 || parse.GetValue(geometrySteps) < 1)
-                throw new ArgumentException("--decoder-layers, --sft-steps and --geometry-steps must be at least 1.");
             if (parse.GetValue(scenesTrained) is < 1 or > MaxTrainScenes)
                 throw new ArgumentException($"--train-scenes must be 1 to {MaxTrainScenes} (seeds from 1000, clear of the held-out ones); got {parse.GetValue(scenesTrained)}.");
-            if (!(parse.GetValue(lr) > 0)) throw new ArgumentException($"--sft-lr must be positive; got {parse.GetValue(lr)}.");
-            var recipe = RoomsTinyRecipe.Default with
+            if (parse.GetValue(fusion) == FusionMode.SpatialOnly)
+                throw new ArgumentException("--fusion trains Full (2D + 3D) or VisionOnly (2D only); SpatialOnly is an answer-time ablation (rooms-tiny evaluate --fusion).");
+            if (parse.GetValue(timeLimit) is double limit && !(limit > 0 && limit < 1e7))
+                throw new ArgumentException($"--time-limit must be a positive number of seconds (below 10^7); got {limit}.");
+            var recipe = d with
             {
-                DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers), SftSteps = parse.GetValue(steps),
-                TrainSeeds = [.. Enumerable.Range(1000, parse.GetValue(scenesTrained))], GeometrySteps = parse.GetValue(geometrySteps),
-                SftLearningRate = parse.GetValue(lr), SftTuneVision = parse.GetValue(tuneVision), SftTuneSpatialEncoder = parse.GetValue(tuneVggt),
+                Device = parse.GetValue(device)!, DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers),
+                VisionHiddenSize = parse.GetValue(visionWidth), VggtEmbedDim = parse.GetValue(vggtWidth), WithSpatialEncoder = parse.GetValue(fusion) == FusionMode.Full,
+                TrainSeeds = [.. Enumerable.Range(1000, parse.GetValue(scenesTrained))], PerType = parse.GetValue(perType),
+                GeometrySteps = parse.GetValue(geometrySteps), GeometryBatch = parse.GetValue(geometryBatch), GeometryLearningRate = parse.GetValue(geometryLr),
+                SftSteps = parse.GetValue(steps), SftLearningRate = parse.GetValue(lr), SftBatchSize = parse.GetValue(batch),
+                SftAccumulation = parse.GetValue(accumulation), SftWarmupRatio = parse.GetValue(warmup), SftGeometryWeight = parse.GetValue(geometryWeight),
+                SftTuneVision = parse.GetValue(tuneVision), SftTuneSpatialEncoder = parse.GetValue(tuneVggt),
+                TimeLimit = parse.GetValue(timeLimit) is double seconds ? TimeSpan.FromSeconds(seconds) : null,
             };
+            recipe.Validate();
             recipe.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);
             return CliSupport.Ok;
         }));
@@ -49,24 +75,25 @@ internal static class RoomsTinyCommand
         var scenes = new Option<int>("--scenes") { Description = "Held-out scenes to answer (the recipe's first N held-out seeds).", DefaultValueFactory = _ => RoomsTinyRecipe.Default.HeldOutSeeds.Count };
         var videos = new Option<string>("--videos") { Description = "Where the held-out scenes' videos are written.", DefaultValueFactory = _ => "output/rooms-tiny-heldout" };
         var answers = new Option<string?>("--answers") { Description = "Also write every answer as a JSON line (id, type, answer, ground truth, score, baseline)." };
-        var fusion = new Option<FusionMode>("--fusion") { Description = "Full (2D + 3D), VisionOnly (the VGGT tokens left out at answer time) or SpatialOnly.", DefaultValueFactory = _ => FusionMode.Full };
+        var answerFusion = new Option<FusionMode>("--fusion") { Description = "Full (2D + 3D), VisionOnly (the VGGT tokens left out at answer time) or SpatialOnly.", DefaultValueFactory = _ => FusionMode.Full };
         var sampler = new Option<string>("--sampler")
         {
             Description = "The frames answered from, as many as the recipe's: uniform (as trained) or space-aware (greedy voxel coverage on the model's own VGGT point maps).",
             DefaultValueFactory = _ => "uniform",
         }.AcceptOnlyFromAmong("uniform", "space-aware");
+        var evaluateDevice = new Option<string>("--device") { Description = "cpu, cuda or cuda:N.", DefaultValueFactory = _ => "cpu" };
         var geometry = new Option<bool>("--geometry") { Description = "Also measure VGGT's depth (AbsRel, δ<1.25 after median scaling) and point error against the renderer's truth, on the frames answered from." };
         var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.")
-            { model, scenes, videos, answers, fusion, sampler, geometry };
+            { model, scenes, videos, answers, answerFusion, sampler, geometry, evaluateDevice };
         evaluate.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
-            var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(fusion) };
+            var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(answerFusion) };
             int count = parse.GetValue(scenes);
             if (count < 1 || count > recipe.HeldOutSeeds.Count)
                 throw new ArgumentException($"--scenes must be 1 to {recipe.HeldOutSeeds.Count}; got {count}.");
             string folder = parse.GetValue(model)!;
             int[] seeds = [.. recipe.HeldOutSeeds.Take(count)];
-            using var spatial = SpatialMllmModel.Load(folder, TorchRuntime.ParseDevice("cpu"));
+            using var spatial = SpatialMllmModel.Load(folder, TorchRuntime.ParseDevice(parse.GetValue(evaluateDevice)!), torch.ScalarType.Float32);
             var frames = SyntheticSceneEvaluation.Sampler(parse.GetValue(sampler)!, recipe, folder);
             using var ownedSampler = frames as IDisposable;   // the space-aware sampler's VGGT
             var report = SyntheticSceneEvaluation.Evaluate(spatial, recipe, seeds, RoomsTinyRecipe.ReadMeanAnswers(folder), parse.GetValue(videos)!,

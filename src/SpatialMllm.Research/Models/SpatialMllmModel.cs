@@ -243,6 +243,10 @@ public sealed partial class SpatialMllmModel : IDisposable
     /// the merger and the connector in the seed's recipe, VGGT too with <c>tune_mm_spatial_encoder</c>; frozen vision
     /// blocks and a frozen VGGT run without one): fine-tuning's encoder (<see cref="Training.SftObjective"/>).
     /// </summary>
+    /// <param name="videoTchw">[T, 3, H, W], or B videos of one size [B, T, 3, H, W] whose patches are concatenated in
+    /// <paramref name="pixelValues"/> with the grid (B·t, h, w): the vision tower attends within each temporal slice and the
+    /// connector regroups pairs of frames, so B videos are a grid of B·t slices, while VGGT sees each video as its own
+    /// sequence. The tokens come out video after video.</param>
     /// <param name="spatialTokens">VGGT's connector layer for these frames computed before (<see cref="SpatialTokens"/>,
     /// e.g. once per video while VGGT is frozen); null: computed here. Used only while VGGT does not train and, when
     /// <paramref name="spatialTokensWeights"/> is given, its weights are still those (else recomputed: stale tokens
@@ -319,6 +323,7 @@ public sealed partial class SpatialMllmModel : IDisposable
         int layer = options.SpatialLayer ?? Config.Connector!.SpatialEmbedsLayerIdx;
         // [T, 5+P, 2·D], with a graph only while VGGT trains (VggtAggregator.RecordsGraph)
         var raw = precomputedSpatial ?? Vggt!.aggregator.ForwardLayer(videoTchw.to(DType, Device), layer);
+        if (raw.dim() == 4) raw = raw.flatten(0, 1);   // B videos [B, T, 5+P, 2·D] → [B·T, 5+P, 2·D], as their grid (B·t, h, w)
         var tokens = Hooks.Run("spatial_tokens", raw);
         timings.Add(Lap("VGGT aggregator", clock));
         return (vision, tokens);

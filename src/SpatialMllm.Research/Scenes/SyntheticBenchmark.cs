@@ -23,16 +23,24 @@ public static class SyntheticBenchmark
 
     /// <summary>
     /// Renders one scene per seed into <paramref name="folder"/>, with up to <paramref name="perType"/> questions of each
-    /// type per scene (ids numbered from 0 across all scenes); returns the questions.
+    /// type per scene (ids numbered from 0 across all scenes, in the seeds' order); returns the questions. Scenes are
+    /// rendered and encoded in parallel (each is drawn from its own seed, so the files and questions are the same).
     /// </summary>
     public static IReadOnlyList<VsiBenchQuestion> Write(string folder, IEnumerable<int> seeds, SyntheticSceneOptions? options = null, int perType = 4)
     {
-        var questions = new List<VsiBenchQuestion>();
-        foreach (int seed in seeds)
+        int[] list = [.. seeds];
+        var perScene = new IReadOnlyList<VsiBenchQuestion>[list.Length];
+        Parallel.For(0, list.Length, i =>
         {
-            var scene = SyntheticScene.Create(seed, options);
+            var scene = SyntheticScene.Create(list[i], options);
             scene.WriteVideo(Path.Combine(folder, VideoPath(scene)));
-            questions.AddRange(scene.Questions(firstId: questions.Count, perType));
+            perScene[i] = scene.Questions(firstId: 0, perType);
+        });
+        var questions = new List<VsiBenchQuestion>();
+        foreach (var scene in perScene)
+        {
+            int firstId = questions.Count;
+            questions.AddRange(scene.Select(q => q with { Id = firstId + q.Id }));
         }
         WriteLines(Path.Combine(folder, QuestionsFileName), questions.Select(ToJsonLine));
         WriteLines(Path.Combine(folder, ConversationsFileName), questions.Select(q => ToConversation(q).ToJsonString(Json)));

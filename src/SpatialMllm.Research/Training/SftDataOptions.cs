@@ -16,7 +16,8 @@ public sealed record SftDataOptions
     public int VideoMaxFramePixels { get; init; } = 324576;
     /// <summary>Longest sequence; a longer example is rejected (the seed truncates, which can cut the video pads).</summary>
     public int ModelMaxLength { get; init; } = 8192;
-    /// <summary>Videos whose decoded frames <see cref="SftExampleBuilder"/> keeps for later rows of the same video
-    /// (least recently used dropped first); 0: none.</summary>
+    /// <summary>Videos that <see cref="SftExampleBuilder"/> keeps decoded and processed (Qwen's float patches and VGGT's
+    /// frames: about 8 × the uint8 frames' memory) for later rows of the same video (least recently used dropped first);
+    /// 0: none. The trainer decodes them ahead in parallel when they all fit.</summary>
     public int DecodedVideoCache { get; init; }
 }

@@ -24,6 +24,14 @@ public sealed record SftExample(long[] InputIds, long[] Labels, Tensor PixelValu
     /// <summary>VGGT's weights when <see cref="SpatialTokens"/> were computed (<see cref="Models.SpatialMllmModel.SpatialEncoderWeights"/>).</summary>
     public WeightsSnapshot? SpatialTokensWeights { get; init; }
 
+    /// <summary>The video file the frames were decoded from and the indices of those frames in it (the row's video, as
+    /// <see cref="SftExampleBuilder.Build(SftRow)"/> reads it); null for frames given in memory. What an auxiliary loss
+    /// (<see cref="SftAuxiliaryLoss"/>) looks the frames' ground truth up by.</summary>
+    public string? VideoPath { get; init; }
+
+    /// <inheritdoc cref="VideoPath"/>
+    public IReadOnlyList<int>? FrameIndices { get; init; }
+
     /// <summary>Tokens that count in the loss (label != -100 one position after a logit).</summary>
     public int LabelledTokens => Labels.Skip(1).Count(l => l != IgnoreIndex);
 

@@ -17,8 +17,10 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
 {
     public SftDataOptions Options { get; } = options ?? new SftDataOptions();
 
-    /// <summary>Decoded frames by video path, most recently used last (<see cref="SftDataOptions.DecodedVideoCache"/>).</summary>
-    readonly LinkedList<(string Path, Tensor Frames, double Fps)> _decoded = new();
+    /// <summary>Processed videos (Qwen's patches and VGGT's frames) by path, most recently used last
+    /// (<see cref="SftDataOptions.DecodedVideoCache"/>): an example of a cached video costs a copy and its tokens.</summary>
+    readonly LinkedList<(string Path, QwenVideoInputs Inputs, IReadOnlyList<int> Indices)> _cached = new();
+    readonly Lock _cacheLock = new();
 
     /// <summary>Reads and processes the row's video and tokenizes it; throws <see cref="AnnotationException"/> naming
     /// the row for anything wrong with it (missing or unreadable video, too long).</summary>
@@ -26,9 +28,18 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
     {
         try
         {
-            var (frames, fps) = Decode(row.VideoPath);
-            try { return Build(frames, fps, row); }
-            finally { if (Options.DecodedVideoCache == 0) frames.Dispose(); }
+            bool caching = Options.DecodedVideoCache > 0;
+            var (inputs, indices) = Cached(row.VideoPath) ?? Process(row.VideoPath, keep: caching);
+            try
+            {
+                var (ids, labels) = Tokenize(row, inputs.Grid.MergedTokenCount(processor.Config.MergeSize));
+                return new SftExample(ids, labels, caching ? inputs.PixelValuesVideos.clone() : inputs.PixelValuesVideos, inputs.Grid,
+                    inputs.SecondPerGridT, caching ? inputs.VideoTchw.clone() : inputs.VideoTchw, row.Source)
+                {
+                    VideoPath = row.VideoPath, FrameIndices = indices,
+                };
+            }
+            catch when (!caching) { inputs.Dispose(); throw; }
         }
         catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException or InvalidOperationException or InvalidDataException)
         {
@@ -36,46 +47,90 @@ public sealed class SftExampleBuilder(Qwen2Tokenizer tokenizer, QwenVideoProcess
         }
     }
 
-    /// <summary>The frames data_qwen.py samples from a video, decoded, and the fps for the time axis; from the cache of
-    /// decoded videos when it holds them (the cache owns what it holds).</summary>
-    (Tensor Frames, double Fps) Decode(string path)
+    /// <summary>
+    /// Decodes and processes <paramref name="videoPaths"/> in parallel into the cache (as many as it holds, in the order
+    /// given), so that the first epoch does not wait for one video at a time; the examples are the same as without. A
+    /// video that cannot be read is left out here: its rows report it when they are built. Returns how many were added.
+    /// </summary>
+    public int Prefetch(IEnumerable<string> videoPaths)
     {
-        for (var node = _decoded.First; node != null; node = node.Next)
-            if (node.Value.Path == path)
-            {
-                _decoded.Remove(node);
-                _decoded.AddLast(node);
-                return (node.Value.Frames, node.Value.Fps);
-            }
-        var video = VideoSource.Open(path);
-        var (indices, fps) = FrameIndices(video.Info);
-        var frames = video.ReadFrames(indices);
-        if (Options.DecodedVideoCache == 0) return (frames, fps);
-        frames.DetachFromDisposeScope();
-        if (_decoded.Count == Options.DecodedVideoCache)
+        if (Options.DecodedVideoCache == 0) return 0;
+        string[] wanted;
+        lock (_cacheLock) wanted = [.. videoPaths.Distinct().Where(p => !_cached.Any(c => c.Path == p)).Take(Options.DecodedVideoCache - _cached.Count)];
+        int added = 0;
+        Parallel.ForEach(wanted, path =>
         {
-            _decoded.First!.Value.Frames.Dispose();
-            _decoded.RemoveFirst();
-        }
-        _decoded.AddLast((path, frames, fps));
-        return (frames, fps);
+            try
+            {
+                Process(path, keep: true);
+                Interlocked.Increment(ref added);
+            }
+            catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException or InvalidOperationException or InvalidDataException) { }
+        });
+        return added;
     }
 
-    /// <summary>Frees the decoded videos kept.</summary>
+    /// <summary>The cached processed video, made most recently used; null when not cached.</summary>
+    (QwenVideoInputs Inputs, IReadOnlyList<int> Indices)? Cached(string path)
+    {
+        lock (_cacheLock)
+            for (var node = _cached.First; node != null; node = node.Next)
+                if (node.Value.Path == path)
+                {
+                    _cached.Remove(node);
+                    _cached.AddLast(node);
+                    return (node.Value.Inputs, node.Value.Indices);
+                }
+        return null;
+    }
+
+    /// <summary>The frames data_qwen.py samples from a video, decoded and processed; kept in the cache (which then owns
+    /// them, outside any dispose scope) when <paramref name="keep"/>.</summary>
+    (QwenVideoInputs Inputs, IReadOnlyList<int> Indices) Process(string path, bool keep)
+    {
+        var video = VideoSource.Open(path);
+        var (indices, fps) = FrameIndices(video.Info);
+        QwenVideoInputs inputs;
+        using (var frames = video.ReadFrames(indices)) inputs = Process(frames, fps);
+        if (!keep) return (inputs, indices);
+        inputs.PixelValuesVideos.DetachFromDisposeScope();
+        inputs.VideoTchw.DetachFromDisposeScope();
+        lock (_cacheLock)
+        {
+            if (_cached.Count == Options.DecodedVideoCache)
+            {
+                _cached.First!.Value.Inputs.Dispose();
+                _cached.RemoveFirst();
+            }
+            _cached.AddLast((path, inputs, indices));
+        }
+        return (inputs, indices);
+    }
+
+    /// <summary>Frees the videos kept.</summary>
     public void Dispose()
     {
-        foreach (var (_, frames, _) in _decoded) frames.Dispose();
-        _decoded.Clear();
+        lock (_cacheLock)
+        {
+            foreach (var (_, inputs, _) in _cached) inputs.Dispose();
+            _cached.Clear();
+        }
+    }
+
+    /// <summary>uint8 frames [T, 3, H, W] resized within the frame pixel bounds and patched.</summary>
+    QwenVideoInputs Process(Tensor framesUint8, double fps)
+    {
+        var size = SmartResize.Compute((int)framesUint8.shape[2], (int)framesUint8.shape[3], processor.Config.Factor,
+            Options.VideoMinFramePixels, Options.VideoMaxFramePixels);
+        using var resized = QwenVideoProcessor.ResizeFrames(framesUint8, size.Height, size.Width);
+        return processor.ProcessResized(resized, fps);
     }
 
     /// <summary>An example from frames already decoded (uint8 [T, 3, H, W], e.g. made in memory): resized within the
     /// frame pixel bounds, patched, tokenized with the row's conversation (its video path is not read).</summary>
     public SftExample Build(Tensor framesUint8, double fps, SftRow row)
     {
-        var size = SmartResize.Compute((int)framesUint8.shape[2], (int)framesUint8.shape[3], processor.Config.Factor,
-            Options.VideoMinFramePixels, Options.VideoMaxFramePixels);
-        using var resized = QwenVideoProcessor.ResizeFrames(framesUint8, size.Height, size.Width);
-        var inputs = processor.ProcessResized(resized, fps);
+        var inputs = Process(framesUint8, fps);
         try
         {
             var (ids, labels) = Tokenize(row, inputs.Grid.MergedTokenCount(processor.Config.MergeSize));

@@ -62,13 +62,18 @@ public sealed class SftTrainer
     readonly Action<string> _log;
     readonly DataParallel _parallel;
     readonly TrainingRunFolder _folder;
+    readonly SftAuxiliaryLoss? _auxiliaryLoss;
 
     /// <param name="forceNew">Start over even where output_dir holds an earlier run, whose files are first moved into
     /// <c>earlier-run.bak-TIME</c> inside output_dir (<c>--force-new</c>; nothing is deleted).</param>
-    public SftTrainer(TrainingArguments args, Action<string>? log = null, DataParallel? parallel = null, bool forceNew = false)
+    /// <param name="auxiliaryLoss">Added to each batch's SFT loss (logged beside it on the console; log.csv keeps the SFT
+    /// loss alone); null: the seed's objective.</param>
+    public SftTrainer(TrainingArguments args, Action<string>? log = null, DataParallel? parallel = null, bool forceNew = false,
+        SftAuxiliaryLoss? auxiliaryLoss = null)
     {
         args.Validate();
         _args = args;
+        _auxiliaryLoss = auxiliaryLoss;
         _parallel = parallel ?? DataParallel.Single;
         _log = _parallel.IsMain ? log ?? Console.WriteLine : _ => { };
         _folder = new TrainingRunFolder(args, _log, _parallel, forceNew);
@@ -100,8 +105,12 @@ public sealed class SftTrainer
     /// saving) and saves the final model into output_dir. Throws <see cref="OutputLockedException"/> while another run
     /// writes output_dir, <see cref="RunManifestMismatchException"/> for a resume that differs, and
     /// <see cref="NothingToTrainException"/> when no example can be trained. <paramref name="stopAfter"/> ends the run after
-    /// that many steps, unsaved (the schedule stays that of all the steps), as a check of a run's first steps does.</summary>
-    public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null)
+    /// that many steps, unsaved (the schedule stays that of all the steps), as a check of a run's first steps does.
+    /// <paramref name="saveWhenCancelled"/>: a run stopped by <paramref name="cancel"/> saves the model as it is then
+    /// (a time limit's run: the schedule cut short, which the log says). <paramref name="fitTo"/>: a time by which the run
+    /// should end; after <see cref="FitCalibrationSteps"/> steps, fewer steps are planned (the cosine schedule recomputed
+    /// for them from there on) when the planned ones would not fit at the speed measured so far.</summary>
+    public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null, bool saveWhenCancelled = false, DateTime? fitTo = null)
     {
         var a = _args;
         using var outputLock = _folder.Lock();
@@ -119,7 +128,7 @@ public sealed class SftTrainer
         _stepsTaken = 0;
         try
         {
-            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel, stopAfter);
+            return Train(rows, plan, skipped, device, dtype, stepsPerEpoch, totalSteps, cancel, stopAfter, saveWhenCancelled, fitTo);
         }
         catch (Exception e) when (plan.StartedEmpty && _parallel.IsMain && (e is NothingToTrainException || _stepsTaken == 0))
         {
@@ -133,7 +142,7 @@ public sealed class SftTrainer
     (int PerEpoch, int Total) Steps(int rows)
     {
         var a = _args;
-        long microPerStep = (long)a.GradientAccumulationSteps * _parallel.WorldSize;
+        long microPerStep = (long)a.GradientAccumulationSteps * _parallel.WorldSize * a.PerDeviceTrainBatchSize;
         int perEpoch = (int)Math.Max(1, (rows + microPerStep - 1) / microPerStep);
         if (a.MaxSteps > 0) return (perEpoch, a.MaxSteps);
         double total = Math.Ceiling(a.NumTrainEpochs * perEpoch);
@@ -144,7 +153,7 @@ public sealed class SftTrainer
     }
 
     TrainingSummary Train(List<SftRow> rows, OutputPlan plan, SkippedRows skipped, Device device, ScalarType dtype, int stepsPerEpoch,
-        int totalSteps, CancellationToken cancel, int? stopAfter)
+        int totalSteps, CancellationToken cancel, int? stopAfter, bool saveWhenCancelled, DateTime? fitTo)
     {
         var a = _args;
         string? resume = plan.Resume;
@@ -161,13 +170,21 @@ public sealed class SftTrainer
             _log($"resumed from {resume} at step {step}");
         }
         using var builder = new SftExampleBuilder(model.Tokenizer, model.Processor, model.Config.Tokens, a.DataOptions);
+        var videos = rows.Select(r => r.VideoPath).Distinct().ToList();
+        if (a.DecodedVideoCache >= videos.Count)
+        {
+            var clock = Stopwatch.StartNew();
+            int decoded = builder.Prefetch(videos);
+            _log($"{decoded} videos decoded and processed ahead in {clock.Elapsed.TotalSeconds:F1} s");
+        }
         var schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
+        Stopwatch? calibration = null;
         int saveEvery = a.SaveSteps <= 0 ? 0 : a.SaveSteps < 1 ? (int)Math.Ceiling(a.SaveSteps * totalSteps) : (int)a.SaveSteps;
         double projectorLr = a.MmProjectorLr ?? a.LearningRate;
         var optimizerStep = new OptimizerStep(trainable, optimizer, a.MaxGradNorm);
         int world = _parallel.WorldSize;
         _log($"{rows.Count} examples, {trainable.Count} trainable tensors ({trainable.Sum(p => p.Parameter.NumberOfElements):N0} parameters), " +
-             $"{totalSteps} steps of {a.GradientAccumulationSteps} × {world} examples, on {device} {dtype}");
+             $"{totalSteps} steps of {a.GradientAccumulationSteps} × {(a.PerDeviceTrainBatchSize > 1 ? $"{a.PerDeviceTrainBatchSize} × " : "")}{world} examples, on {device} {dtype}");
 
         using var logs = _parallel.IsMain ? new TrainingLogWriter(a.OutputDir, resumedStep: step) : null;
         var steps = new List<TrainingStepLog>();
@@ -177,29 +194,38 @@ public sealed class SftTrainer
         {
             var clock = Stopwatch.StartNew();
             optimizerStep.Begin();
-            double lossSum = 0; long tokens = 0; int counted = 0, skippedNow = 0;
+            double lossSum = 0, auxiliarySum = 0; long tokens = 0; int counted = 0, skippedNow = 0;
+            int batchSize = a.PerDeviceTrainBatchSize, examplesPerStep = a.GradientAccumulationSteps * batchSize;
             for (int micro = 0; micro < a.GradientAccumulationSteps; micro++)
             {
-                long slot = ((long)step * a.GradientAccumulationSteps + micro) * world + _parallel.Rank;
-                var row = RowAt(rows, slot, a.Seed);
                 using var scope = torch.NewDisposeScope();
-                SftExample example;
-                try { example = builder.Build(row); }
-                catch (AnnotationException e)
+                var batch = new List<SftExample>(batchSize);
+                try
                 {
-                    skipped.Add(e);
-                    skippedNow++;
-                    continue;
+                    for (int j = 0; j < batchSize; j++)
+                    {
+                        long slot = (((long)step * a.GradientAccumulationSteps + micro) * world + _parallel.Rank) * batchSize + j;
+                        try { batch.Add(builder.Build(RowAt(rows, slot, a.Seed))); }
+                        catch (AnnotationException e)
+                        {
+                            skipped.Add(e);
+                            skippedNow++;
+                        }
+                    }
+                    if (batch.Count == 0) continue;
+                    var (loss, auxiliary) = optimizerStep.Accumulate(model, batch, examplesPerStep, _auxiliaryLoss);
+                    lossSum += loss * batch.Count;
+                    auxiliarySum += (auxiliary ?? 0) * batch.Count;
+                    counted += batch.Count;
+                    tokens += batch.Sum(e => e.InputIds.Length);
                 }
-                using (example)
+                finally
                 {
-                    lossSum += optimizerStep.Accumulate(model, example, a.GradientAccumulationSteps);
-                    counted++;
-                    tokens += example.InputIds.Length;
+                    foreach (var example in batch) example.Dispose();
                 }
             }
             // Means over the ranks of the loss sum, tokens, skipped and trained examples (× world size: the totals).
-            var means = _parallel.Average(lossSum, tokens, skippedNow, counted);
+            var means = _parallel.Average(lossSum, tokens, skippedNow, counted, auxiliarySum);
             int examples = (int)Math.Round(means[3] * world);
             double factor = schedule.Factor(step);
             double? meanLoss = null, norm = null;
@@ -212,6 +238,19 @@ public sealed class SftTrainer
             }
             step++;
             _stepsTaken++;
+            if (fitTo is not null && step - startStep == FitCalibrationSteps / 4) calibration = Stopwatch.StartNew();
+            if (fitTo is { } end && step - startStep == FitCalibrationSteps && calibration is not null)
+            {
+                // The steps after the first quarter (allocations, kernel choices) set the pace.
+                double perStep = calibration.Elapsed.TotalSeconds / (FitCalibrationSteps - FitCalibrationSteps / 4);
+                long fits = step + (long)Math.Floor((end - DateTime.UtcNow).TotalSeconds / perStep);
+                if (fits < totalSteps)
+                {
+                    totalSteps = (int)Math.Max(step + 1, fits);
+                    schedule = CosineSchedule.FromRatio(totalSteps, a.WarmupRatio);
+                    _log(string.Create(CultureInfo.InvariantCulture, $"{perStep:F3} s a step: {totalSteps} steps fit the time left; the schedule now ends there"));
+                }
+            }
             trained += examples;
             if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
             double seconds = clock.Elapsed.TotalSeconds;
@@ -224,7 +263,7 @@ public sealed class SftTrainer
                     $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  no update: all {entry.SkippedRows} example(s) of the step were skipped"));
             else if (a.LoggingSteps > 0 && (step % a.LoggingSteps == 0 || step == totalSteps))
                 _log(string.Create(CultureInfo.InvariantCulture,
-                    $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  loss {meanLoss:F4}  lr {entry.LearningRate:E2}  grad_norm {norm:F3}  {entry.TokensPerSecond:N0} tok/s  {seconds:F2} s"));
+                    $"step {step}/{totalSteps}  epoch {entry.Epoch:F2}  loss {meanLoss:F4}{(_auxiliaryLoss is null ? "" : $"  auxiliary {means[4] / means[3]:F4}")}  lr {entry.LearningRate:E2}  grad_norm {norm:F3}  {entry.TokensPerSecond:N0} tok/s  {seconds:F2} s"));
             // An epoch's worth of steps visits every row: if none could be trained by then, none can.
             if (trained == 0 && (step - startStep >= stepsPerEpoch || step == totalSteps))
                 throw new NothingToTrainException(
@@ -237,7 +276,9 @@ public sealed class SftTrainer
                 }, _args);
         }
         string? final = null;
-        if (step >= totalSteps && _parallel.IsMain)
+        bool stoppedEarly = step < totalSteps && cancel.IsCancellationRequested && saveWhenCancelled && step > startStep;
+        if (stoppedEarly) _log($"stopped at step {step} of {totalSteps} (cancelled): the model is saved as it is, its schedule cut short");
+        if ((step >= totalSteps || stoppedEarly) && _parallel.IsMain)
         {
             run.SaveFinal(a.OutputDir, a.MergeLora, _log);
             final = a.OutputDir;
@@ -259,6 +300,9 @@ public sealed class SftTrainer
         }
         return rows[_order[slot % rows.Count]];
     }
+
+    /// <summary>Steps whose pace decides how many fit a run's time (<c>fitTo</c>).</summary>
+    public const int FitCalibrationSteps = 40;
 
     int[]? _order;
     int _orderEpoch;

@@ -91,11 +91,17 @@ public static class SyntheticSceneEvaluation
         sampler ??= recipe.Sampler;
         var answers = new List<HeldOutAnswer>();
         var frames = new List<IReadOnlyList<int>>();
-        foreach (int seed in seeds)
+        // The scenes are rendered and their videos written in parallel (the CPU's work), then answered in order.
+        var scenes = new (SyntheticScene Scene, string Video, IReadOnlyList<VsiBenchQuestion> Questions)[seeds.Count];
+        Parallel.For(0, seeds.Count, i =>
         {
-            var scene = SyntheticScene.Create(seed, recipe.Scene);
-            var questions = scene.Questions(firstId: answers.Count, perType: recipe.PerType);
-            string video = scene.WriteVideo(Path.Combine(videoFolder, SyntheticBenchmark.VideoPath(scene)));
+            var scene = SyntheticScene.Create(seeds[i], recipe.Scene);
+            scenes[i] = (scene, scene.WriteVideo(Path.Combine(videoFolder, SyntheticBenchmark.VideoPath(scene))), scene.Questions(perType: recipe.PerType));
+        });
+        foreach (var (scene, video, ofScene) in scenes)
+        {
+            int firstId = answers.Count;
+            var questions = ofScene.Select(q => q with { Id = firstId + q.Id }).ToList();
             using var decoded = model.DecodeVideo(video, sampler, recipe.AnswerOptions);
             using var features = model.EncodeDecoded(decoded, recipe.AnswerOptions);
             frames.Add(decoded.Selection.Indices);

@@ -30,6 +30,9 @@ public sealed record TrainingArguments
     [JsonPropertyName("num_train_epochs")] public double NumTrainEpochs { get; init; } = 1;
     /// <summary>Positive: the number of optimizer steps (overrides the epochs).</summary>
     [JsonPropertyName("max_steps")] public int MaxSteps { get; init; } = -1;
+    /// <summary>Examples in one forward (the seed's 1): their loss is the mean of the examples' losses, so batch B with
+    /// accumulation A trains as accumulation A·B would (transformers' token mean over a padded batch would weigh long
+    /// answers more), in a few kernels where A·B forwards need many; on a GPU much faster for small models.</summary>
     [JsonPropertyName("per_device_train_batch_size")] public int PerDeviceTrainBatchSize { get; init; } = 1;
     [JsonPropertyName("gradient_accumulation_steps")] public int GradientAccumulationSteps { get; init; } = 8;
     /// <summary>Clip the global gradient norm to this; 0: no clipping (transformers' meaning).</summary>
@@ -60,8 +63,9 @@ public sealed record TrainingArguments
     [JsonPropertyName("video_min_frame_pixels")] public int VideoMinFramePixels { get; init; } = 293216;
     [JsonPropertyName("video_max_frame_pixels")] public int VideoMaxFramePixels { get; init; } = 324576;
     [JsonPropertyName("model_max_length")] public int ModelMaxLength { get; init; } = 8192;
-    /// <summary>Videos whose decoded frames are kept in memory for later rows of the same video (ours, not the seed's;
-    /// 0: every row decodes its video). For data with many questions per short video, such as synthetic scenes.</summary>
+    /// <summary>Videos kept in memory decoded and processed (float patches: about 8 × their uint8 frames) for later rows
+    /// of the same video (ours, not the seed's; 0: every row decodes its video), decoded ahead in parallel when the data's
+    /// videos all fit. For data with many questions per short video, such as synthetic scenes.</summary>
     [JsonPropertyName("decoded_video_cache")] public int DecodedVideoCache { get; init; }
     /// <summary>"auto" (default): resume from the newest complete checkpoint-N in output_dir, if any, when the run there
     /// has the same model, data and settings (its <c>run.json</c>); a checkpoint folder: continue from that one whatever
@@ -110,6 +114,9 @@ public sealed record TrainingArguments
         VideoMinFramePixels = VideoMinFramePixels, VideoMaxFramePixels = VideoMaxFramePixels, ModelMaxLength = ModelMaxLength,
         DecodedVideoCache = DecodedVideoCache,
     };
+
+    /// <summary>Most examples per_device_train_batch_size may put in one forward.</summary>
+    public const int MaxBatchSize = 1024;
 
     /// <summary>Most videos decoded_video_cache may keep.</summary>
     public const int MaxDecodedVideoCache = 100_000;
@@ -251,7 +258,7 @@ public sealed record TrainingArguments
         Require(Positive(AdamEpsilon), $"adam_epsilon must be a positive number; got {F(AdamEpsilon)}.");
         Require(MaxSteps > 0 || Positive(NumTrainEpochs),
             $"num_train_epochs must be a positive number (or max_steps a positive step count); got num_train_epochs {F(NumTrainEpochs)}, max_steps {MaxSteps}.");
-        Require(PerDeviceTrainBatchSize == 1, $"per_device_train_batch_size must be 1 (the seed's; use gradient_accumulation_steps); got {PerDeviceTrainBatchSize}.");
+        Require(PerDeviceTrainBatchSize is >= 1 and <= MaxBatchSize, $"per_device_train_batch_size must be 1 to {MaxBatchSize}; got {PerDeviceTrainBatchSize}.");
         Require(TuneMmSpatialEncoderLastBlocks >= 0, $"tune_mm_spatial_encoder_last_blocks must be 0 (none) or more; got {TuneMmSpatialEncoderLastBlocks}.");
         Require(GradientAccumulationSteps >= 1, $"gradient_accumulation_steps must be at least 1; got {GradientAccumulationSteps}.");
         Require(MaxGradNorm >= 0 && double.IsFinite(MaxGradNorm), $"max_grad_norm must be 0 (no clipping) or more; got {F(MaxGradNorm)}.");

@@ -12,6 +12,8 @@ namespace SpatialMllm.Research.Training;
 /// <param name="FramesPerSequence">Frames of one scene per step (VGGT's S; the first is the reference camera).</param>
 public sealed record VggtGeometryOptions(IReadOnlyList<int> SceneSeeds, SyntheticSceneOptions Scene, int FramesPerSequence = 4, int Steps = 100)
 {
+    /// <summary>Sequences (scenes, in turn) per step, in one batched forward (VGGT's B).</summary>
+    public int SequencesPerStep { get; init; } = 1;
     public double LearningRate { get; init; } = 1e-3;
     public double WeightDecay { get; init; } = 0.05;
     public double MaxGradNorm { get; init; } = 1.0;
@@ -26,12 +28,14 @@ public sealed record VggtGeometryOptions(IReadOnlyList<int> SceneSeeds, Syntheti
         if (FramesPerSequence < 1 || FramesPerSequence > Scene.Frames)
             throw new ArgumentOutOfRangeException(nameof(FramesPerSequence), $"frames per sequence must be 1 to the scene's {Scene.Frames}, not {FramesPerSequence}");
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), $"steps must be at least 1, not {Steps}");
+        if (SequencesPerStep < 1) throw new ArgumentOutOfRangeException(nameof(SequencesPerStep), $"sequences per step must be at least 1, not {SequencesPerStep}");
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), $"learning rate must be positive, not {LearningRate}");
     }
 }
 
 /// <summary>One logged step of <see cref="VggtGeometryTrainer"/>: VGGT's loss terms by their names (loss_camera, …,
-/// objective) and the global gradient norm before clipping.</summary>
+/// objective) and the global gradient norm before clipping; <paramref name="SceneSeed"/> and <paramref name="Frames"/> are
+/// the step's first sequence's.</summary>
 public sealed record VggtGeometryStep(int Step, int SceneSeed, IReadOnlyList<int> Frames, IReadOnlyDictionary<string, double> Losses,
     double GradNorm, double LearningRate, double Seconds);
 
@@ -40,7 +44,8 @@ public sealed record VggtGeometryStep(int Step, int SceneSeed, IReadOnlyList<int
 /// truth with VGGT's own losses (<see cref="VggtLoss"/>: camera, depth and points with confidence), as VGGT is trained —
 /// one sequence of <see cref="VggtGeometryOptions.FramesPerSequence"/> frames of a <see cref="SyntheticScene"/> per step,
 /// AdamW (LayerNorm weights and biases not decayed) on a cosine schedule with warm-up, global gradient norm clipped.
-/// Every other parameter of the model is frozen. Deterministic on CPU for a given model and options.
+/// Every other parameter of the model is frozen. Runs on the model's device (the scenes are rendered on the CPU).
+/// Deterministic on CPU for a given model and options.
 /// </summary>
 public static class VggtGeometryTrainer
 {
@@ -67,7 +72,7 @@ public static class VggtGeometryTrainer
         var scenes = new Dictionary<int, SyntheticScene>();
         if (logFolder != null) Directory.CreateDirectory(logFolder);
         using var logs = logFolder is null ? null : new TrainingLogWriter(logFolder, resumedStep: 0, [.. LogColumns]);
-        log($"VGGT geometry: {options.Steps} steps of {options.FramesPerSequence} frames from {options.SceneSeeds.Count} scenes, " +
+        log($"VGGT geometry: {options.Steps} steps of {(options.SequencesPerStep > 1 ? $"{options.SequencesPerStep} × " : "")}{options.FramesPerSequence} frames from {options.SceneSeeds.Count} scenes, " +
             $"{trainable.Sum(p => p.Parameter.NumberOfElements):N0} parameters");
 
         var steps = new List<VggtGeometryStep>();
@@ -77,14 +82,20 @@ public static class VggtGeometryTrainer
             for (int i = 0; i < Math.Min(options.Steps, stopAfter ?? options.Steps); i++)
             {
                 var clock = Stopwatch.StartNew();
-                int seed = options.SceneSeeds[i % options.SceneSeeds.Count];
-                if (!scenes.TryGetValue(seed, out var scene)) scenes[seed] = scene = SyntheticScene.Create(seed, options.Scene);
-                var frames = Enumerable.Range(0, options.Scene.Frames).OrderBy(_ => rng.Next()).Take(options.FramesPerSequence).ToList();
                 using var scope = torch.NewDisposeScope();
+                var sequences = Enumerable.Range(0, options.SequencesPerStep).Select(j =>
+                {
+                    int seed = options.SceneSeeds[(int)(((long)i * options.SequencesPerStep + j) % options.SceneSeeds.Count)];
+                    if (!scenes.TryGetValue(seed, out var scene)) scenes[seed] = scene = SyntheticScene.Create(seed, options.Scene);
+                    var frames = Enumerable.Range(0, options.Scene.Frames).OrderBy(_ => rng.Next()).Take(options.FramesPerSequence).ToList();
+                    var (images, truth) = VggtGroundTruth.FromScene(scene, frames);
+                    return (Seed: seed, Frames: frames, Images: images, Truth: truth);
+                }).ToList();
+                var (seed, frames) = (sequences[0].Seed, sequences[0].Frames);
                 step.Begin();
-                var (images, truth) = VggtGroundTruth.FromScene(scene, frames);
-                using var _ = truth;
-                using var predictions = vggt.forward(images);
+                var images = sequences.Count == 1 ? sequences[0].Images : torch.stack(sequences.Select(q => q.Images).ToArray());
+                using var truth = sequences.Count == 1 ? sequences[0].Truth : VggtGroundTruth.Concat([.. sequences.Select(q => q.Truth)]);
+                using var predictions = vggt.forward(images.to(model.Device));
                 using var terms = VggtLoss.Compute(predictions, truth, options.Loss);
                 terms.Objective.backward();
                 double factor = schedule.Factor(i);

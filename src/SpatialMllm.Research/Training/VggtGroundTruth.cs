@@ -47,6 +47,14 @@ public sealed record VggtGroundTruth(Tensor Extrinsics, Tensor Intrinsics, Tenso
         return (images.contiguous().MoveToOuterDisposeScope(), truth);
     }
 
+    /// <summary>The sequences of several ground truths as one batch (each of one size), in order.</summary>
+    public static VggtGroundTruth Concat(IReadOnlyList<VggtGroundTruth> parts)
+    {
+        if (parts.Count == 0) throw new ArgumentException("Give at least one ground truth.", nameof(parts));
+        Tensor Cat(Func<VggtGroundTruth, Tensor> field) => torch.cat(parts.Select(field).ToArray());
+        return new VggtGroundTruth(Cat(t => t.Extrinsics), Cat(t => t.Intrinsics), Cat(t => t.Depths), Cat(t => t.WorldPoints), Cat(t => t.PointMasks));
+    }
+
     /// <summary>Throws, naming the shapes, unless the predictions [B, S, H, W, 1] and [B, S, H, W, 3] match this truth.</summary>
     internal void Check(Tensor depth, Tensor worldPoints)
     {

@@ -84,8 +84,10 @@ public static class VggtLoss
     {
         if (predictions.PoseEncodingIterations.Count == 0)
             throw new ArgumentException("The camera loss needs every refinement step's pose encoding: use VggtModel.forward's predictions.", nameof(predictions));
-        return Compute([.. predictions.PoseEncodingIterations.Select(p => p.unsqueeze(0))], predictions.Depth.unsqueeze(0),
-            predictions.DepthConfidence.unsqueeze(0), predictions.WorldPoints.unsqueeze(0), predictions.WorldPointsConfidence.unsqueeze(0), truth, options);
+        // One sequence ([S, H, W, 1] depth) is a batch of one; B sequences ([B, S, H, W, 1]) come batched.
+        Tensor Batched(Tensor t) => predictions.Depth.dim() == 5 ? t : t.unsqueeze(0);
+        return Compute([.. predictions.PoseEncodingIterations.Select(Batched)], Batched(predictions.Depth),
+            Batched(predictions.DepthConfidence), Batched(predictions.WorldPoints), Batched(predictions.WorldPointsConfidence), truth, options);
     }
 
     /// <summary>

@@ -47,24 +47,26 @@ public sealed class VggtModel : nn.Module
     /// encodings [S, 9] (and each refinement step's, for the camera loss), depth [S, H, W, 1], depth confidence
     /// [S, H, W], world points [S, H, W, 3] and their confidence [S, H, W]. Differentiable where PyTorch's would be (grad
     /// mode on, parameters that require grad): the forward VGGT's training losses (<c>Training.VggtLoss</c>) take.
+    /// B sequences of one size, [B, S, 3, H, W], give the same with a leading B (VGGT's own batched forward).
     /// </summary>
     public VggtPredictions forward(Tensor images)
     {
-        CheckFrames(images);
+        bool sequences = images.dim() == 5;
+        if (!sequences) CheckFrames(images);
+        else if (images.shape[2] != 3)
+            throw new ArgumentException($"VGGT expects frames [B, S, 3, H, W] in [0, 1], got [{string.Join(", ", images.shape)}].");
         using var scope = torch.NewDisposeScope();
-        var batched = images.unsqueeze(0);
+        var batched = sequences ? images : images.unsqueeze(0);
         var cameraLayer = aggregator.Depth - 1;
         using var layers = aggregator.forward(batched, [cameraLayer, .. depth_head.LayerIndexes, .. point_head.LayerIndexes]);
-        long h = images.shape[2], w = images.shape[3];
+        long h = images.shape[^2], w = images.shape[^1];
         var poseEncodings = camera_head.ForwardIterations(layers[cameraLayer]);
         var (depth, depthConf) = depth_head.forward(layers, h, w);
         var (points, pointsConf) = point_head.forward(layers, h, w);
-        return new VggtPredictions(
-            poseEncodings[^1].squeeze(0).MoveToOuterDisposeScope(), depth.squeeze(0).MoveToOuterDisposeScope(),
-            depthConf.squeeze(0).MoveToOuterDisposeScope(), points.squeeze(0).MoveToOuterDisposeScope(),
-            pointsConf.squeeze(0).MoveToOuterDisposeScope())
+        Tensor Out(Tensor t) => (sequences ? t : t.squeeze(0)).MoveToOuterDisposeScope();
+        return new VggtPredictions(Out(poseEncodings[^1]), Out(depth), Out(depthConf), Out(points), Out(pointsConf))
         {
-            PoseEncodingIterations = [.. poseEncodings.Select(p => p.squeeze(0).MoveToOuterDisposeScope())],
+            PoseEncodingIterations = [.. poseEncodings.Select(Out)],
         };
     }
 
