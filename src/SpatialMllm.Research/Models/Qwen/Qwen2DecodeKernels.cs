@@ -59,10 +59,10 @@ internal static unsafe class Qwen2DecodeKernels
         var y = torch.empty([tokens, rows], ScalarType.BFloat16, x.device);
         IntPtr w = Address(weight), xData = Address(x), norm = AddressOrZero(normWeight), b = AddressOrZero(bias),
             res = AddressOrZero(residual), yData = Address(y);
-        int rows32 = checked((int)rows), k32 = checked((int)k), tokens32 = checked((int)tokens), splits = Splits(rows, k);
+        int rows32 = checked((int)rows), k32 = checked((int)k), tokens32 = checked((int)tokens);
         float eps32 = (float)eps;
-        void** arguments = stackalloc void*[] { &w, &rows32, &k32, &xData, &tokens32, &norm, &eps32, &b, &res, &yData, &splits };
-        Launch(x, "qwen_decode_gemv_bf16", rows * splits, normWeight is null ? 0 : tokens * k * 2, arguments);
+        void** arguments = stackalloc void*[] { &w, &rows32, &k32, &xData, &tokens32, &norm, &eps32, &b, &res, &yData };
+        Launch(x, "qwen_decode_gemv_bf16", rows, normWeight is null ? 0 : tokens * k * 2, arguments);
         return y;
     }
 
@@ -107,18 +107,6 @@ internal static unsafe class Qwen2DecodeKernels
         return q;
     }
 
-    /// <summary>Warps a row of the GEMV shares (1, 2, 4 or 8, each over a slice of k in whole 16-byte loads): enough that
-    /// the launch has ~8k warps (~60 an SM on an H100) streaming weights; o_proj, qkv and down_proj have too few rows
-    /// for a warp each.</summary>
-    static int Splits(long rows, long k)
-    {
-        int splits = 1;
-        while (splits < WarpsPerBlock && rows * splits < TargetWarps && k % (ElementsPerLoad * splits * 2) == 0) splits *= 2;
-        return splits;
-    }
-
-    const long TargetWarps = 8192;
-
     static void Check(Tensor x, Tensor weight, long k)
     {
         if (x.dtype != ScalarType.BFloat16 || weight.dtype != ScalarType.BFloat16 || !x.is_contiguous() || !weight.is_contiguous()
@@ -126,13 +114,12 @@ internal static unsafe class Qwen2DecodeKernels
             throw new ArgumentException($"The decode GEMV takes contiguous bf16 x [≤ {MaxTokens}, K] and weight [N, K]; got x [{string.Join(", ", x.shape)}] {x.dtype}, weight [{string.Join(", ", weight.shape)}] {weight.dtype}.");
     }
 
-    /// <param name="warps">Warps the launch needs (a warp per row, or per slice of a row).</param>
-    static void Launch(Tensor x, string kernel, long warps, long sharedBytes, void** arguments)
+    static void Launch(Tensor x, string kernel, long rows, long sharedBytes, void** arguments)
     {
         int device = x.device_index;
         if (!Module.TryGetFunction(device, kernel, out var function))
             throw new InvalidOperationException($"The decode kernels are unavailable: {Module.FailureReason}");
-        long blocks = (warps + WarpsPerBlock - 1) / WarpsPerBlock;
+        long blocks = (rows + WarpsPerBlock - 1) / WarpsPerBlock;
         if (sharedBytes > 0) blocks = Math.Min(blocks, MaxNormalisingBlocks);
         CompiledCudaModule.Launch(device, function, kernel, checked((uint)blocks), ThreadsPerBlock, arguments, checked((uint)sharedBytes));
     }

@@ -29,13 +29,6 @@ __device__ __forceinline__ Bf16x8 LoadWeights8(const bf16* p)
 
 __device__ __forceinline__ Bf16x8 Load8(const bf16* p) { return *reinterpret_cast<const Bf16x8*>(p); }
 
-// Asks L2 for a warp's first weight row (k elements) while the block stages its normalised input, so that the weights
-// stream from the first cycle instead of after the norm.
-__device__ __forceinline__ void PrefetchRow(const bf16* w, int k)
-{
-    for (int i = (threadIdx.x & 31) * 64; i < k; i += 32 * 64) asm volatile("prefetch.global.L2 [%0];" :: "l"(w + i));
-}
-
 // The GEMV's input rows: x [tokens, K] itself, or with normWeight transformers' Qwen2RMSNorm of each row staged in
 // shared memory — hidden·rsqrt(mean(hidden²) + eps) in fp32 rounded to bf16, then weight · that rounded to bf16.
 __device__ const bf16* StageInput(const bf16* x, int tokens, int k, const bf16* normWeight, float eps, bf16* staged)
@@ -75,11 +68,11 @@ __device__ const bf16* StageInput(const bf16* x, int tokens, int k, const bf16* 
     return staged;
 }
 
-// Σ_k w_r[k] · input[t, k] over k < K for R weight rows w_r at once (a row, or the gate and up rows of one output) and
-// each of the tokens (input rows `stride` apart); 8 weights a lane per 16-byte load, 8 loads a lane in flight (a
-// 2048-wide row is then read in one go). Leaves the sums in acc on every lane.
+// Σ_k w_r[k] · input[t, k] for R weight rows w_r at once (a row, or the gate and up rows of one output) and each of the
+// tokens; a warp per row group, 8 weights a lane per 16-byte load, 8 loads a lane in flight (a 2048-wide row is then
+// read in one go). Leaves the sums in acc on every lane.
 template <int R>
-__device__ __forceinline__ void RowDot(const bf16* const (&w)[R], int k, const bf16* input, int stride, int tokens, float (&acc)[R][MAX_TOKENS])
+__device__ __forceinline__ void RowDot(const bf16* const (&w)[R], int k, const bf16* input, int tokens, float (&acc)[R][MAX_TOKENS])
 {
     const int lane = threadIdx.x & 31;
     #pragma unroll
@@ -97,7 +90,7 @@ __device__ __forceinline__ void RowDot(const bf16* const (&w)[R], int k, const b
         {
             if (t < tokens)
             {
-                Bf16x8 xs = Load8(input + t * stride + i);
+                Bf16x8 xs = Load8(input + t * k + i);
                 #pragma unroll
                 for (int j = 0; j < 8; j++)
                 {
@@ -125,45 +118,28 @@ __device__ __forceinline__ float LaneSum(const float (&acc)[R][MAX_TOKENS], int 
 }
 
 // y[t, n] = bf16(w[n]·input[t] + bias[n]) (+ residual[t, n], rounded again: linear then add_), input = x or its RMSNorm.
-// `splits` warps (1, 2, 4 or 8) share a row, each over a contiguous 1/splits of k, for rows too few to give every SM
-// enough loads in flight (o_proj, qkv, down_proj); their sums are added in a fixed order. Dynamic shared memory:
-// tokens · k bf16 with normWeight, else none.
+// Dynamic shared memory: tokens · k bf16 with normWeight, else none.
 extern "C" __global__ void __launch_bounds__(256) qwen_decode_gemv_bf16(
     const bf16* w, int rows, int k, const bf16* x, int tokens, const bf16* normWeight, float eps, const bf16* bias,
-    const bf16* residual, bf16* y, int splits)
+    const bf16* residual, bf16* y)
 {
     extern __shared__ __align__(16) bf16 input[];
-    __shared__ float partial[WARPS_PER_BLOCK][MAX_TOKENS];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int rowsPerBlock = WARPS_PER_BLOCK / splits, part = warp % splits, length = k / splits;
-    const int firstRow = blockIdx.x * rowsPerBlock + warp / splits;
-    if (normWeight != nullptr && firstRow < rows) PrefetchRow(w + (long long)firstRow * k + part * length, length);
     const bf16* in = StageInput(x, tokens, k, normWeight, eps, input);
-    for (int base = blockIdx.x * rowsPerBlock; base < rows; base += gridDim.x * rowsPerBlock)
+    const int lane = threadIdx.x & 31;
+    for (int n = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5); n < rows; n += gridDim.x * WARPS_PER_BLOCK)
     {
-        const int n = base + warp / splits;
+        const bf16* const row[1] = { w + (long long)n * k };
         float acc[1][MAX_TOKENS];
-        if (n < rows)
-        {
-            const bf16* const row[1] = { w + (long long)n * k + part * length };
-            RowDot<1>(row, length, in + part * length, k, tokens, acc);
-        }
-        if (splits > 1)
-        {
-            if (n < rows && lane < tokens) partial[warp][lane] = LaneSum<1>(acc, 0, lane);
-            __syncthreads();
-        }
-        if (n < rows && part == 0 && lane < tokens)
+        RowDot<1>(row, k, in, tokens, acc);
+        if (lane < tokens)
         {
             // Lane t writes token t's result.
-            float sum = splits > 1 ? 0.f : LaneSum<1>(acc, 0, lane);
-            for (int p = 0; p < splits && splits > 1; p++) sum += partial[warp + p][lane];
+            float sum = LaneSum<1>(acc, 0, lane);
             if (bias != nullptr) sum += Bf16ToFloat(bias[n]);
             float value = Bf16ToFloat(FloatToBf16(sum));
             if (residual != nullptr) value = value + Bf16ToFloat(residual[(long long)lane * rows + n]);
             y[(long long)lane * rows + n] = FloatToBf16(value);
         }
-        if (splits > 1) __syncthreads();
     }
 }
 
@@ -173,18 +149,13 @@ extern "C" __global__ void __launch_bounds__(256) qwen_decode_swiglu_bf16(
     const bf16* gate, const bf16* up, int rows, int k, const bf16* x, int tokens, const bf16* normWeight, float eps, bf16* y)
 {
     extern __shared__ __align__(16) bf16 input[];
-    const int lane = threadIdx.x & 31, firstRow = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5);
-    if (firstRow < rows)
-    {
-        PrefetchRow(gate + (long long)firstRow * k, k);
-        PrefetchRow(up + (long long)firstRow * k, k);
-    }
     const bf16* in = StageInput(x, tokens, k, normWeight, eps, input);
-    for (int n = firstRow; n < rows; n += gridDim.x * WARPS_PER_BLOCK)
+    const int lane = threadIdx.x & 31;
+    for (int n = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5); n < rows; n += gridDim.x * WARPS_PER_BLOCK)
     {
         const bf16* const rows2[2] = { gate + (long long)n * k, up + (long long)n * k };
         float acc[2][MAX_TOKENS];
-        RowDot<2>(rows2, k, in, k, tokens, acc);
+        RowDot<2>(rows2, k, in, tokens, acc);
         if (lane < tokens)
         {
             float gv = Bf16ToFloat(FloatToBf16(LaneSum<2>(acc, 0, lane))), uv = LaneSum<2>(acc, 1, lane);
