@@ -26,7 +26,7 @@ namespace SpatialMllm.Research.Training;
 /// size (<see cref="AnswerOptions"/>); <see cref="HeldOutSeeds"/> are never trained on (nor used by the tests) and
 /// measure it. Every random draw is seeded, so on CPU the same code gives the same weights. On a GPU
 /// (<see cref="Device"/>, float32) the same recipe trains in minutes at scale: batches of examples in one forward
-/// (<see cref="SftBatchSize"/>), more scenes and steps; its weights then differ from the CPU's in the last bits.
+/// (<see cref="SftBatchSize"/>), more scenes and steps (not bit for bit the CPU's weights).
 /// </summary>
 public sealed record RoomsTinyRecipe
 {
@@ -142,7 +142,7 @@ public sealed record RoomsTinyRecipe
         Require(TimeLimit is null || TimeLimit > TimeSpan.Zero, $"--time-limit must be a positive number of seconds; got {TimeLimit?.TotalSeconds}.");
         Require(SftGeometryWeight == 0 || (SftTuneSpatialEncoder && WithSpatialEncoder),
             "--sft-geometry-weight needs VGGT in the model and training (--fusion Full, --tune-vggt true): its loss would change nothing.");
-        try { TorchSharp.torch.Device device = Runtime.TorchRuntime.ParseDevice(Device); }
+        try { _ = Runtime.TorchRuntime.ParseDevice(Device); }
         catch (ArgumentException e) { problems.Add($"--device: {e.Message}"); }
         if (problems.Count > 0) throw new ArgumentException(string.Join(Environment.NewLine, problems));
     }

@@ -112,6 +112,8 @@ public sealed class SftTrainer
     /// for them from there on) when the planned ones would not fit at the speed measured so far.</summary>
     public TrainingSummary Run(CancellationToken cancel = default, int? stopAfter = null, bool saveWhenCancelled = false, DateTime? fitTo = null)
     {
+        if (_parallel.WorldSize > 1 && (saveWhenCancelled || fitTo is not null))
+            throw new ArgumentException("A time-fitted or time-limited run is for one process: each rank would measure its own pace and stop at its own step.");
         var a = _args;
         using var outputLock = _folder.Lock();
         var skipped = new SkippedRows(_parallel.IsMain ? _log : line => Console.Error.WriteLine($"rank {_parallel.Rank}: {line}"));
