@@ -106,7 +106,9 @@ public class RunSafetyTests
         string[] args = ["evaluate", "vsibench", "--dry-run", "--data", mini.Root, "--out", results, "--workers", workers.ToString()];
         string watched = workers == 1 ? results : Path.Combine(mini.Root, "results.shard-0-of-2.jsonl");
 
-        using (var run = CliProcess.Start(mini.Root, [.. args, "--dry-run-seconds", "0.2"]))
+        // 0.5 s an answer (20 s for the 40): on a loaded 2-core machine the watcher once saw its 3 answers only after the
+        // run had finished at 0.2 s an answer, and the signal then met a completed run (exit 0).
+        using (var run = CliProcess.Start(mini.Root, [.. args, "--dry-run-seconds", "0.5"]))
         {
             CliProcess.WaitFor(() => CliProcess.CountLines(watched) >= 3, "some answers", run);
             Assert.True(PosixProcess.Signal(run.Id, signal));
