@@ -3,12 +3,9 @@
 # processes on the one GPU (a model this small is launch-bound: four at once use it far better than one), measures each
 # on the first 40 held-out rooms, the best on all 100, and brings back a summary table, every log and the best weights.
 #
-#   here:   bash environment/rooms-tiny-sweep.sh pack
-#           (environment/gpu-pack.sh with the CLI into .gpu/, and the static ffmpeg into .gpu-ffmpeg/: the scenes are
-#           mp4 videos, the GPU machine has no ffmpeg, and it does not fit in one call beside .gpu/)
-#   there, two calls on one warm machine, the second straight after the first (a machine idle ~30 s is given back):
-#     1. run(command: "bash environment/rooms-tiny-sweep.sh ffmpeg", carry: [".gpu-ffmpeg"])       (seconds)
-#     2. run(command: "bash environment/rooms-tiny-sweep.sh", carry: [".gpu"], timeout_s: 600)
+#   here:   bash environment/rooms-tiny-sweep.sh pack          (environment/gpu-pack.sh with the CLI into .gpu/)
+#   there:  run(command: "bash environment/rooms-tiny-sweep.sh", carry: [".gpu"], timeout_s: 600)
+#           one call: the scenes are written and read as PNG frame folders (--video-format frames), so no ffmpeg is needed.
 #   configurations: CONFIGS below, or SWEEP_CONFIGS="name|options;name|options" in the command.
 #
 # Brings back (at most 8 files): $OUT/rooms-sweep/summary.md (per configuration: options, time, SFT steps done, overall
@@ -21,7 +18,7 @@
 # --time-limit at most, default 340), EVAL_SCENES (default 40), KEEP_WEIGHTS (best configurations whose weights come
 # back, default 3), FULL_SCENES (the best's second measurement, default 100). A dry run here on the CPU with the local
 # build: SWEEP_DEVICE=cpu SWEEP_CONFIGS="tiny|--train-scenes 8 --geometry-steps 2 --sft-steps 50" EVAL_SCENES=2 FULL_SCENES=3 \
-#   bash environment/rooms-tiny-sweep.sh
+#   bash environment/rooms-tiny-sweep.sh   (SPATIAL_MLLM_FFMPEG=/nowhere/ffmpeg in front shows it needs no ffmpeg)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -42,31 +39,14 @@ if [ -n "${SWEEP_CONFIGS:-}" ]; then IFS=';' read -r -a CONFIGS <<< "$SWEEP_CONF
 case "${1:-sweep}" in
   pack)
     bash environment/gpu-pack.sh src/SpatialMllm.Cli/SpatialMllm.Cli.csproj || exit 1
-    exclude=$(git rev-parse --git-path info/exclude)
-    mkdir -p "$(dirname "$exclude")" .gpu-ffmpeg
-    grep -qx '/.gpu-ffmpeg/' "$exclude" 2>/dev/null || echo '/.gpu-ffmpeg/' >> "$exclude"
-    if [ ! -f .gpu-ffmpeg/ffmpeg.tar.xz ]; then
-      npm_dir=${FFMPEG_NPM_DIR:-/tmp/ffmpeg-npm}
-      [ -x "$npm_dir/node_modules/@ffmpeg-installer/linux-x64/ffmpeg" ] && [ -x "$npm_dir/node_modules/@ffprobe-installer/linux-x64/ffprobe" ] \
-        || npm install --prefix "$npm_dir" --no-save @ffmpeg-installer/linux-x64@4.1.0 @ffprobe-installer/linux-x64@5.2.0 >/dev/null || exit 1
-      tar -C "$npm_dir/node_modules" -cJf .gpu-ffmpeg/ffmpeg.tar.xz @ffmpeg-installer/linux-x64/ffmpeg @ffprobe-installer/linux-x64/ffprobe || exit 1
-    fi
     tracked=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
-    for carried in .gpu .gpu-ffmpeg; do
-      packed=$(du -sb "$carried" | cut -f1)
-      awk -v n="$carried" -v t="$tracked" -v p="$packed" 'BEGIN { m = 1048576; printf "carry [\"%s\"]: %.1f MiB with the tracked files (64 at most)\n", n, (t + p) / m; exit (t + p < 64 * m) ? 0 : 1 }' \
-        || { echo "$carried: over 64 MiB with the tracked files; it will not travel" >&2; exit 1; }
-    done
-    echo '1. run(command: "bash environment/rooms-tiny-sweep.sh ffmpeg", carry: [".gpu-ffmpeg"])'
-    echo '2. run(command: "bash environment/rooms-tiny-sweep.sh", carry: [".gpu"], timeout_s: 600)'
-    exit 0 ;;
-  ffmpeg)
-    mkdir -p /tmp/ffmpeg && tar -C /tmp/ffmpeg -xJf .gpu-ffmpeg/ffmpeg.tar.xz || exit 1
-    /tmp/ffmpeg/@ffmpeg-installer/linux-x64/ffmpeg -version | head -1
-    /tmp/ffmpeg/@ffprobe-installer/linux-x64/ffprobe -version | head -1
+    packed=$(du -sb .gpu | cut -f1)
+    awk -v t="$tracked" -v p="$packed" 'BEGIN { m = 1048576; printf "carry [\".gpu\"]: %.1f MiB with the tracked files (64 at most)\n", (t + p) / m; exit (t + p < 64 * m) ? 0 : 1 }' \
+      || { echo ".gpu: over 64 MiB with the tracked files; it will not travel" >&2; exit 1; }
+    echo 'run(command: "bash environment/rooms-tiny-sweep.sh", carry: [".gpu"], timeout_s: 600)'
     exit 0 ;;
   sweep) ;;
-  *) echo "usage: $0 [pack|ffmpeg|sweep]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|sweep]" >&2; exit 2 ;;
 esac
 
 OUT=${OUT:-/tmp/rooms-sweep-out}
@@ -97,12 +77,6 @@ else
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 fi
 [ -f "${cli[1]}" ] || { echo "no ${cli[1]}: run 'bash environment/rooms-tiny-sweep.sh pack' here (or build the CLI for SWEEP_DEVICE=cpu)"; exit 1; }
-for tool in ffmpeg ffprobe; do
-  var=SPATIAL_MLLM_$(echo $tool | tr a-z A-Z)
-  [ -n "${!var:-}" ] || [ ! -x "/tmp/ffmpeg/@$tool-installer/linux-x64/$tool" ] || export "$var=/tmp/ffmpeg/@$tool-installer/linux-x64/$tool"
-done
-"${SPATIAL_MLLM_FFMPEG:-ffmpeg}" -version 2>/dev/null | head -1 | grep . \
-  || { echo "no ffmpeg: first run(command: \"bash environment/rooms-tiny-sweep.sh ffmpeg\", carry: [\".gpu-ffmpeg\"]) on this machine"; exit 1; }
 cores=$(nproc)
 # Each process's libtorch CPU threads (the scenes render on .NET's thread pool, shared by the OS).
 export OMP_NUM_THREADS=$(( cores / PARALLEL > 0 ? cores / PARALLEL : 1 ))
@@ -118,7 +92,7 @@ one() {
   echo "$(date -u +%T) [$name] start: $options (time limit ${limit} s)"
   local t0=$(date +%s)
   # shellcheck disable=SC2086
-  timeout $(( limit + 45 )) "${cli[@]}" rooms-tiny train --device "$DEVICE" --out "$dir/model" --work "$dir/work" $options --time-limit "$limit" \
+  timeout $(( limit + 45 )) "${cli[@]}" rooms-tiny train --video-format frames --device "$DEVICE" --out "$dir/model" --work "$dir/work" $options --time-limit "$limit" \
     > "$dir/train.log" 2>&1
   local status=$?
   echo $(( $(date +%s) - t0 )) > "$dir/train-seconds"
@@ -128,7 +102,7 @@ one() {
   fi
   echo "$(date -u +%T) [$name] trained in $(cat "$dir/train-seconds") s: $(grep -E '^step [0-9]+/' "$dir/train.log" | tail -1)"
   rm -rf "$dir/work"
-  timeout 150 "${cli[@]}" rooms-tiny evaluate --device "$DEVICE" --model "$dir/model" --scenes "$EVAL_SCENES" --videos "$dir/heldout" \
+  timeout 150 "${cli[@]}" rooms-tiny evaluate --video-format frames --device "$DEVICE" --model "$dir/model" --scenes "$EVAL_SCENES" --videos "$dir/heldout" \
     > "$dir/evaluation-$EVAL_SCENES.txt" 2>&1 \
     && echo "$(date -u +%T) [$name] $(grep -E '^overall' "$dir/evaluation-$EVAL_SCENES.txt" | tr -s ' ' | tr '\n' ' ')" \
     || echo "$(date -u +%T) [$name] evaluation failed: $(tail -3 "$dir/evaluation-$EVAL_SCENES.txt" | tr '\n' ' ')"
@@ -214,7 +188,7 @@ best=${ranked%% *}
 if [ -n "$best" ] && [ "$EVAL_SCENES" -lt "$FULL_SCENES" ]; then
   if (( DEADLINE_S - $(elapsed) > 110 )); then
     echo "$(date -u +%T) [$best] on $FULL_SCENES held-out rooms"
-    timeout $(( DEADLINE_S - $(elapsed) - 20 )) "${cli[@]}" rooms-tiny evaluate --device "$DEVICE" --model "$work/$best/model" --scenes "$FULL_SCENES" \
+    timeout $(( DEADLINE_S - $(elapsed) - 20 )) "${cli[@]}" rooms-tiny evaluate --video-format frames --device "$DEVICE" --model "$work/$best/model" --scenes "$FULL_SCENES" \
       --videos "$work/heldout-full" > "$work/$best/evaluation-full.txt" 2>&1 || echo "$(date -u +%T) [$best] $FULL_SCENES rooms: not finished"
   else
     echo "$(date -u +%T) too little time left for the best on $FULL_SCENES rooms"

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SpatialMllm.Research.Models;
 using SpatialMllm.Research.Runtime;
+using SpatialMllm.Research.Scenes;
 using SpatialMllm.Research.Training;
 using TorchSharp;
 
@@ -43,10 +44,11 @@ internal static class RoomsTinyCommand
         var geometryWeight = new Option<double>("--sft-geometry-weight") { Description = "Adds this × VGGT's geometry loss on each SFT batch's frames (renderer's ground truth) to the SFT loss; 0: SFT alone.", DefaultValueFactory = _ => d.SftGeometryWeight };
         var timeLimit = new Option<double?>("--time-limit") { Description = "Seconds for the whole run: stage 2 plans fewer steps when --sft-steps would not fit at its first steps' pace (its schedule ends there), and stops at the limit saving the model as it is." };
         var tuneVision = new Option<bool>("--tune-vision") { Description = "Stage 2 trains the vision tower too.", DefaultValueFactory = _ => d.SftTuneVision };
+        var trainVideoFormat = VideoFormatOption("the training scenes");
         var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => d.SftTuneSpatialEncoder };
         var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (on the CPU deterministic; --device cuda for scale).")
             { output, work, device, width, layers, visionWidth, vggtWidth, fusion, scenesTrained, perType, geometrySteps, geometryBatch, geometryLr,
-              steps, lr, batch, accumulation, warmup, geometryWeight, timeLimit, tuneVision, tuneVggt };
+              steps, lr, batch, accumulation, warmup, geometryWeight, timeLimit, tuneVision, tuneVggt, trainVideoFormat };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
             if (parse.GetValue(scenesTrained) is < 1 or > MaxTrainScenes)
@@ -65,6 +67,7 @@ internal static class RoomsTinyCommand
                 SftAccumulation = parse.GetValue(accumulation), SftWarmupRatio = parse.GetValue(warmup), SftGeometryWeight = parse.GetValue(geometryWeight),
                 SftTuneVision = parse.GetValue(tuneVision), SftTuneSpatialEncoder = parse.GetValue(tuneVggt),
                 TimeLimit = parse.GetValue(timeLimit) is double seconds ? TimeSpan.FromSeconds(seconds) : null,
+                VideoFormat = ParseVideoFormat(parse.GetValue(trainVideoFormat)!),
             };
             recipe.Validate();
             recipe.Run(parse.GetValue(output)!, parse.GetValue(work)!, writer.WriteLine);
@@ -83,11 +86,12 @@ internal static class RoomsTinyCommand
         }.AcceptOnlyFromAmong("uniform", "space-aware");
         var evaluateDevice = new Option<string>("--device") { Description = "cpu, cuda or cuda:N.", DefaultValueFactory = _ => "cpu" };
         var geometry = new Option<bool>("--geometry") { Description = "Also measure VGGT's depth (AbsRel, δ<1.25 after median scaling) and point error against the renderer's truth, on the frames answered from." };
+        var evaluateVideoFormat = VideoFormatOption("the held-out scenes");
         var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.")
-            { model, scenes, videos, answers, answerFusion, sampler, geometry, evaluateDevice };
+            { model, scenes, videos, evaluateVideoFormat, answers, answerFusion, sampler, geometry, evaluateDevice };
         evaluate.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
-            var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(answerFusion) };
+            var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(answerFusion), VideoFormat = ParseVideoFormat(parse.GetValue(evaluateVideoFormat)!) };
             int count = parse.GetValue(scenes);
             if (count < 1 || count > recipe.HeldOutSeeds.Count)
                 throw new ArgumentException($"--scenes must be 1 to {recipe.HeldOutSeeds.Count}; got {count}.");
@@ -116,4 +120,13 @@ internal static class RoomsTinyCommand
         }));
         return new Command("rooms-tiny", "The default model that knows rooms: train it from nothing, or measure it on held-out scenes.") { train, evaluate };
     }
+
+    /// <summary>--video-format: how the scenes are written, mp4 (ffmpeg) or frames (PNG folders, no ffmpeg needed).</summary>
+    static Option<string> VideoFormatOption(string what) => new Option<string>("--video-format")
+    {
+        Description = $"How {what} are written: mp4 (H.264 through ffmpeg, as the committed model was trained) or frames (folders of PNGs: the exact rendered pixels, no ffmpeg needed).",
+        DefaultValueFactory = _ => "mp4",
+    }.AcceptOnlyFromAmong("mp4", "frames");
+
+    static SceneVideoFormat ParseVideoFormat(string name) => name == "frames" ? SceneVideoFormat.Frames : SceneVideoFormat.Mp4;
 }

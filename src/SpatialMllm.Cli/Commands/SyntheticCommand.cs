@@ -6,7 +6,7 @@ namespace SpatialMllm.Cli.Commands;
 
 /// <summary>
 /// <c>spatial-mllm synthetic --out DIR --seeds 0-9</c>: rendered synthetic scenes with VSI-Bench-style questions, laid
-/// out like VSI-Bench (test.jsonl, synthetic/seedNNNN.mp4) plus the same questions as fine-tuning conversations. Sizes
+/// out like VSI-Bench (test.jsonl, synthetic/seedNNNN.mp4 or, --video-format frames, synthetic/seedNNNN/*.png) plus the same questions as fine-tuning conversations. Sizes
 /// are bounded before anything is rendered; a non-empty --out is refused unless --force, which first removes what an
 /// earlier run wrote there (so no stale video stays beside the new questions).
 /// </summary>
@@ -23,13 +23,18 @@ internal static class SyntheticCommand
         var width = new Option<int>("--width") { Description = "Frame width (even).", DefaultValueFactory = _ => 224 };
         var height = new Option<int>("--height") { Description = "Frame height (even).", DefaultValueFactory = _ => 168 };
         var perType = new Option<int>("--per-type") { Description = "Most questions of each type per scene.", DefaultValueFactory = _ => 4 };
+        var videoFormat = new Option<string>("--video-format")
+        {
+            Description = "mp4 (synthetic/seedNNNN.mp4, H.264 through ffmpeg) or frames (synthetic/seedNNNN/ folders of PNGs: the exact rendered pixels, no ffmpeg needed).",
+            DefaultValueFactory = _ => "mp4",
+        }.AcceptOnlyFromAmong("mp4", "frames");
         var force = new Option<bool>("--force")
         {
             Description = "Write into a non-empty --out: first removes what `synthetic` wrote there (test.jsonl, train-conversations.jsonl, synthetic/); other files are kept.",
         };
         var command = new Command("synthetic", "Render synthetic indoor scenes with ground truth and write VSI-Bench-style questions about them (evaluate vsibench --data takes the folder).")
         {
-            output, seeds, frames, width, height, perType, force,
+            output, seeds, frames, width, height, perType, videoFormat, force,
         };
         command.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
@@ -38,7 +43,8 @@ internal static class SyntheticCommand
             int[] seedList = ParseSeeds(parse.GetValue(seeds)!);
             string folder = parse.GetValue(output)!;
             PrepareOutFolder(folder, parse.GetValue(force), writer);
-            var questions = SyntheticBenchmark.Write(folder, seedList, options, parse.GetValue(perType));
+            var format = parse.GetValue(videoFormat) == "frames" ? SceneVideoFormat.Frames : SceneVideoFormat.Mp4;
+            var questions = SyntheticBenchmark.Write(folder, seedList, options, parse.GetValue(perType), format);
             writer.WriteLine($"{seedList.Length} scene(s), {questions.Count} questions → {Path.GetFullPath(folder)}");
             foreach (var group in questions.GroupBy(q => q.QuestionType).OrderBy(g => g.Key, StringComparer.Ordinal))
                 writer.WriteLine($"  {group.Key,-30} {group.Count(),5}");

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using SpatialMllm.Research.Video;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,7 +31,7 @@ public static class FrameStrip
             for (int t = 0; t < count; t++)
             {
                 byte[] pixels = rgb[t].data<byte>().ToArray();
-                images.Add((PngDataUri(PngEncoder.EncodeRgb(pixels, w, h)), captions?[t] ?? $"frame {t}"));
+                images.Add((PngDataUri(Png.EncodeRgb(pixels, w, h)), captions?[t] ?? $"frame {t}"));
             }
         }
         return new HtmlView(Row(images, height));

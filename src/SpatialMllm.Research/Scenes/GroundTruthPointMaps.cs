@@ -9,7 +9,7 @@ namespace SpatialMllm.Research.Scenes;
 /// A synthetic scene's true world points in place of VGGT's prediction, so space-aware sampling runs on the CPU with
 /// real geometry: every pixel of a candidate frame at the scene's own resolution, confidence 1 (all points valid, as
 /// the median threshold then keeps everything). It answers by frame number, so the video must be the scene's own (its
-/// rendered source or its mp4); the frame count and size are checked.
+/// rendered source, its mp4 or its frame folder); the frame count and size are checked.
 /// </summary>
 internal sealed class GroundTruthPointMaps(SyntheticScene scene) : IPointMapPredictor
 {

@@ -7,6 +7,10 @@ using static TorchSharp.torch;
 
 namespace SpatialMllm.Research.Scenes;
 
+/// <summary>How a synthetic scene's walk is written: an H.264 mp4 (ffmpeg, near-lossless) or a folder of PNG frames
+/// (managed, lossless, no ffmpeg needed to write or read it).</summary>
+public enum SceneVideoFormat { Mp4, Frames }
+
 /// <summary>The size and length of a synthetic scene's video.</summary>
 /// <param name="Frames">Frames of the camera walk.</param>
 /// <param name="Width">Frame width in pixels (even, for H.264).</param>
@@ -140,7 +144,7 @@ public sealed class SyntheticScene
     /// <summary>
     /// Space-aware sampling (the selector of <see cref="FrameSampler.SpaceAware(int, string, int, TorchSharp.torch.Device?, int)"/>) on this scene's true
     /// point maps instead of VGGT's: runs on the CPU, and its coverage curves count real voxels of the room. Select on
-    /// <see cref="AsVideoSource"/> or on the mp4 from <see cref="WriteVideo"/>.
+    /// <see cref="AsVideoSource"/>, the mp4 from <see cref="WriteVideo"/> or the frames from <see cref="WriteFrames"/>.
     /// </summary>
     public SpaceAwareSampler SpaceAwareSampler(int k, int candidates = 128)
     {
@@ -161,6 +165,40 @@ public sealed class SyntheticScene
         Ffmpeg.WriteMp4(RenderedFrameBytes(), Options.Width, Options.Height, Options.FramesPerSecond, fullPath);
         return fullPath;
     }
+
+    /// <summary>
+    /// Writes the walk as a folder of PNG frames (<c>frame000000.png</c>, …: the exact rendered pixels, lossless) at
+    /// <paramref name="folder"/>, replacing what is there; returns the full path. It opens wherever a video goes
+    /// (<see cref="VideoSource.Open"/> takes a frame folder) and, unlike <see cref="WriteVideo"/>, needs no ffmpeg to
+    /// write or read. Written beside the target first and renamed, so a reader never sees half a walk.
+    /// </summary>
+    public string WriteFrames(string folder)
+    {
+        string fullPath = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar);
+        string parent = Path.GetDirectoryName(fullPath)!;
+        string partial = Path.Combine(parent, $".{Path.GetFileName(fullPath)}-{Guid.NewGuid():N}.partial");
+        Directory.CreateDirectory(partial);
+        try
+        {
+            foreach (var (frame, index) in RenderedFrameBytes().Select((frame, index) => (frame, index)))
+                File.WriteAllBytes(Path.Combine(partial, $"frame{index.ToString("D6", CultureInfo.InvariantCulture)}.png"), Png.EncodeRgb(frame, Options.Width, Options.Height));
+            if (Directory.Exists(fullPath)) Directory.Delete(fullPath, recursive: true);
+            Directory.Move(partial, fullPath);
+        }
+        finally
+        {
+            if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        }
+        return fullPath;
+    }
+
+    /// <summary>Writes the walk as <paramref name="format"/> says: <see cref="WriteVideo"/> or <see cref="WriteFrames"/>.</summary>
+    public string Write(string path, SceneVideoFormat format) => format switch
+    {
+        SceneVideoFormat.Mp4 => WriteVideo(path),
+        SceneVideoFormat.Frames => WriteFrames(path),
+        _ => throw new ArgumentOutOfRangeException(nameof(format), format, "a scene is written as Mp4 or Frames"),
+    };
 
     IEnumerable<byte[]> RenderedFrameBytes()
     {

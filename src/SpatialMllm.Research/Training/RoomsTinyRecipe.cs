@@ -40,6 +40,9 @@ public sealed record RoomsTinyRecipe
 
     public long InitSeed { get; init; } = 2026;
     public SyntheticSceneOptions Scene { get; init; } = new(Frames: 16, Width: 112, Height: 84);
+    /// <summary>How the training and held-out scenes are written: mp4 (the committed weights were trained on their
+    /// decoded pixels) or PNG frame folders (the exact rendered pixels; no ffmpeg needed, e.g. on a GPU machine without it).</summary>
+    public SceneVideoFormat VideoFormat { get; init; } = SceneVideoFormat.Mp4;
     /// <summary>Frames sampled from each scene's video, for training and answering.</summary>
     public int Frames { get; init; } = 8;
     public IReadOnlyList<int> TrainSeeds { get; init; } = [.. Enumerable.Range(1000, 200)];
@@ -139,6 +142,7 @@ public sealed record RoomsTinyRecipe
         Require(SftBatchSize is >= 1 and <= TrainingArguments.MaxBatchSize, $"--sft-batch must be 1 to {TrainingArguments.MaxBatchSize}; got {SftBatchSize}.");
         Require(SftWarmupRatio is >= 0 and <= 1, $"--sft-warmup must be a fraction of the steps in [0, 1]; got {SftWarmupRatio}.");
         Require(SftGeometryWeight >= 0 && double.IsFinite(SftGeometryWeight), $"--sft-geometry-weight must be 0 or more; got {SftGeometryWeight}.");
+        Require(Enum.IsDefined(VideoFormat), $"--video-format must be mp4 or frames; got {VideoFormat}.");
         Require(TimeLimit is null || TimeLimit > TimeSpan.Zero, $"--time-limit must be a positive number of seconds; got {TimeLimit?.TotalSeconds}.");
         Require(SftGeometryWeight == 0 || (SftTuneSpatialEncoder && WithSpatialEncoder),
             "--sft-geometry-weight needs VGGT in the model and training (--fusion Full, --tune-vggt true): its loss would change nothing.");
@@ -265,7 +269,7 @@ public sealed record RoomsTinyRecipe
             data = Path.Combine(workFolder, "data"), sft = Path.Combine(workFolder, "sft");
 
         log($"writing {TrainSeeds.Count} training scenes and their questions into {data}");
-        var questions = SyntheticBenchmark.Write(data, TrainSeeds, Scene, PerType);
+        var questions = SyntheticBenchmark.Write(data, TrainSeeds, Scene, PerType, VideoFormat);
         log($"{questions.Count} training questions");
 
         // The tokenizer's merges learned on the training conversations: prompts a few times shorter than bytes.

@@ -96,7 +96,8 @@ public static class SyntheticSceneEvaluation
         Parallel.For(0, seeds.Count, i =>
         {
             var scene = SyntheticScene.Create(seeds[i], recipe.Scene);
-            scenes[i] = (scene, scene.WriteVideo(Path.Combine(videoFolder, SyntheticBenchmark.VideoPath(scene))), scene.Questions(perType: recipe.PerType));
+            scenes[i] = (scene, scene.Write(Path.Combine(videoFolder, SyntheticBenchmark.VideoPath(scene, recipe.VideoFormat)), recipe.VideoFormat),
+                scene.Questions(perType: recipe.PerType));
         });
         foreach (var (scene, video, ofScene) in scenes)
         {

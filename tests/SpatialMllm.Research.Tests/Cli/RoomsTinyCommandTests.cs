@@ -47,4 +47,36 @@ public class RoomsTinyCommandTests
         Assert.NotEqual(0, code);
         Assert.Contains("--sft-geometry-weight needs VGGT in the model and training", error);
     }
+
+    [Fact]
+    public void The_video_format_is_mp4_or_frames()
+    {
+        foreach (string command in new[] { "train", "evaluate" })
+        {
+            var (code, _, error) = CliInvocation.Invoke("rooms-tiny", command, "--video-format", "avi");
+            Assert.NotEqual(0, code);
+            Assert.Contains("avi", error);
+            Assert.Contains("frames", error);
+        }
+    }
+
+    /// <summary>The point of <c>--video-format frames</c>: a GPU machine without ffmpeg trains. Here ffmpeg is made
+    /// unusable for the process ($SPATIAL_MLLM_FFMPEG names a missing binary, so any ffmpeg call fails naming it).</summary>
+    [Fact]
+    public void Train_with_frames_needs_no_ffmpeg()
+    {
+        string dir = TestPaths.NewTempDir("rooms-tiny-frames");
+        string work = Path.Combine(dir, "work"), model = Path.Combine(dir, "model");
+        var noFfmpeg = new Dictionary<string, string> { ["SPATIAL_MLLM_FFMPEG"] = "/nowhere/ffmpeg", ["SPATIAL_MLLM_FFPROBE"] = "/nowhere/ffprobe" };
+        var (code, output, error) = CliProcess.Finish(CliProcess.Start(dir, noFfmpeg, "rooms-tiny", "train", "--video-format", "frames",
+            "--out", model, "--work", work, "--train-scenes", "2", "--per-type", "1", "--geometry-steps", "1", "--sft-steps", "2", "--sft-accumulation", "1"));
+        Assert.True(code == 0, output + error);
+        Assert.True(File.Exists(Path.Combine(model, "model.safetensors")), output);
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(model, "sft-log.csv")).Length);   // header and 2 steps
+
+        string data = Path.Combine(work, "data");
+        Assert.Empty(Directory.EnumerateFiles(data, "*.mp4", SearchOption.AllDirectories));
+        Assert.Equal(16, Directory.EnumerateFiles(Path.Combine(data, "synthetic", "seed1000"), "frame*.png").Count());
+        Assert.Contains("\"video\":\"synthetic/seed1000\"", File.ReadAllText(Path.Combine(data, "train-conversations.jsonl")));
+    }
 }

@@ -4,6 +4,7 @@ using System.IO.Compression;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using SpatialMllm.Research.Display;
+using SpatialMllm.Research.Video;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -20,7 +21,7 @@ public class DisplayTests
         for (int i = 0; i < rgb.Length; i++)
             rgb[i] = i < rgb.Length / 2 ? (byte)(i / 3 % width * 5) : (byte)random.Next(256); // smooth half, noisy half
 
-        var (decodedWidth, decodedHeight, pixels) = DecodePng(PngEncoder.EncodeRgb(rgb, width, height));
+        var (decodedWidth, decodedHeight, pixels) = DecodePng(Png.EncodeRgb(rgb, width, height));
 
         Assert.Equal((width, height), (decodedWidth, decodedHeight));
         Assert.Equal(rgb, pixels);

@@ -80,4 +80,24 @@ public class SyntheticSceneEvaluationTests(ITestOutputHelper output)
             Path.Combine(videos, SyntheticBenchmark.VideoPath(SyntheticScene.Create(seed, recipe.Scene))))).Indices), report.Frames);
         Assert.Contains($"frames: {sampler.Settings}", report.FormatTable());
     }
+
+    [Fact]
+    public void Evaluation_reads_scenes_written_as_frame_folders()
+    {
+        var recipe = RoomsTinyRecipe.Default with { VideoFormat = SceneVideoFormat.Frames };
+        using var model = SpatialMllmModel.Load(Folder, torch.CPU, torch.ScalarType.Float32);
+        string videos = TestPaths.NewTempDir("rooms-tiny-frames");
+        var report = SyntheticSceneEvaluation.Evaluate(model, recipe, TestSeeds, RoomsTinyRecipe.ReadMeanAnswers(Folder), videos,
+            output.WriteLine, resamples: 200);
+        output.WriteLine(report.FormatTable());
+        Assert.Empty(Directory.EnumerateFiles(videos, "*.mp4", SearchOption.AllDirectories));
+        foreach (int seed in TestSeeds)
+        {
+            var scene = SyntheticScene.Create(seed, recipe.Scene);
+            string folder = Path.Combine(videos, SyntheticBenchmark.VideoPath(scene, SceneVideoFormat.Frames));
+            Assert.Equal(recipe.Scene.Frames, VideoSource.Open(folder).Info.FrameCount);
+        }
+        Assert.Equal(TestSeeds.Sum(seed => SyntheticScene.Create(seed, recipe.Scene).Questions(perType: recipe.PerType).Count), report.Answers.Count);
+        Assert.Equal(TestSeeds.Select(_ => recipe.Sampler.Select(SyntheticScene.Create(TestSeeds[0], recipe.Scene).AsVideoSource()).Indices), report.Frames);
+    }
 }

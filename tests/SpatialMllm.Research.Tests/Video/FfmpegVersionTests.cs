@@ -111,7 +111,7 @@ public class FfmpegVersionTests
     {
         string dir = TestPaths.NewTempDir("ffmpeg41-pngs");
         string frames = Directory.CreateDirectory(Path.Combine(dir, "frames")).FullName;
-        TestVideos.NumberedPngs(frames, frames: 8);
+        TestVideos.NumberedPngs(frames, frames: 8, pixelFormat: "rgb48be");   // 16-bit: decoded by ffmpeg, not in managed code
         string outDir = Path.Combine(dir, "out");
         var (code, output, error) = SampleFramesWithOldFfmpeg(frames, 4, outDir);
         Assert.True(code == 0, output + error);
@@ -123,7 +123,7 @@ public class FfmpegVersionTests
     {
         string dir = TestPaths.NewTempDir("ffmpeg41-error");
         string frames = Directory.CreateDirectory(Path.Combine(dir, "frames")).FullName;
-        string[] pngs = TestVideos.NumberedPngs(frames, frames: 4);
+        string[] pngs = TestVideos.NumberedPngs(frames, frames: 4, pixelFormat: "rgb48be");   // 16-bit: ffmpeg decodes it
         CorruptAfterHeader(pngs[2]);
         var (code, _, error) = SampleFramesWithOldFfmpeg(frames, 4, Path.Combine(dir, "out"));
         Assert.Equal(1, code);
@@ -136,7 +136,7 @@ public class FfmpegVersionTests
     public void Png_folder_errors_carry_ffmpegs_own_message_not_a_broken_pipe()
     {
         string frames = TestPaths.NewTempDir("png-error");
-        string[] pngs = TestVideos.NumberedPngs(frames, frames: 4);
+        string[] pngs = TestVideos.NumberedPngs(frames, frames: 4, pixelFormat: "rgb48be");   // 16-bit: ffmpeg decodes it
         CorruptAfterHeader(pngs[2]);
         var e = Assert.Throws<VideoReadException>(() => VideoSource.Open(frames).ReadFrames([0, 1, 2, 3]).Dispose());
         Assert.StartsWith(frames, e.Message);

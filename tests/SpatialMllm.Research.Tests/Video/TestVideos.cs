@@ -36,10 +36,11 @@ internal static class TestVideos
         return path;
     }
 
-    /// <summary>Writes PNG frames with ffmpeg; frame i is the numbered pattern's frame i.</summary>
-    public static string[] NumberedPngs(string dir, int frames, int width = 64, int height = 48, string prefix = "frame_")
+    /// <summary>Writes PNG frames with ffmpeg; frame i is the numbered pattern's frame i. 8-bit RGB frames are decoded in
+    /// managed code; <paramref name="pixelFormat"/> "rgb48be" (16-bit) makes frames that go through ffmpeg's decoder.</summary>
+    public static string[] NumberedPngs(string dir, int frames, int width = 64, int height = 48, string prefix = "frame_", string pixelFormat = "rgb24")
     {
-        Ffmpeg(dir, $"{prefix}%04d.png", $"-f lavfi -i nullsrc=s={width}x{height}:r=10,geq=r=N*4:g=X*4:b=Y*4 -frames:v {frames} -start_number 0");
+        Ffmpeg(dir, $"{prefix}%04d.png", $"-f lavfi -i nullsrc=s={width}x{height}:r=10,geq=r=N*4:g=X*4:b=Y*4 -frames:v {frames} -pix_fmt {pixelFormat} -start_number 0");
         return Enumerable.Range(0, frames).Select(i => Path.Combine(dir, $"{prefix}{i:D4}.png")).ToArray();
     }
 
