@@ -56,12 +56,20 @@ public class GradientCheckpointingTests
             .ToDictionary(p => p.Key, p => p.Parameter.grad!.clone().DetachFromDisposeScope());
     }
 
-    /// <summary>Rank-2 adapters (dropout 0, which checkpointing needs; lora_A drawn from a seeded generator) whose B is not
-    /// zero, so that A gets a gradient too.</summary>
+    /// <summary>Rank-2 adapters (dropout 0, which checkpointing needs) whose B is not zero, so that A gets a gradient too;
+    /// A and B from the test's own generators. (A from PEFT's init draws on the global generator, which tests on other
+    /// threads also draw on: the two runs compared once got different adapters.)</summary>
     static LoraModel Adapters(SpatialMllmModel model, string pattern)
     {
-        torch.manual_seed(7);
         var lora = LoraModel.Apply(model, new LoraConfig { R = 2, LoraAlpha = 4, LoraDropout = 0, TargetModulesPattern = pattern });
+        using (torch.no_grad())
+        using (var generator = new Generator(7))
+            foreach (var layer in lora.Layers)
+            {
+                var a = layer.lora_A.weight!;
+                using var uniform = torch.rand(a.shape, generator: generator).mul_(2).sub_(1).div_(Math.Sqrt(a.shape[1]));
+                a.copy_(uniform);
+            }
         LoraEdits.EditLoraB(lora);
         return lora;
     }
