@@ -45,23 +45,38 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
         return weight * normed
     return normed.mul_(weight)
 
+def rotary_tables(rope_deltas: Tensor, position: Tensor, inv_freq: Tensor, s0: int, s1: int, s2: int, like: Tensor) -> Tensor:
+    # [cos, signed sin] [2, B, d] in like's dtype at each row's position (M-RoPE: a text token's t, h and w are equal).
+    batch = rope_deltas.size(0)
+    positions = (rope_deltas + position).view(1, batch, 1).expand(3, batch, 1)
+    freqs = positions.float().unsqueeze(-1) * inv_freq
+    mixed = torch.cat([freqs[0].narrow(-1, 0, s0), freqs[1].narrow(-1, s0, s1), freqs[2].narrow(-1, s0 + s1, s2)], -1)
+    emb = torch.cat([mixed, mixed], -1).view(batch, -1)
+    cos = emb.cos().to(like.dtype)
+    sin = emb.sin().to(like.dtype)
+    half = emb.size(1) // 2
+    return torch.stack([cos, torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1)])
+
+def visible_slots(position: Tensor, key_mask: Tensor, batch: int, capacity: int) -> Tensor:
+    return torch.arange(capacity, device=position.device).le(position).view(1, 1, 1, -1).logical_and(key_mask.narrow(1, 0, capacity).view(batch, 1, 1, capacity))
+
+def slot_bias(position: Tensor, key_mask: Tensor, batch: int, capacity: int, like: Tensor) -> Tensor:
+    visible = visible_slots(position, key_mask, batch, capacity)
+    return torch.zeros([batch, 1, 1, capacity], dtype=like.dtype, device=like.device).masked_fill_(visible.logical_not(), float("-inf"))
+
 def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: List[Tensor], keys: List[Tensor], values: List[Tensor],
                 key_mask: Tensor, inv_freq: Tensor, s0: int, s1: int, s2: int, heads: int, kv_heads: int, d: int, eps: float) -> Tensor:
     embed = weights[0]
     batch = ids.size(0)
     x = embed.index_select(0, ids.flatten()).view(batch, 1, embed.size(1))
-    positions = (rope_deltas + position).view(1, batch, 1).expand(3, batch, 1)
-    freqs = positions.float().unsqueeze(-1) * inv_freq
-    mixed = torch.cat([freqs[0].narrow(-1, 0, s0), freqs[1].narrow(-1, s0, s1), freqs[2].narrow(-1, s0 + s1, s2)], -1)
-    emb = torch.cat([mixed, mixed], -1).unsqueeze(1)
-    cos = emb.cos().to(x.dtype)
-    sin = emb.sin().to(x.dtype)
+    tables = rotary_tables(rope_deltas, position, inv_freq, s0, s1, s2, x)
+    cos = tables[0].view(batch, 1, 1, d)
+    signed_sin = tables[1].view(batch, 1, 1, d)
     half = d // 2
-    signed_sin = torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1)
     q_width = heads * d
     kv_width = kv_heads * d
     capacity = keys[0].size(2)
-    visible = torch.arange(capacity, device=ids.device).le(position).view(1, 1, 1, -1).logical_and(key_mask.narrow(1, 0, capacity).view(batch, 1, 1, capacity))
+    visible = visible_slots(position, key_mask, batch, capacity)
     for i in range(len(keys)):
         o = {{SharedTensors}} + {{PerLayer}} * i
         h = rms_norm(x, weights[o], eps)
@@ -84,20 +99,6 @@ def decode_step(ids: Tensor, rope_deltas: Tensor, position: Tensor, weights: Lis
         x = torch.linear(gated, weights[o + 7]).add_(h)
     return torch.linear(rms_norm(x, weights[1], eps), weights[2])
 
-def rotary_tables(rope_deltas: Tensor, position: Tensor, inv_freq: Tensor, s0: int, s1: int, s2: int, like: Tensor) -> Tensor:
-    batch = rope_deltas.size(0)
-    positions = (rope_deltas + position).view(1, batch, 1).expand(3, batch, 1)
-    freqs = positions.float().unsqueeze(-1) * inv_freq
-    mixed = torch.cat([freqs[0].narrow(-1, 0, s0), freqs[1].narrow(-1, s0, s1), freqs[2].narrow(-1, s0 + s1, s2)], -1)
-    emb = torch.cat([mixed, mixed], -1).view(batch, -1)
-    cos = emb.cos().to(like.dtype)
-    sin = emb.sin().to(like.dtype)
-    half = emb.size(1) // 2
-    return torch.stack([cos, torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1)])
-
-def slot_bias(position: Tensor, key_mask: Tensor, batch: int, capacity: int, like: Tensor) -> Tensor:
-    visible = torch.arange(capacity, device=position.device).le(position).view(1, 1, 1, -1).logical_and(key_mask.narrow(1, 0, capacity).view(batch, 1, 1, capacity))
-    return torch.zeros([batch, 1, 1, capacity], dtype=like.dtype, device=like.device).masked_fill_(visible.logical_not(), float("-inf"))
 
 def attend(q: Tensor, keys: Tensor, values: Tensor, slot_bias: Tensor) -> Tensor:
     return torch.scaled_dot_product_attention(q, keys, values, attn_mask=slot_bias, enable_gqa=True).reshape(q.size(0), -1)

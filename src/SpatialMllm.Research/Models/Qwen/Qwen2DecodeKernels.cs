@@ -62,7 +62,7 @@ internal static unsafe class Qwen2DecodeKernels
         int rows32 = checked((int)rows), k32 = checked((int)k), tokens32 = checked((int)tokens);
         float eps32 = (float)eps;
         void** arguments = stackalloc void*[] { &w, &rows32, &k32, &xData, &tokens32, &norm, &eps32, &b, &res, &yData };
-        Launch(x, "qwen_decode_gemv_bf16", rows, normWeight is null ? 0 : tokens * k * 2, arguments);
+        Launch(x, "qwen_decode_gemv_bf16", GemvBlocks(rows, normalising: normWeight is not null), normWeight is null ? 0 : tokens * k * 2, arguments);
         return y;
     }
 
@@ -78,7 +78,7 @@ internal static unsafe class Qwen2DecodeKernels
         int rows32 = checked((int)rows), k32 = checked((int)k), tokens32 = checked((int)tokens);
         float eps32 = (float)eps;
         void** arguments = stackalloc void*[] { &g, &u, &rows32, &k32, &xData, &tokens32, &norm, &eps32, &yData };
-        Launch(x, "qwen_decode_swiglu_bf16", rows, tokens * k * 2, arguments);
+        Launch(x, "qwen_decode_swiglu_bf16", GemvBlocks(rows, normalising: true), tokens * k * 2, arguments);
         return y;
     }
 
@@ -99,11 +99,8 @@ internal static unsafe class Qwen2DecodeKernels
         int tokens32 = checked((int)tokens);
         long capacity = keys.shape[2];
         void** arguments = stackalloc void*[] { &qkvData, &tokens32, &heads, &kvHeads, &headDim, &cosData, &sinData, &positionData, &keyData, &valueData, &capacity, &qData };
-        int device = qkv.device_index;
-        if (!Module.TryGetFunction(device, "qwen_decode_rope_cache_bf16", out var function))
-            throw new InvalidOperationException($"The decode kernels are unavailable: {Module.FailureReason}");
         long elements = tokens * (heads + 2L * kvHeads) * headDim;
-        CompiledCudaModule.Launch(device, function, "qwen_decode_rope_cache_bf16", CompiledCudaModule.BlockCount(elements, ThreadsPerBlock), ThreadsPerBlock, arguments);
+        Launch(qkv, "qwen_decode_rope_cache_bf16", CompiledCudaModule.BlockCount(elements, ThreadsPerBlock), 0, arguments);
         return q;
     }
 
@@ -114,14 +111,20 @@ internal static unsafe class Qwen2DecodeKernels
             throw new ArgumentException($"The decode GEMV takes contiguous bf16 x [≤ {MaxTokens}, K] and weight [N, K]; got x [{string.Join(", ", x.shape)}] {x.dtype}, weight [{string.Join(", ", weight.shape)}] {weight.dtype}.");
     }
 
-    static void Launch(Tensor x, string kernel, long rows, long sharedBytes, void** arguments)
+    /// <summary>A warp per row, or at most <see cref="MaxNormalisingBlocks"/> blocks when each stages a normalised input.</summary>
+    static uint GemvBlocks(long rows, bool normalising)
+    {
+        long blocks = (rows + WarpsPerBlock - 1) / WarpsPerBlock;
+        return checked((uint)(normalising ? Math.Min(blocks, MaxNormalisingBlocks) : blocks));
+    }
+
+    /// <summary>Launches <paramref name="kernel"/> on <paramref name="x"/>'s device, blocks of <see cref="ThreadsPerBlock"/>.</summary>
+    static void Launch(Tensor x, string kernel, uint blocks, long sharedBytes, void** arguments)
     {
         int device = x.device_index;
         if (!Module.TryGetFunction(device, kernel, out var function))
             throw new InvalidOperationException($"The decode kernels are unavailable: {Module.FailureReason}");
-        long blocks = (rows + WarpsPerBlock - 1) / WarpsPerBlock;
-        if (sharedBytes > 0) blocks = Math.Min(blocks, MaxNormalisingBlocks);
-        CompiledCudaModule.Launch(device, function, kernel, checked((uint)blocks), ThreadsPerBlock, arguments, checked((uint)sharedBytes));
+        CompiledCudaModule.Launch(device, function, kernel, blocks, ThreadsPerBlock, arguments, checked((uint)sharedBytes));
     }
 
     static IntPtr Address(Tensor t) => TensorAddress.Of(t);
