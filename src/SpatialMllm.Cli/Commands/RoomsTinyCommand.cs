@@ -26,6 +26,7 @@ internal static class RoomsTinyCommand
         var layers = new Option<int>("--decoder-layers") { Description = "The decoder's layers.", DefaultValueFactory = _ => d.DecoderLayers };
         var visionWidth = new Option<int>("--vision-width") { Description = "The vision tower's hidden size (a multiple of 16; heads of 16 channels).", DefaultValueFactory = _ => d.VisionHiddenSize };
         var vggtWidth = new Option<int>("--vggt-width") { Description = "VGGT's embedding size (a multiple of 16; heads of 16 channels).", DefaultValueFactory = _ => d.VggtEmbedDim };
+        var tieEmbeddings = new Option<bool>("--tie-embeddings") { Description = "lm_head shares the token embeddings' weight (as Qwen2.5-VL-3B and the committed weights); false unties it: trained from scratch, tied embeddings of the object names drift together.", DefaultValueFactory = _ => d.TieWordEmbeddings };
         var fusion = new Option<FusionMode>("--fusion")
         {
             Description = "Full: the 2D + 3D model (VGGT and the connector); VisionOnly: the paper's 2D-only baseline, a plain Qwen2.5-VL trained on its own (no stage 1).",
@@ -47,7 +48,7 @@ internal static class RoomsTinyCommand
         var trainVideoFormat = VideoFormatOption("the training scenes");
         var tuneVggt = new Option<bool>("--tune-vggt") { Description = "Stage 2 trains VGGT too.", DefaultValueFactory = _ => d.SftTuneSpatialEncoder };
         var train = new Command("train", "Make rooms-tiny from nothing: VGGT taught geometry on synthetic scenes, then SFT on their questions (on the CPU deterministic; --device cuda for scale).")
-            { output, work, device, width, layers, visionWidth, vggtWidth, fusion, scenesTrained, perType, geometrySteps, geometryBatch, geometryLr,
+            { output, work, device, width, layers, visionWidth, vggtWidth, tieEmbeddings, fusion, scenesTrained, perType, geometrySteps, geometryBatch, geometryLr,
               steps, lr, batch, accumulation, warmup, geometryWeight, timeLimit, tuneVision, tuneVggt, trainVideoFormat };
         train.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
@@ -60,7 +61,7 @@ internal static class RoomsTinyCommand
             var recipe = d with
             {
                 Device = parse.GetValue(device)!, DecoderHiddenSize = parse.GetValue(width), DecoderLayers = parse.GetValue(layers),
-                VisionHiddenSize = parse.GetValue(visionWidth), VggtEmbedDim = parse.GetValue(vggtWidth), WithSpatialEncoder = parse.GetValue(fusion) == FusionMode.Full,
+                VisionHiddenSize = parse.GetValue(visionWidth), VggtEmbedDim = parse.GetValue(vggtWidth), TieWordEmbeddings = parse.GetValue(tieEmbeddings), WithSpatialEncoder = parse.GetValue(fusion) == FusionMode.Full,
                 TrainSeeds = [.. Enumerable.Range(1000, parse.GetValue(scenesTrained))], PerType = parse.GetValue(perType),
                 GeometrySteps = parse.GetValue(geometrySteps), GeometryBatch = parse.GetValue(geometryBatch), GeometryLearningRate = parse.GetValue(geometryLr),
                 SftSteps = parse.GetValue(steps), SftLearningRate = parse.GetValue(lr), SftBatchSize = parse.GetValue(batch),

@@ -90,6 +90,15 @@ public sealed record RoomsTinyRecipe
     public int VisionHiddenSize { get; init; } = 32;
     /// <inheritdoc cref="VisionHiddenSize"/>
     public int VggtEmbedDim { get; init; } = 64;
+    /// <summary>
+    /// Whether <c>lm_head</c> shares <c>model.embed_tokens</c>' weight (Qwen2.5-VL-3B's <c>tie_word_embeddings</c>; on in
+    /// the committed weights). Tied and trained from scratch with AdamW, every token the model never answers (the object
+    /// names among them) gets the same push through the head's softmax, at AdamW's full step size however small the
+    /// gradient, so their embeddings drift together (cosine 0.7–0.9 between categories after SFT) and the decoder cannot
+    /// tell "the bed" from "the chair". Untied (<c>--tie-embeddings false</c>) an input embedding moves only for what it
+    /// means as input, and sizes follow the object named (README: what was tried).
+    /// </summary>
+    public bool TieWordEmbeddings { get; init; } = true;
 
     /// <summary>BPE merges learned for the tokenizer (the tiny vocabulary has room for 734 beside its 256 bytes).</summary>
     public int TokenizerMerges { get; init; } = 700;
@@ -159,6 +168,7 @@ public sealed record RoomsTinyRecipe
         if (DecoderHiddenSize % 64 != 0 || scale < 1) throw new ArgumentException($"decoder width must be a multiple of 64, not {DecoderHiddenSize}");
         config["hidden_size"] = DecoderHiddenSize;
         config["intermediate_size"] = 2 * DecoderHiddenSize;
+        config["tie_word_embeddings"] = TieWordEmbeddings;
         config["num_hidden_layers"] = DecoderLayers;
         config["max_window_layers"] = DecoderLayers;
         config["rope_scaling"]!["mrope_section"] = new JsonArray(2 * scale, 3 * scale, 3 * scale);

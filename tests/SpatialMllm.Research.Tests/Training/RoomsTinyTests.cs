@@ -39,6 +39,26 @@ public class RoomsTinyTests(ITestOutputHelper output)
             $"rooms-tiny scores {report.Overall.Value:F1} overall on held-out rooms, the mean-answer baseline {report.BaselineOverall.Value:F1}");
     }
 
+    /// <summary>
+    /// <c>--tie-embeddings false</c> gives the model its own <c>lm_head</c> from the first weights on (tied, the object
+    /// names' embeddings drift together in SFT: <see cref="RoomsTinyRecipe.TieWordEmbeddings"/>); the default stays tied,
+    /// as the committed weights are.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void The_initial_model_ties_its_head_as_the_recipe_says(bool tied)
+    {
+        var recipe = RoomsTinyRecipe.Default with { TieWordEmbeddings = tied };
+        string initial = TestPaths.NewTempDir("rooms-tiny-tie");
+        TinyCheckpoint.Create(initial, recipe.InitSeed, configure: recipe.ConfigureSizes);
+        using var model = SpatialMllmModel.Load(initial, torch.CPU, torch.ScalarType.Float32);
+        Assert.Empty(model.LoadReport!.Missing);
+        Assert.Equal(tied, model.Language.WordEmbeddingsTied);
+        if (!tied) Assert.False(model.lm_head.weight.allclose(model.model.embed_tokens.weight), "the untied head starts as a copy of the embeddings");
+        Assert.True(RoomsTinyRecipe.Default.TieWordEmbeddings);
+    }
+
     [Fact]
     public void The_first_geometry_steps_reproduce_the_committed_log()
     {
