@@ -87,9 +87,10 @@ internal static class RoomsTinyCommand
         }.AcceptOnlyFromAmong("uniform", "space-aware");
         var evaluateDevice = new Option<string>("--device") { Description = "cpu, cuda or cuda:N.", DefaultValueFactory = _ => "cpu" };
         var geometry = new Option<bool>("--geometry") { Description = "Also measure VGGT's depth (AbsRel, δ<1.25 after median scaling) and point error against the renderer's truth, on the frames answered from." };
+        var otherRoom = new Option<bool>("--other-room") { Description = "The control for what the answers owe to the room: each room's questions answered from the next room's video." };
         var evaluateVideoFormat = VideoFormatOption("the held-out scenes");
         var evaluate = new Command("evaluate", "Per-type accuracy / MRA on held-out scenes beside a mean-answer baseline and chance, with 95 % bootstrap intervals.")
-            { model, scenes, videos, evaluateVideoFormat, answers, answerFusion, sampler, geometry, evaluateDevice };
+            { model, scenes, videos, evaluateVideoFormat, answers, answerFusion, sampler, otherRoom, geometry, evaluateDevice };
         evaluate.SetAction(parse => CliSupport.Guard(parse, writer =>
         {
             var recipe = RoomsTinyRecipe.Default with { Fusion = parse.GetValue(answerFusion), VideoFormat = ParseVideoFormat(parse.GetValue(evaluateVideoFormat)!) };
@@ -101,8 +102,9 @@ internal static class RoomsTinyCommand
             using var spatial = SpatialMllmModel.Load(folder, TorchRuntime.ParseDevice(parse.GetValue(evaluateDevice)!), torch.ScalarType.Float32);
             var frames = SyntheticSceneEvaluation.Sampler(parse.GetValue(sampler)!, recipe, folder);
             using var ownedSampler = frames as IDisposable;   // the space-aware sampler's VGGT
+            if (parse.GetValue(otherRoom) && count < 2) throw new ArgumentException("--other-room needs --scenes 2 or more.");
             var report = SyntheticSceneEvaluation.Evaluate(spatial, recipe, seeds, RoomsTinyRecipe.ReadMeanAnswers(folder), parse.GetValue(videos)!,
-                sampler: frames);
+                sampler: frames, otherRoom: parse.GetValue(otherRoom));
             writer.Write(report.FormatTable());
             if (parse.GetValue(geometry))
             {

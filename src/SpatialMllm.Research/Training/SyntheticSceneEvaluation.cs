@@ -83,11 +83,15 @@ public static class SyntheticSceneEvaluation
     /// <summary>Answers every question of the scenes of <paramref name="seeds"/> (videos written into
     /// <paramref name="videoFolder"/>) with <paramref name="model"/> as <paramref name="recipe"/> trains it to answer: its
     /// frames (<see cref="RoomsTinyRecipe.Sampler"/>, unless <paramref name="sampler"/> chooses them otherwise) and its
-    /// answer options (<see cref="RoomsTinyRecipe.AnswerOptions"/>, whose fusion an answer-time ablation changes).</summary>
+    /// answer options (<see cref="RoomsTinyRecipe.AnswerOptions"/>, whose fusion an answer-time ablation changes).
+    /// <paramref name="otherRoom"/>: the control for how much the answers owe to the room; each scene's questions are
+    /// answered from the next scene's video (the last from the first's), so only what a model reads from the question's
+    /// words, and from rooms in general, can score.</summary>
     public static HeldOutReport Evaluate(SpatialMllmModel model, RoomsTinyRecipe recipe, IReadOnlyList<int> seeds,
         IReadOnlyDictionary<string, string> meanAnswers, string videoFolder, Action<string>? log = null, int resamples = 1000,
-        IFrameSampler? sampler = null)
+        IFrameSampler? sampler = null, bool otherRoom = false)
     {
+        if (otherRoom && seeds.Count < 2) throw new ArgumentException("answering from another room's video needs at least 2 scenes", nameof(seeds));
         sampler ??= recipe.Sampler;
         var answers = new List<HeldOutAnswer>();
         var frames = new List<IReadOnlyList<int>>();
@@ -99,8 +103,10 @@ public static class SyntheticSceneEvaluation
             scenes[i] = (scene, scene.Write(Path.Combine(videoFolder, SyntheticBenchmark.VideoPath(scene, recipe.VideoFormat)), recipe.VideoFormat),
                 scene.Questions(perType: recipe.PerType));
         });
-        foreach (var (scene, video, ofScene) in scenes)
+        for (int i = 0; i < scenes.Length; i++)
         {
+            var (scene, _, ofScene) = scenes[i];
+            string video = scenes[otherRoom ? (i + 1) % scenes.Length : i].Video;
             int firstId = answers.Count;
             var questions = ofScene.Select(q => q with { Id = firstId + q.Id }).ToList();
             using var decoded = model.DecodeVideo(video, sampler, recipe.AnswerOptions);
@@ -113,7 +119,8 @@ public static class SyntheticSceneEvaluation
                     $"the baseline has no answer for {q.QuestionType} (its training questions have none of that type)", nameof(meanAnswers));
                 answers.Add(new HeldOutAnswer(q, reply.Text, VsiBench.ScoreAnswer(q, reply.Text).Score, baseline, VsiBench.ScoreAnswer(q, baseline).Score));
             }
-            log?.Invoke($"{scene.SceneName}: {questions.Count} questions answered from frames {string.Join(",", decoded.Selection.Indices)}");
+            log?.Invoke($"{scene.SceneName}: {questions.Count} questions answered from frames {string.Join(",", decoded.Selection.Indices)}" +
+                (otherRoom ? $" of {scenes[(i + 1) % scenes.Length].Scene.SceneName}" : ""));
         }
         return Score(seeds, answers, resamples) with { Sampler = sampler.Settings, Frames = frames };
     }

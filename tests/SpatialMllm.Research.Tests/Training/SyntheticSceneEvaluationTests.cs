@@ -100,4 +100,35 @@ public class SyntheticSceneEvaluationTests(ITestOutputHelper output)
         Assert.Equal(TestSeeds.Sum(seed => SyntheticScene.Create(seed, recipe.Scene).Questions(perType: recipe.PerType).Count), report.Answers.Count);
         Assert.Equal(TestSeeds.Select(_ => recipe.Sampler.Select(SyntheticScene.Create(TestSeeds[0], recipe.Scene).AsVideoSource()).Indices), report.Frames);
     }
+
+    /// <summary>
+    /// <c>--other-room</c>: each room's questions answered from the next room's video, the last from the first's. The
+    /// pixels the model encodes for each room's questions are the next room's frames, and every question is answered once.
+    /// </summary>
+    [Fact]
+    public void The_other_room_control_answers_each_rooms_questions_from_the_next_rooms_video()
+    {
+        var recipe = RoomsTinyRecipe.Default with { VideoFormat = SceneVideoFormat.Frames };
+        using var model = SpatialMllmModel.Load(Folder, torch.CPU, torch.ScalarType.Float32);
+        string videos = TestPaths.NewTempDir("other-room");
+        var scenes = TestSeeds.Select(seed => SyntheticScene.Create(seed, recipe.Scene)).ToList();
+        using (var capture = model.Hooks.Capture("pixel_values_videos"))
+        {
+            var report = SyntheticSceneEvaluation.Evaluate(model, recipe, TestSeeds, RoomsTinyRecipe.ReadMeanAnswers(Folder), videos,
+                output.WriteLine, resamples: 200, otherRoom: true);
+            Assert.Equal(scenes.Select(s => s.Questions(perType: recipe.PerType).Count), scenes.Select(s => report.Answers.Count(a => a.Question.SceneName == s.SceneName)));
+            var encoded = capture.Calls("pixel_values_videos");
+            Assert.Equal(scenes.Count, encoded.Count);
+            for (int i = 0; i < scenes.Count; i++)
+            {
+                var shown = scenes[(i + 1) % scenes.Count];
+                using var direct = model.Hooks.Capture("pixel_values_videos");
+                using (model.EncodeVideo(Path.Combine(videos, SyntheticBenchmark.VideoPath(shown, SceneVideoFormat.Frames)), recipe.Sampler, recipe.AnswerOptions)) { }
+                Assert.True(encoded[i].equal(direct["pixel_values_videos"]).all().item<bool>(), $"{scenes[i].SceneName}'s questions were not answered from {shown.SceneName}'s frames");
+                Assert.False(encoded[i].equal(encoded[(i + 1) % scenes.Count]).all().item<bool>());
+            }
+        }
+        Assert.Throws<ArgumentException>(() => SyntheticSceneEvaluation.Evaluate(model, recipe, [TestSeeds[0]], RoomsTinyRecipe.ReadMeanAnswers(Folder),
+            videos, otherRoom: true));
+    }
 }
