@@ -106,10 +106,10 @@ public static class SyntheticSceneEvaluation
         for (int i = 0; i < scenes.Length; i++)
         {
             var (scene, _, ofScene) = scenes[i];
-            string video = scenes[otherRoom ? (i + 1) % scenes.Length : i].Video;
+            var shown = scenes[otherRoom ? (i + 1) % scenes.Length : i];
             int firstId = answers.Count;
             var questions = ofScene.Select(q => q with { Id = firstId + q.Id }).ToList();
-            using var decoded = model.DecodeVideo(video, sampler, recipe.AnswerOptions);
+            using var decoded = model.DecodeVideo(shown.Video, sampler, recipe.AnswerOptions);
             using var features = model.EncodeDecoded(decoded, recipe.AnswerOptions);
             frames.Add(decoded.Selection.Indices);
             var replies = model.AnswerAll(features, [.. questions.Select(VsiBenchPrompts.Build)], recipe.AnswerOptions);
@@ -120,7 +120,7 @@ public static class SyntheticSceneEvaluation
                 answers.Add(new HeldOutAnswer(q, reply.Text, VsiBench.ScoreAnswer(q, reply.Text).Score, baseline, VsiBench.ScoreAnswer(q, baseline).Score));
             }
             log?.Invoke($"{scene.SceneName}: {questions.Count} questions answered from frames {string.Join(",", decoded.Selection.Indices)}" +
-                (otherRoom ? $" of {scenes[(i + 1) % scenes.Length].Scene.SceneName}" : ""));
+                (otherRoom ? $" of {shown.Scene.SceneName}" : ""));
         }
         return Score(seeds, answers, resamples) with { Sampler = sampler.Settings, Frames = frames };
     }
